@@ -1,0 +1,96 @@
+"""The three roles of the loop (editor, expert, scorer) as small protocols, and the one
+place that turns a config's `kind` into a backend class.
+
+Every backend takes a batch of requests and returns one result per request, in order; a
+request that failed on its own comes back as a `BackendError` value so that the rest of
+the batch is not lost. Backends load models in `setup()`, called once per actor, never at
+import time, so the core imports fast and model libraries stay optional.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image
+
+from editthinker_data.config import BackendSpec, ConfigError
+from editthinker_data.schema import Refinement, Scores
+
+
+class BackendError(RuntimeError):
+    """One request failed; the message says why (it ends up in stats and the record)."""
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    image: Image.Image
+    instruction: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RefineRequest:
+    source: Image.Image
+    edited: Image.Image
+    original_instruction: str
+    previous_instruction: str
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    source: Image.Image
+    edited: Image.Image
+    instruction: str
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def setup(self) -> None: ...
+
+    def run_batch(self, requests: list[Any]) -> list[Any]: ...
+
+
+class Editor(Backend, Protocol):
+    def run_batch(self, requests: list[EditRequest]) -> list[Image.Image | BackendError]: ...
+
+
+class Expert(Backend, Protocol):
+    def run_batch(self, requests: list[RefineRequest]) -> list[Refinement | BackendError]: ...
+
+
+class Scorer(Backend, Protocol):
+    def run_batch(self, requests: list[ScoreRequest]) -> list[Scores | BackendError]: ...
+
+
+ROLES = ("editor", "expert", "scorer")
+
+# kind -> "module:Class", per role. New families add one file and one line here.
+REGISTRY: dict[str, dict[str, str]] = {
+    "editor": {"procedural": "editthinker_data.editors.procedural:ProceduralEditor"},
+    "expert": {"procedural": "editthinker_data.experts.procedural:ProceduralExpert"},
+    "scorer": {"procedural": "editthinker_data.scoring.procedural:ProceduralScorer"},
+}
+
+
+def check_kind(role: str, spec: BackendSpec) -> str:
+    kinds = REGISTRY[role]
+    if spec.kind not in kinds:
+        raise ConfigError(
+            f"{role} {spec.name!r}: unknown kind {spec.kind!r}; available kinds: {', '.join(sorted(kinds))}"
+        )
+    return kinds[spec.kind]
+
+
+def create_backend(role: str, spec: BackendSpec, seed: int = 0) -> Backend:
+    """Instantiate (without setup) the backend a spec names; bad params fail here, before
+    any actor starts."""
+    module_name, _, cls_name = check_kind(role, spec).partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    try:
+        return cls(name=spec.name, seed=seed, **spec.params)
+    except TypeError as err:
+        raise ConfigError(f"{role} {spec.name!r} ({spec.kind}): bad params {spec.params}: {err}") from None

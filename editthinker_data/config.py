@@ -1,0 +1,235 @@
+"""One YAML file describes a build. Validated on load, before any work starts.
+
+Errors name the key, the bad value and the fix. Secrets never appear in the file: a backend
+names the environment variable that holds its key (`api_key_env`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from editthinker_data.schema import TASK_TYPES
+
+ENV_PREFIX = "EDITTHINKER__"
+_SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|token)$", re.IGNORECASE)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any work starts."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """What one actor asks Ray for."""
+
+    num_cpus: float = Field(0.25, ge=0)
+    num_gpus: float = Field(0, ge=0)
+
+
+class BackendSpec(_Strict):
+    """An editor, expert or scorer backend. `kind` picks the family (one file each);
+    `params` go to that family's constructor."""
+
+    kind: str = "procedural"
+    name: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    resources: Resources = Resources()
+    num_actors: int = Field(1, ge=1, le=1024)
+    batch_size: int = Field(1, ge=1, le=1024)
+
+    @field_validator("params")
+    @classmethod
+    def _no_literal_secrets(cls, params: dict[str, Any]) -> dict[str, Any]:
+        for key, value in params.items():
+            if _SECRET_NAME.search(key) and value:
+                raise ValueError(
+                    f"params.{key} holds a secret in the config file; remove it, export it as an "
+                    f"environment variable and name that variable with api_key_env"
+                )
+        return params
+
+    @model_validator(mode="after")
+    def _default_name(self) -> BackendSpec:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"name {self.name!r} may only hold letters, digits, '-' and '_'")
+        return self
+
+
+class EditorSpec(BackendSpec):
+    ratio: float = Field(1.0, gt=0, description="share of the pooled pairs this editor gets")
+
+
+class SourceConfig(_Strict):
+    manifest: str = Field(..., description="JSONL manifest; relative paths resolve against the config file")
+    task_type: Literal["given", "classify", "given_or_classify"] = "given_or_classify"
+    quotas: dict[str, int] = Field(
+        default_factory=dict, description="max pairs per task type; missing types use per_type_quota"
+    )
+    per_type_quota: int | None = Field(None, ge=1)
+    max_pairs: int | None = Field(None, ge=1)
+    max_instruction_chars: int = Field(1000, ge=8)
+
+    @field_validator("quotas")
+    @classmethod
+    def _known_types(cls, quotas: dict[str, int]) -> dict[str, int]:
+        for name, value in quotas.items():
+            if name not in TASK_TYPES:
+                raise ValueError(f"unknown task type {name!r}; use one of {', '.join(TASK_TYPES)}")
+            if value < 0:
+                raise ValueError(f"quota for {name!r} is {value}; use 0 or more")
+        return quotas
+
+
+class LoopConfig(_Strict):
+    max_turns: int = Field(5, ge=1, le=32, description="the paper uses 5; its ablations go to 8")
+    seed_policy: Literal["fixed", "per_turn"] = Field(
+        "fixed", description="fixed: every turn uses the build seed (the released code's seed 0)"
+    )
+
+
+class BalanceConfig(_Strict):
+    enabled: bool = True
+    score_bins: list[float] = Field(default_factory=lambda: [0.0, 4.0, 6.0, 8.0, 10.0])
+    max_cell_ratio: float = Field(
+        3.0, ge=1.0, description="a (task type, score bin) cell keeps at most this many times the median cell"
+    )
+
+    @field_validator("score_bins")
+    @classmethod
+    def _bins(cls, bins: list[float]) -> list[float]:
+        if len(bins) < 2 or any(b >= a for a, b in zip(bins[1:], bins, strict=False)):
+            raise ValueError(f"score_bins {bins} must be at least two strictly increasing edges, e.g. [0, 5, 10]")
+        if bins[0] > 0 or bins[-1] < 10:
+            raise ValueError(f"score_bins {bins} must cover 0-10, e.g. [0, 4, 6, 8, 10]")
+        return bins
+
+
+class SelectionConfig(_Strict):
+    score: Literal["overall", "semantic", "quality"] = "overall"
+    keep_single_turn: bool = Field(
+        False, description="keep trajectories the expert accepted after turn 1 (no refinement to judge)"
+    )
+    rl_variance_threshold: float = Field(
+        0.5, ge=0, description="theta: trajectories with Var(S_t) above it go to RL, the rest to SFT"
+    )
+    include_stop_steps: bool = Field(
+        True, description="a stop after the best turn becomes a sample that teaches when to stop"
+    )
+    balance: BalanceConfig = BalanceConfig()
+
+
+class OutputConfig(_Strict):
+    dir: str = "runs/demo"
+    shard_max_samples: int = Field(1000, ge=1)
+    shard_max_bytes: int = Field(1_000_000_000, ge=1024)
+
+
+class RunConfig(_Strict):
+    partition_size: int = Field(64, ge=1, description="source pairs per unit of work")
+    max_in_flight: int = Field(32, ge=1, description="trajectories in flight per partition")
+    concurrent_partitions: int = Field(2, ge=1)
+    ray_address: str | None = Field(None, description="join this Ray cluster; default starts a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
+    state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")
+    backend_retries: int = Field(2, ge=0, le=10, description="retries of a failed backend call")
+
+
+class BuildConfig(_Strict):
+    name: str = "editthinker-data"
+    seed: int = 0
+    source: SourceConfig
+    editors: list[EditorSpec] = Field(default_factory=lambda: [EditorSpec()])
+    expert: BackendSpec = BackendSpec()
+    scorer: BackendSpec = BackendSpec()
+    loop: LoopConfig = LoopConfig()
+    selection: SelectionConfig = SelectionConfig()
+    output: OutputConfig = OutputConfig()
+    run: RunConfig = RunConfig()
+
+    @field_validator("editors")
+    @classmethod
+    def _editors(cls, editors: list[EditorSpec]) -> list[EditorSpec]:
+        if not editors:
+            raise ValueError("no editors; list at least one, e.g. [{kind: procedural}]")
+        names = [e.name for e in editors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"editor names {dupes} repeat; give each editor a distinct name")
+        return editors
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the data (not output location or run tuning)."""
+        data = self.model_dump(exclude={"output": {"dir"}, "run": True})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against configs/demo.yaml"
+        elif e["type"] == "missing":
+            msg = "required key is missing; add it (see configs/demo.yaml)"
+        got = e.get("input")
+        shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """EDITTHINKER__RUN__MAX_IN_FLIGHT=64 sets run.max_in_flight (value parsed as YAML)."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} does not name a config key")
+        node[path[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def parse_config(
+    data: dict[str, Any], *, base_dir: Path | None = None, origin: str = "<dict>", environ=None
+) -> BuildConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {origin}: the top level must be a mapping of sections")
+    data = _apply_env_overrides(json.loads(json.dumps(data)), dict(os.environ if environ is None else environ))
+    src = data.get("source")
+    if base_dir is not None and isinstance(src, dict) and isinstance(src.get("manifest"), str):
+        manifest = src["manifest"]
+        if "://" not in manifest and not Path(manifest).is_absolute():
+            src["manifest"] = str((base_dir / manifest).resolve())
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, origin)) from None
+
+
+def load_config(path: str | Path, *, environ=None) -> BuildConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; start from configs/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    return parse_config(data, base_dir=path.parent.resolve(), origin=str(path), environ=environ)

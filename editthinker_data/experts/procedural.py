@@ -1,0 +1,61 @@
+"""A CPU expert that critiques an edit from pixels and rewrites the instruction.
+
+It reads the original instruction with the full vocabulary (synonyms, relations, idioms),
+checks every clause against the previous edit, and answers like the released code's
+expert: `is_satisfied`, a reason, and a rewritten prompt. The rewrite names each target
+explicitly in the editor's basic words, puts the unfinished clauses first, one sentence
+each, and adds "keep everything else unchanged" / "avoid noise" when it saw over-editing
+or artifacts (and keeps them once added). It does not score: scoring is a separate role.
+"""
+
+from __future__ import annotations
+
+from editthinker_data.backends import BackendError, RefineRequest
+from editthinker_data.procedural.intent import FULL, canonical_instruction
+from editthinker_data.procedural.judge import ARTIFACTS_OK, COLOUR_CAST_OK, OVER_EDIT_OK, judge
+from editthinker_data.schema import Refinement
+
+
+class ProceduralExpert:
+    def __init__(self, name: str = "procedural", seed: int = 0):
+        self.name = name
+
+    def setup(self) -> None:
+        pass
+
+    def run_batch(self, requests: list[RefineRequest]) -> list[Refinement | BackendError]:
+        return [self.refine(r) for r in requests]
+
+    def refine(self, req: RefineRequest) -> Refinement:
+        j = judge(req.source, req.edited, req.original_instruction)
+        if not j.resolved:
+            return Refinement(
+                reasoning="I cannot match the instruction to anything in the source image, so there is nothing "
+                "I can make clearer; stopping.",
+                instruction=req.previous_instruction,
+                stop=True,
+            )
+        observed = "; ".join(j.notes)
+        if j.satisfied:
+            return Refinement(
+                reasoning=f"I compared the edit with the source. {observed[0].upper()}{observed[1:]}. "
+                "The edit follows the instruction and nothing else changed, so no refinement is needed.",
+                instruction=req.previous_instruction,
+                stop=True,
+            )
+        previous = FULL.parse(req.previous_instruction)
+        keep_rest = previous.keep_rest or j.over_edit >= OVER_EDIT_OK or j.colour_shift >= COLOUR_CAST_OK
+        no_artifacts = previous.no_artifacts or j.noise >= ARTIFACTS_OK
+        rewritten = canonical_instruction(j.resolved, j.source_scene, j.failed, keep_rest, no_artifacts)
+        plan = ["I rewrite the instruction in plain words, naming each object by colour and shape"]
+        if j.failed:
+            plan.append("with the unfinished steps first, one sentence each")
+        if keep_rest:
+            plan.append("and ask to keep everything else unchanged")
+        if no_artifacts:
+            plan.append("and to avoid noise")
+        return Refinement(
+            reasoning=f"I compared the edit with the source. {observed[0].upper()}{observed[1:]}. {' '.join(plan)}.",
+            instruction=rewritten,
+            stop=False,
+        )

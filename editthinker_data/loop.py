@@ -1,0 +1,106 @@
+"""One trajectory's think-while-edit rollout, as a generator of backend calls.
+
+`rollout` yields `Call`s (edit, score, refine) and receives their results, so the same
+logic runs under a plain local driver (`run_local`, tests and debugging) and under the Ray
+scheduler, which keeps hundreds of rollouts in flight and batches their calls per backend
+so that editors never wait on expert latency.
+
+The rules are the paper's (DESIGN.md section 2): turn 1 edits with the raw instruction;
+each later turn the expert sees (I_src, I_{t-1}, T_s, T_{t-1}); the editor always edits the
+source image; stop on the expert's stop flag, on an unchanged instruction, or at the turn
+limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from editthinker_data.backends import BackendError, EditRequest, RefineRequest, ScoreRequest
+from editthinker_data.schema import Refinement, Scores, SourcePair, Trajectory, Turn
+
+
+@dataclass(frozen=True)
+class Call:
+    role: str  # "editor" | "expert" | "scorer"
+    backend: str  # backend name (which editor pool, for instance)
+    request: Any
+
+
+@dataclass(frozen=True)
+class Names:
+    expert: str
+    scorer: str
+
+
+Rollout = Generator[Call, Any, Trajectory]
+
+
+def turn_seed(seed: int, turn: int, policy: str) -> int:
+    return seed if policy == "fixed" else seed + turn - 1
+
+
+def rollout(pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_policy: str = "fixed") -> Rollout:
+    """Results sent back are the backend's value, or a BackendError that ends the rollout."""
+    turns: list[Turn] = []
+    instruction = pair.instruction
+    reasoning: str | None = None
+
+    def failed(stage: str, err: BackendError) -> Trajectory:
+        return Trajectory(pair, turns, "failed", error=f"turn {len(turns) + 1} {stage}: {err}")
+
+    for t in range(1, max_turns + 1):
+        s = turn_seed(seed, t, seed_policy)
+        t0 = time.perf_counter()
+        image = yield Call("editor", pair.editor, EditRequest(pair.image, instruction, s))
+        t1 = time.perf_counter()
+        if isinstance(image, BackendError):
+            return failed("edit", image)
+        scores = yield Call("scorer", names.scorer, ScoreRequest(pair.image, image, pair.instruction))
+        t2 = time.perf_counter()
+        if isinstance(scores, BackendError):
+            return failed("score", scores)
+        assert isinstance(scores, Scores)
+        timings = {"edit_s": t1 - t0, "score_s": t2 - t1}
+        if turns:
+            timings["refine_s"] = refine_s
+        turns.append(
+            Turn(t, instruction, image, scores, s, reasoning, pair.editor, names.expert if t > 1 else "", names.scorer, timings)
+        )
+        if t == max_turns:
+            return Trajectory(pair, turns, "max_turns")
+        t3 = time.perf_counter()
+        refinement = yield Call(
+            "expert", names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
+        )
+        refine_s = time.perf_counter() - t3
+        if isinstance(refinement, BackendError):
+            return failed("refine", refinement)
+        assert isinstance(refinement, Refinement)
+        if refinement.stop:
+            return Trajectory(pair, turns, "expert_satisfied", final=refinement)
+        if refinement.instruction.strip() == instruction.strip():
+            return Trajectory(pair, turns, "unchanged_instruction", final=refinement)
+        instruction, reasoning = refinement.instruction, refinement.reasoning
+    raise AssertionError("unreachable")
+
+
+def drive(gen: Rollout, call: Any) -> Trajectory:
+    """Run one rollout to the end with `call(Call) -> result` (plain loop, no concurrency)."""
+    try:
+        request = next(gen)
+        while True:
+            try:
+                result = call(request)
+            except BackendError as err:
+                result = err
+            request = gen.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
+def run_local(pair: SourcePair, backends: dict[tuple[str, str], Any], names: Names, **kw) -> Trajectory:
+    """backends: {(role, name): backend with run_batch}."""
+    return drive(rollout(pair, names, **kw), lambda c: backends[(c.role, c.backend)].run_batch([c.request])[0])

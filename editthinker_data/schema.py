@@ -1,0 +1,225 @@
+"""The records every stage passes along, and their WebDataset / JSON encodings.
+
+Pure: no Prefect, no Ray, no model libraries. Images travel in memory as PIL images and
+are encoded to PNG only at the shard boundary (`encode_png` is deterministic, so the same
+pixels always give the same bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+TASK_TYPES: tuple[str, ...] = ("subject-driven", "style", "background", "reasoning", "other")
+TaskType = Literal["subject-driven", "style", "background", "reasoning", "other"]
+
+StopReason = Literal["expert_satisfied", "unchanged_instruction", "max_turns", "failed"]
+
+_KEY_OK = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_key(raw: str) -> str:
+    """A WebDataset key: no dots (webdataset splits member names on the first dot)."""
+    key = _KEY_OK.sub("-", raw).strip("-")
+    if not key:
+        raise ValueError(f"cannot make a sample key from {raw!r}")
+    return key
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Deterministic PNG bytes: RGB, fixed compression, no metadata chunks."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG", compress_level=6, optimize=False)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Scores:
+    """VIEScore-style scores on 0-10. `overall` = sqrt(semantic * quality)."""
+
+    semantic: float
+    quality: float
+    details: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("semantic", "quality"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 10.0) or math.isnan(value):
+                raise ValueError(f"score {name}={value!r} is outside 0-10")
+
+    @property
+    def overall(self) -> float:
+        return math.sqrt(self.semantic * self.quality)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "semantic": round(self.semantic, 4),
+            "quality": round(self.quality, 4),
+            "overall": round(self.overall, 4),
+            "details": {k: round(v, 4) for k, v in sorted(self.details.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scores:
+        return cls(float(d["semantic"]), float(d["quality"]), dict(d.get("details", {})))
+
+
+@dataclass
+class SourcePair:
+    """One (I_src, T_s) pair after pooling."""
+
+    id: str
+    instruction: str
+    image: Image.Image
+    task_type: str
+    image_sha256: str
+    origin: str = ""  # where it came from (manifest path + line), for error messages
+    editor: str = ""  # assigned by pooling
+    partition: int = -1  # assigned by pooling
+
+    @property
+    def key(self) -> str:
+        return safe_key(self.id)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """The expert's answer for one turn (the released code's JSON, typed)."""
+
+    reasoning: str
+    instruction: str
+    stop: bool
+
+
+@dataclass
+class Turn:
+    """Turn t: the instruction T_t given to the editor, the reasoning R_t that produced it
+    (None at turn 1, where T_1 = T_s), the edited image I_t and its scores S_t."""
+
+    index: int
+    instruction: str
+    image: Image.Image
+    scores: Scores
+    seed: int
+    reasoning: str | None = None
+    editor: str = ""
+    expert: str = ""
+    scorer: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "instruction": self.instruction,
+            "reasoning": self.reasoning,
+            "scores": self.scores.to_dict(),
+            "seed": self.seed,
+            "editor": self.editor,
+            "expert": self.expert,
+            "scorer": self.scorer,
+            "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
+        }
+
+
+@dataclass
+class Trajectory:
+    """One think-while-edit rollout. `final` is the expert's last answer when it ended the
+    trajectory (stop flag or unchanged instruction); `error` says why a turn failed."""
+
+    pair: SourcePair
+    turns: list[Turn]
+    stop_reason: StopReason
+    final: Refinement | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.pair.key
+
+    def overall_scores(self) -> list[float]:
+        return [t.scores.overall for t in self.turns]
+
+
+@dataclass
+class StepSample:
+    """One training sample: the thinker sees (I_src, I_{t-1}, T_s, T_{t-1}) and answers
+    (R_t, S_{t-1}, T_t). The score in the target is the score of the image the thinker
+    sees, so the thinker can be trained to judge what is in front of it; `result_scores`
+    is S_t, the score the refinement earned (what RL rewards)."""
+
+    key: str
+    trajectory: str
+    turn: int  # t, the refinement's turn index (2..k), or k+1 for a stop sample
+    task_type: str
+    editor: str
+    source_instruction: str
+    previous_instruction: str
+    reasoning: str
+    scores: Scores
+    instruction: str
+    stop: bool
+    result_scores: Scores | None
+    split: str = ""
+    source_image: Image.Image | None = None
+    previous_image: Image.Image | None = None
+
+    def meta(self) -> dict[str, Any]:
+        d = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("source_image", "previous_image", "scores", "result_scores")
+        }
+        d["scores"] = self.scores.to_dict()
+        d["result_scores"] = self.result_scores.to_dict() if self.result_scores else None
+        return d
+
+    def to_wds(self) -> dict[str, Any]:
+        """Every step sample has the same members: json, src.png, prev.png."""
+        if self.source_image is None or self.previous_image is None:
+            raise ValueError(f"step {self.key}: images are missing")
+        return {
+            "__key__": self.key,
+            "json": self.meta(),
+            "src.png": encode_png(self.source_image),
+            "prev.png": encode_png(self.previous_image),
+        }
+
+
+def trajectory_turn_records(traj: Trajectory) -> list[dict[str, Any]]:
+    """Trajectory shards hold one sample per turn (members json + png) so that every
+    sample has the same member set however many turns a trajectory ran; source images
+    live once in the pool, referenced by sha256."""
+    out = []
+    n = len(traj.turns)
+    for turn in traj.turns:
+        meta = {
+            "trajectory": traj.key,
+            "pair_id": traj.pair.id,
+            "task_type": traj.pair.task_type,
+            "editor": traj.pair.editor,
+            "source_instruction": traj.pair.instruction,
+            "source_sha256": traj.pair.image_sha256,
+            "num_turns": n,
+            "stop_reason": traj.stop_reason,
+            "final": asdict(traj.final) if traj.final and turn.index == n else None,
+            "error": traj.error if turn.index == n else None,
+            **turn.meta(),
+        }
+        out.append({"__key__": f"{traj.key}_t{turn.index}", "json": meta, "png": encode_png(turn.image)})
+    return out
