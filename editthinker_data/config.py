@@ -124,7 +124,7 @@ class SelectionConfig(_Strict):
         False, description="keep trajectories the expert accepted after turn 1 (no refinement to judge)"
     )
     rl_variance_threshold: float = Field(
-        0.5, ge=0, description="theta: trajectories with Var(S_t) above it go to RL, the rest to SFT"
+        16.0, ge=0, description="theta: trajectories with Var(S_t) above it go to RL, the rest to SFT"
     )
     include_stop_steps: bool = Field(
         True, description="a stop after the best turn becomes a sample that teaches when to stop"

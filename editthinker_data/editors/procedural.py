@@ -77,6 +77,8 @@ class ProceduralEditor:
                 px = self._over_edit(px, clause, rng)
         if rng.random() < (0.05 if parsed.no_artifacts else 0.25) * sloppy:
             px = px + rng.normal(0, 16, px.shape).astype(np.float32)
+        else:  # sensor-like grain whose strength varies from edit to edit, as output quality does
+            px = px + rng.normal(0, rng.uniform(0, 9) * sloppy, px.shape).astype(np.float32)
         return to_image(px)
 
     def _apply(self, px: np.ndarray, scene, clause: Clause, rng: np.random.Generator) -> np.ndarray:

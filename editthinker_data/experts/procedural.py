@@ -10,15 +10,25 @@ or artifacts (and keeps them once added). It does not score: scoring is a separa
 
 from __future__ import annotations
 
+import hashlib
+
 from editthinker_data.backends import BackendError, RefineRequest
 from editthinker_data.procedural.intent import FULL, canonical_instruction
 from editthinker_data.procedural.judge import ARTIFACTS_OK, COLOUR_CAST_OK, OVER_EDIT_OK, judge
-from editthinker_data.schema import Refinement
+from editthinker_data.schema import Refinement, encode_png
 
 
 class ProceduralExpert:
-    def __init__(self, name: str = "procedural", seed: int = 0):
+    """`false_alarm_rate`: how often it distrusts an edit that was in fact fine and asks for
+    a redo (MLLM judges do this); such redos often come out worse, which is exactly what
+    the trajectory filter must catch."""
+
+    def __init__(self, name: str = "procedural", seed: int = 0, false_alarm_rate: float = 0.3):
+        if not 0.0 <= false_alarm_rate <= 1.0:
+            raise ValueError(f"false_alarm_rate={false_alarm_rate} must lie in 0-1")
         self.name = name
+        self.seed = seed
+        self.false_alarm_rate = false_alarm_rate
 
     def setup(self) -> None:
         pass
@@ -36,6 +46,17 @@ class ProceduralExpert:
                 stop=True,
             )
         observed = "; ".join(j.notes)
+        first_critique = req.previous_instruction == req.original_instruction
+        if j.satisfied and first_critique and self._doubt(req) < self.false_alarm_rate:
+            rewritten = canonical_instruction(j.resolved, j.source_scene, [], True, True)
+            if rewritten != req.previous_instruction:
+                return Refinement(
+                    reasoning=f"I compared the edit with the source. {observed[0].upper()}{observed[1:]}. "
+                    "Still, the edges of the edited region look unsure to me, so I restate the instruction "
+                    "precisely and ask to keep everything else unchanged and avoid noise.",
+                    instruction=rewritten,
+                    stop=False,
+                )
         if j.satisfied:
             return Refinement(
                 reasoning=f"I compared the edit with the source. {observed[0].upper()}{observed[1:]}. "
@@ -59,3 +80,7 @@ class ProceduralExpert:
             instruction=rewritten,
             stop=False,
         )
+
+    def _doubt(self, req: RefineRequest) -> float:
+        h = hashlib.sha256(f"{self.name}|{self.seed}|{req.original_instruction}|".encode() + encode_png(req.edited))
+        return int.from_bytes(h.digest()[:8], "little") / 2**64

@@ -1,0 +1,111 @@
+"""Long-lived Ray actors for every backend: the model is set up once per actor, then the
+actor serves batches. A pool is the actors of one backend (one editor, the expert, the
+scorer) with the resources its config asks for."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from editthinker_data.backends import BackendError, create_backend
+from editthinker_data.config import BackendSpec, BuildConfig
+
+
+class BackendActor:
+    def __init__(self, role: str, spec: dict[str, Any], seed: int):
+        self.role = role
+        self.backend = create_backend(role, BackendSpec.model_validate(spec), seed)
+        started = time.perf_counter()
+        self.backend.setup()
+        self.setup_seconds = time.perf_counter() - started
+        self.setups = 1
+        self.calls = 0
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "name": self.backend.name,
+            "pid": os.getpid(),
+            "setups": self.setups,
+            "setup_seconds": self.setup_seconds,
+            "calls": self.calls,
+        }
+
+    def run_batch(self, requests: list[Any]) -> list[Any]:
+        self.calls += 1
+        try:
+            return self.backend.run_batch(requests)
+        except BackendError as err:
+            return [err] * len(requests)
+        except Exception as err:  # a backend bug fails its batch, not the actor
+            return [BackendError(f"{type(err).__name__}: {err}")] * len(requests)
+
+
+@dataclass
+class Pool:
+    role: str
+    name: str
+    spec: BackendSpec
+    seed: int
+    actors: list[Any] = field(default_factory=list)
+    replaced: int = 0
+
+    def _new_actor(self) -> Any:
+        options = {
+            "num_cpus": self.spec.resources.num_cpus,
+            "num_gpus": self.spec.resources.num_gpus,
+            "max_restarts": 0,
+        }
+        cls = ray.remote(BackendActor)
+        return cls.options(**options).remote(self.role, self.spec.model_dump(), self.seed)
+
+    def start(self) -> None:
+        self.actors = [self._new_actor() for _ in range(self.spec.num_actors)]
+
+    def replace(self, index: int) -> None:
+        """A dead actor (crash, OOM) gets a fresh one; its requests are retried by the caller."""
+        try:
+            ray.kill(self.actors[index], no_restart=True)
+        except Exception:  # already gone
+            pass
+        self.actors[index] = self._new_actor()
+        self.replaced += 1
+
+    def stop(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
+class Workers:
+    """All pools of a build, keyed by (role, backend name)."""
+
+    def __init__(self, cfg: BuildConfig):
+        self.pools: dict[tuple[str, str], Pool] = {}
+        for spec in cfg.editors:
+            self.pools[("editor", spec.name)] = Pool("editor", spec.name, spec, cfg.seed)
+        self.pools[("expert", cfg.expert.name)] = Pool("expert", cfg.expert.name, cfg.expert, cfg.seed)
+        self.pools[("scorer", cfg.scorer.name)] = Pool("scorer", cfg.scorer.name, cfg.scorer, cfg.seed)
+
+    def start(self, timeout_s: float = 600.0) -> list[dict[str, Any]]:
+        """Start every actor and wait until each has set up; a failing set-up (missing model,
+        bad params) raises here, before any data is processed."""
+        for pool in self.pools.values():
+            pool.start()
+        refs = [a.info.remote() for p in self.pools.values() for a in p.actors]
+        try:
+            return ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.RayActorError as err:
+            self.stop()
+            raise RuntimeError(f"a backend actor failed to start: {err}") from err
+
+    def info(self) -> list[dict[str, Any]]:
+        return ray.get([a.info.remote() for p in self.pools.values() for a in p.actors])
+
+    def stop(self) -> None:
+        for pool in self.pools.values():
+            pool.stop()

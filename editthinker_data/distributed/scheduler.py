@@ -1,0 +1,106 @@
+"""Keeps many think-while-edit rollouts in flight over the actor pools.
+
+Each rollout is a generator of backend calls (`loop.rollout`). The scheduler queues calls
+per pool, sends them in batches (the pool's batch_size) to actors with spare capacity,
+and feeds results back as they arrive, so editors keep working while other trajectories
+wait on the expert or the scorer. An actor that dies is replaced; its requests are
+retried up to `retries` times, then delivered as a BackendError (the trajectory fails
+alone, with the reason).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ray
+
+from editthinker_data.backends import BackendError
+from editthinker_data.distributed.pools import Workers
+from editthinker_data.loop import Call, Rollout
+from editthinker_data.progress import current as progress
+from editthinker_data.schema import Trajectory
+
+PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
+
+
+def run_rollouts(
+    workers: Workers,
+    items: Sequence[Any],
+    make_rollout: Callable[[Any], Rollout],
+    on_done: Callable[[int, Trajectory], None],
+    *,
+    max_in_flight: int,
+    retries: int,
+) -> dict[str, int]:
+    """Run `make_rollout(item)` for every item; `on_done(index, trajectory)` as each ends.
+    Returns counters (calls, retries, actor replacements)."""
+    gens: dict[int, Rollout] = {}
+    queues: dict[tuple[str, str], deque[tuple[int, Call, int]]] = defaultdict(deque)
+    busy: dict[tuple[tuple[str, str], int], int] = defaultdict(int)
+    futures: dict[Any, tuple[tuple[str, str], int, Any, list[tuple[int, Call, int]]]] = {}
+    counters = {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
+    next_item = 0
+
+    def advance(rid: int, value: Any, first: bool = False) -> None:
+        gen = gens[rid]
+        try:
+            call = next(gen) if first else gen.send(value)
+        except StopIteration as stop:
+            del gens[rid]
+            traj: Trajectory = stop.value
+            progress().add(pairs_done=1, turns=len(traj.turns), failed=int(traj.stop_reason == "failed"))
+            on_done(rid, traj)
+            return
+        key = (call.role, call.backend)
+        if key not in workers.pools:
+            advance(rid, BackendError(f"no {call.role} named {call.backend!r} in this build"))
+            return
+        queues[key].append((rid, call, 0))
+
+    def dispatch() -> None:
+        for key, queue in queues.items():
+            pool = workers.pools[key]
+            for ai, actor in enumerate(pool.actors):
+                while queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
+                    batch = [queue.popleft() for _ in range(min(pool.spec.batch_size, len(queue)))]
+                    ref = actor.run_batch.remote([c.request for _, c, _ in batch])
+                    futures[ref] = (key, ai, actor, batch)
+                    busy[(key, ai)] += 1
+                    counters["batches"] += 1
+                    counters["requests"] += len(batch)
+
+    while True:
+        while len(gens) < max_in_flight and next_item < len(items):
+            rid = next_item
+            next_item += 1
+            gens[rid] = make_rollout(items[rid])
+            advance(rid, None, first=True)
+        dispatch()
+        if not futures:
+            if gens or next_item < len(items):
+                continue
+            break
+        ready, _ = ray.wait(list(futures), num_returns=1)
+        for ref in ready:
+            key, ai, actor, batch = futures.pop(ref)
+            busy[(key, ai)] -= 1
+            try:
+                results = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
+                pool = workers.pools[key]
+                if pool.actors[ai] is actor:  # not yet replaced by an earlier failed batch
+                    pool.replace(ai)
+                    counters["actors_replaced"] += 1
+                for rid, call, attempts in batch:
+                    if attempts < retries:
+                        counters["retries"] += 1
+                        queues[key].append((rid, call, attempts + 1))
+                    else:
+                        advance(rid, BackendError(f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"))
+                continue
+            progress().add(**{f"{key[0]}_calls": len(batch)})
+            for (rid, _, _), result in zip(batch, results, strict=True):
+                advance(rid, result)
+    return counters

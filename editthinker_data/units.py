@@ -1,0 +1,448 @@
+"""The bodies of the build's units of work, free of Prefect and Ray.
+
+Each unit reads its inputs from storage, writes its outputs, writes its success marker
+last and returns a small JSON-able report (counts, shard infos, never image bytes). The
+generate unit takes an `executor` that runs rollouts: the Ray scheduler in a build, a
+plain loop in tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from editthinker_data.config import BuildConfig
+from editthinker_data.loop import Names, Rollout, rollout
+from editthinker_data.pooling import PoolEntry, pool
+from editthinker_data.schema import (
+    Scores,
+    SourcePair,
+    StepSample,
+    Trajectory,
+    decode_image,
+    sha256_hex,
+    trajectory_turn_records,
+)
+from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary, select
+from editthinker_data.shards import ShardInfo, ShardSink
+from editthinker_data.sources.jsonl import RecordError, read_jsonl
+from editthinker_data.stats import StageStats
+from editthinker_data.storage import Storage
+
+Executor = Callable[[Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any]
+
+POOL_FILE = "pool/pairs.parquet"
+STEPS_FILE = "selection/steps.parquet"
+DECISIONS_FILE = "selection/decisions.parquet"
+
+
+def part_name(partition: int) -> str:
+    return f"part-{partition:05d}"
+
+
+def marker_name(stage: str, unit: str) -> str:
+    return f"_markers/{stage}/{unit}.json"
+
+
+def read_marker(storage: Storage, stage: str, unit: str, fingerprint: str) -> dict[str, Any] | None:
+    """A finished unit's report, when it was made by the same config."""
+    name = marker_name(stage, unit)
+    if not storage.exists(name):
+        return None
+    report = storage.read_json(name)
+    return report if report.get("fingerprint") == fingerprint else None
+
+
+def write_marker(storage: Storage, stage: str, unit: str, report: dict[str, Any]) -> None:
+    storage.write_json(marker_name(stage, unit), report)
+
+
+def _write_parquet(storage: Storage, name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes(name, sink.getvalue().to_pybytes())
+
+
+def _read_parquet(storage: Storage, name: str) -> list[dict[str, Any]]:
+    return pq.read_table(storage.path(name)).to_pylist()
+
+
+def _failures(errors: list[RecordError], stage: str) -> list[dict[str, str]]:
+    return [{"stage": stage, **asdict(e)} for e in errors]
+
+
+# ---------------------------------------------------------------- pool
+
+POOL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("key", pa.string()),
+        ("instruction", pa.string()),
+        ("task_type", pa.string()),
+        ("image_path", pa.string()),
+        ("image_sha256", pa.string()),
+        ("origin", pa.string()),
+        ("editor", pa.string()),
+        ("partition", pa.int32()),
+    ]
+)
+
+
+def run_pool(cfg: BuildConfig, storage: Storage) -> dict[str, Any]:
+    fp = cfg.fingerprint()
+    done = read_marker(storage, "pool", "all", fp)
+    if done:
+        return done
+    result = pool(read_jsonl(cfg.source.manifest), cfg)
+    _write_parquet(storage, POOL_FILE, [asdict(e) for e in result.entries], POOL_SCHEMA)
+    partitions = sorted({e.partition for e in result.entries})
+    report = {
+        "fingerprint": fp,
+        "pairs": len(result.entries),
+        "partitions": partitions,
+        "stats": result.stats.to_dict(),
+        "by_task_type": result.by_type,
+        "by_editor": dict(Counter(e.editor for e in result.entries)),
+        "failures": _failures(result.failures, "pool"),
+    }
+    write_marker(storage, "pool", "all", report)
+    return report
+
+
+def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
+    rows = pq.read_table(storage.path(POOL_FILE), filters=[("partition", "=", partition)]).to_pylist()
+    return sorted((PoolEntry(**r) for r in rows), key=lambda e: e.key)
+
+
+def load_source_image(entry: PoolEntry):
+    """The pooled image, checked against the hash taken at pooling time."""
+    with open(entry.image_path, "rb") as fh:
+        data = fh.read()
+    if sha256_hex(data) != entry.image_sha256:
+        raise ValueError(f"image {entry.image_path} changed since pooling (sha256 differs)")
+    return decode_image(data)
+
+
+# ---------------------------------------------------------------- generate
+
+TURN_SCHEMA = pa.schema(
+    [
+        ("trajectory", pa.string()),
+        ("pair_id", pa.string()),
+        ("partition", pa.int32()),
+        ("task_type", pa.string()),
+        ("editor", pa.string()),
+        ("source_instruction", pa.string()),
+        ("stop_reason", pa.string()),
+        ("num_turns", pa.int32()),
+        ("error", pa.string()),
+        ("final_reasoning", pa.string()),
+        ("final_instruction", pa.string()),
+        ("turn", pa.int32()),
+        ("instruction", pa.string()),
+        ("reasoning", pa.string()),
+        ("semantic", pa.float64()),
+        ("quality", pa.float64()),
+        ("overall", pa.float64()),
+        ("seed", pa.int64()),
+        ("shard", pa.string()),
+        ("sample_key", pa.string()),
+    ]
+)
+
+
+def _turn_rows(traj: Trajectory, partition: int, shard: str) -> list[dict[str, Any]]:
+    rows = []
+    for t in traj.turns:
+        rows.append(
+            {
+                "trajectory": traj.key,
+                "pair_id": traj.pair.id,
+                "partition": partition,
+                "task_type": traj.pair.task_type,
+                "editor": traj.pair.editor,
+                "source_instruction": traj.pair.instruction,
+                "stop_reason": traj.stop_reason,
+                "num_turns": len(traj.turns),
+                "error": traj.error,
+                "final_reasoning": traj.final.reasoning if traj.final else None,
+                "final_instruction": traj.final.instruction if traj.final else None,
+                "turn": t.index,
+                "instruction": t.instruction,
+                "reasoning": t.reasoning,
+                "semantic": t.scores.semantic,
+                "quality": t.scores.quality,
+                "overall": t.scores.overall,
+                "seed": t.seed,
+                "shard": shard,
+                "sample_key": f"{traj.key}_t{t.index}",
+            }
+        )
+    return rows
+
+
+def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Executor) -> dict[str, Any]:
+    fp = cfg.fingerprint()
+    unit = part_name(partition)
+    done = read_marker(storage, "generate", unit, fp)
+    if done:
+        return done
+    stats = StageStats()
+    failures: list[dict[str, str]] = []
+    pairs: list[SourcePair] = []
+    for entry in load_partition(storage, partition):
+        try:
+            image = load_source_image(entry)
+        except (OSError, ValueError) as err:
+            stats.fail("image_unreadable")
+            failures.append({"stage": "generate", "origin": entry.origin, "record": entry.id, "reason": "image_unreadable", "detail": str(err)})
+            continue
+        pairs.append(
+            SourcePair(entry.id, entry.instruction, image, entry.task_type, entry.image_sha256, entry.origin, entry.editor, partition)
+        )
+
+    names = Names(expert=cfg.expert.name, scorer=cfg.scorer.name)
+
+    def make(pair: SourcePair) -> Rollout:
+        return rollout(pair, names, max_turns=cfg.loop.max_turns, seed=cfg.seed, seed_policy=cfg.loop.seed_policy)
+
+    sink = ShardSink(storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes)
+    rows: list[dict[str, Any]] = []
+    finished: dict[int, Trajectory] = {}
+    next_to_write = 0
+    stop_reasons: Counter[str] = Counter()
+
+    def write(traj: Trajectory) -> None:
+        stop_reasons[traj.stop_reason] += 1
+        if not traj.turns:
+            stats.fail("first_turn_failed")
+            failures.append({"stage": "generate", "origin": traj.pair.origin, "record": traj.pair.id, "reason": "first_turn_failed", "detail": traj.error or ""})
+            return
+        stats.keep()
+        if traj.error:
+            failures.append({"stage": "generate", "origin": traj.pair.origin, "record": traj.pair.id, "reason": "turn_failed", "detail": traj.error})
+        for sample in trajectory_turn_records(traj):
+            sink.write(sample)
+        rows.extend(_turn_rows(traj, partition, ""))
+
+    def on_done(index: int, traj: Trajectory) -> None:
+        # Write in pair order whatever the finishing order, so shard bytes are reproducible.
+        nonlocal next_to_write
+        finished[index] = traj
+        while next_to_write in finished:
+            write(finished.pop(next_to_write))
+            next_to_write += 1
+
+    counters = executor(pairs, make, on_done) or {}
+    shards = sink.close()
+    # A shard boundary may fall inside a trajectory's turns: record each row's real shard.
+    _fix_shard_names(rows, shards)
+    _write_parquet(storage, f"trajectories/{unit}.parquet", rows, TURN_SCHEMA)
+    report = {
+        "fingerprint": fp,
+        "partition": partition,
+        "stats": stats.to_dict(),
+        "stop_reasons": dict(stop_reasons),
+        "turns": len(rows),
+        "shards": [s.to_dict() for s in shards],
+        "failures": failures,
+        "scheduler": counters,
+    }
+    write_marker(storage, "generate", unit, report)
+    return report
+
+
+def _fix_shard_names(rows: list[dict[str, Any]], shards: list[ShardInfo]) -> None:
+    i = 0
+    for shard in shards:
+        for _ in range(shard.samples):
+            rows[i]["shard"] = shard.url
+            i += 1
+
+
+# ---------------------------------------------------------------- select
+
+STEP_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("trajectory", pa.string()),
+        ("partition", pa.int32()),
+        ("turn", pa.int32()),
+        ("task_type", pa.string()),
+        ("editor", pa.string()),
+        ("split", pa.string()),
+        ("stop", pa.bool_()),
+        ("target_score", pa.float64()),
+    ]
+)
+DECISION_SCHEMA = pa.schema(
+    [("trajectory", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()), ("best_turn", pa.int32())]
+)
+
+
+def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> list[TrajectorySummary]:
+    by_traj: dict[str, list[dict[str, Any]]] = {}
+    for p in partitions:
+        name = f"trajectories/{part_name(p)}.parquet"
+        if storage.exists(name):
+            for row in _read_parquet(storage, name):
+                by_traj.setdefault(row["trajectory"], []).append(row)
+    out = []
+    for key, rows in sorted(by_traj.items()):
+        rows.sort(key=lambda r: r["turn"])
+        first = rows[0]
+        turns = tuple(
+            TurnSummary(r["turn"], r["instruction"], r["reasoning"], r["semantic"], r["quality"], r["overall"]) for r in rows
+        )
+        out.append(
+            TrajectorySummary(
+                key, first["partition"], first["task_type"], first["editor"], first["source_instruction"],
+                first["stop_reason"], turns, first["final_reasoning"], first["final_instruction"],
+            )
+        )  # fmt: skip
+    return out
+
+
+def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) -> dict[str, Any]:
+    summaries = load_trajectory_summaries(storage, partitions)
+    result = select(summaries, cfg.selection, cfg.seed)
+    _write_parquet(storage, STEPS_FILE, [asdict(s) for s in result.steps], STEP_SCHEMA)
+    _write_parquet(
+        storage,
+        DECISIONS_FILE,
+        [{"trajectory": k, **asdict(d)} for k, d in sorted(result.decisions.items())],
+        DECISION_SCHEMA,
+    )
+    return {
+        "fingerprint": cfg.fingerprint(),
+        "trajectory_filter": result.trajectory_stats.to_dict(),
+        "steps": result.step_stats.to_dict(),
+        "splits": result.splits,
+        "trajectory_splits": result.trajectory_splits,
+        "by_task_type": dict(sorted(Counter(f"{s.split}/{s.task_type}" for s in result.steps).items())),
+    }
+
+
+# ---------------------------------------------------------------- write steps
+
+
+def _read_turn_images(storage: Storage, shards: list[str]) -> dict[str, Any]:
+    images = {}
+    for shard in shards:
+        for sample in wds.WebDataset(str(storage.path(shard)), shardshuffle=False, empty_check=False).decode("pil"):
+            images[sample["__key__"]] = sample["png"].convert("RGB")
+    return images
+
+
+def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: dict[str, Any]) -> StepSample:
+    turns = {t.index: t for t in traj.turns}
+    if plan.stop:
+        prev = turns[plan.turn - 1]
+        reasoning, instruction, result = traj.final_reasoning or "", prev.instruction, None
+    else:
+        prev, cur = turns[plan.turn - 1], turns[plan.turn]
+        reasoning, instruction = cur.reasoning or "", cur.instruction
+        result = Scores(cur.semantic, cur.quality)
+    return StepSample(
+        key=plan.key,
+        trajectory=traj.key,
+        turn=plan.turn,
+        task_type=traj.task_type,
+        editor=traj.editor,
+        source_instruction=traj.source_instruction,
+        previous_instruction=prev.instruction,
+        reasoning=reasoning,
+        scores=Scores(prev.semantic, prev.quality),
+        instruction=instruction,
+        stop=plan.stop,
+        result_scores=result,
+        split=plan.split,
+        source_image=source,
+        previous_image=images[f"{traj.key}_t{prev.index}"],
+    )
+
+
+def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
+    unit = part_name(partition)
+    plans = [StepPlan(**r) for r in pq.read_table(storage.path(STEPS_FILE), filters=[("partition", "=", partition)]).to_pylist()]
+    plans.sort(key=lambda p: p.key)
+    summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
+    gen = read_marker(storage, "generate", unit, cfg.fingerprint())
+    images = _read_turn_images(storage, [s["url"] for s in gen["shards"]]) if gen and plans else {}
+    entries = {e.key: e for e in load_partition(storage, partition)}
+    sinks = {
+        split: ShardSink(storage, f"steps/{split}/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes)
+        for split in ("sft", "rl")
+    }
+    sources: dict[str, Any] = {}
+    counts: Counter[str] = Counter()
+    for plan in plans:
+        if plan.trajectory not in sources:
+            sources[plan.trajectory] = load_source_image(entries[plan.trajectory])
+        sample = build_step_sample(plan, summaries[plan.trajectory], sources[plan.trajectory], images)
+        sinks[plan.split].write(sample.to_wds())
+        counts[plan.split] += 1
+    shards = {split: [s.to_dict() for s in sink.close()] for split, sink in sinks.items()}
+    return {"partition": partition, "samples": dict(counts), "shards": shards}
+
+
+# ---------------------------------------------------------------- finalize
+
+
+def finalize(
+    cfg: BuildConfig,
+    storage: Storage,
+    pool_report: dict[str, Any],
+    generate_reports: list[dict[str, Any]],
+    select_report: dict[str, Any],
+    write_reports: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """manifest.json (every shard) and stats.json (every stage), written last."""
+    generate = StageStats()
+    stop_reasons: Counter[str] = Counter()
+    failures = list(pool_report["failures"])
+    shards: dict[str, list[dict[str, Any]]] = {"trajectories": [], "sft": [], "rl": []}
+    for r in sorted(generate_reports, key=lambda r: r["partition"]):
+        generate = generate.merge(StageStats.from_dict(r["stats"]))
+        stop_reasons.update(r["stop_reasons"])
+        failures.extend(r["failures"])
+        shards["trajectories"].extend(r["shards"])
+    for r in sorted(write_reports, key=lambda r: r["partition"]):
+        for split in ("sft", "rl"):
+            shards[split].extend(r["shards"][split])
+    stats = {
+        "config_fingerprint": cfg.fingerprint(),
+        "stages": {
+            "pool": pool_report["stats"],
+            "generate": generate.to_dict(),
+            "trajectory_filter": select_report["trajectory_filter"],
+            "steps": select_report["steps"],
+        },
+        "splits": select_report["splits"],
+        "trajectory_splits": select_report["trajectory_splits"],
+        "stop_reasons": dict(sorted(stop_reasons.items())),
+        "pool_by_task_type": pool_report["by_task_type"],
+        "pool_by_editor": pool_report["by_editor"],
+        "failures": len(failures),
+        **(extra or {}),
+    }
+    storage.write_bytes("failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
+    manifest = {
+        "name": cfg.name,
+        "config_fingerprint": cfg.fingerprint(),
+        "shards": shards,
+        "totals": {k: sum(s["samples"] for s in v) for k, v in shards.items()},
+    }
+    storage.write_json("stats.json", stats)
+    storage.write_json("manifest.json", manifest)
+    storage.write_bytes("config.json", cfg.model_dump_json(indent=2).encode())
+    return {"stats": stats, "manifest": manifest}
