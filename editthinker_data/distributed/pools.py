@@ -16,9 +16,9 @@ from editthinker_data.config import BackendSpec, BuildConfig
 
 
 class BackendActor:
-    def __init__(self, role: str, spec: dict[str, Any], seed: int):
+    def __init__(self, role: str, spec: BackendSpec, seed: int):
         self.role = role
-        self.backend = create_backend(role, BackendSpec.model_validate(spec), seed)
+        self.backend = create_backend(role, spec, seed)
         started = time.perf_counter()
         self.backend.setup()
         self.setup_seconds = time.perf_counter() - started
@@ -61,7 +61,7 @@ class Pool:
             "max_restarts": 0,
         }
         cls = ray.remote(BackendActor)
-        return cls.options(**options).remote(self.role, self.spec.model_dump(), self.seed)
+        return cls.options(**options).remote(self.role, self.spec, self.seed)
 
     def start(self) -> None:
         self.actors = [self._new_actor() for _ in range(self.spec.num_actors)]

@@ -1,0 +1,207 @@
+"""editthinker-data: a thin command line over the build flow and the build reader.
+
+Configuration is validated before anything heavy is imported, so a bad config answers in
+well under a second with the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from editthinker_data.config import ConfigError, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
+)
+console = Console()
+STAGES = ("pool", "generate", "trajectory_filter", "steps")
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _progress_table(snap: dict[str, float]) -> Table:
+    done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), snap["elapsed_s"]
+    rate = done / elapsed if elapsed > 0 else 0.0
+    table = Table(show_header=True, header_style="bold", box=None)
+    for col in ("pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{done}/{total or '?'}",
+        str(int(snap.get("turns", 0))),
+        str(int(snap.get("editor_calls", 0))),
+        str(int(snap.get("expert_calls", 0))),
+        str(int(snap.get("scorer_calls", 0))),
+        str(int(snap.get("failed", 0))),
+        f"{rate:.2f} pairs/s",
+        f"{elapsed:.0f}s",
+    )
+    return table
+
+
+def _summary_table(stats: dict) -> Table:
+    table = Table(title="build summary", header_style="bold")
+    for col in ("stage", "input", "kept", "filtered", "failed"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+
+    def reasons(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items()) or "0"
+
+    for name in STAGES:
+        s = stats["stages"][name]
+        table.add_row(name, str(s["input"]), str(s["kept"]), reasons(s["filtered"]), reasons(s["failed"]))
+    return table
+
+
+@app.command()
+def build(
+    config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")] = None,
+    state_dir: Annotated[
+        str | None, typer.Option(help="Prefect/Ray state (default: <output>/_state)")
+    ] = None,
+) -> None:
+    """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
+    try:
+        cfg = load_config(config)
+        from editthinker_data.preflight import preflight
+
+        preflight(cfg)
+    except ConfigError as err:
+        _fail(str(err))
+    out_dir = Path(output or cfg.output.dir).resolve()
+    state = Path(state_dir or cfg.run.state_dir or out_dir / "_state")
+    from editthinker_data import runenv
+
+    runenv.prepare(state)
+    from editthinker_data.progress import reset
+
+    progress = reset()
+    console.print(f"[bold]{cfg.name}[/]: building into {out_dir} (config {config}, fingerprint {cfg.fingerprint()})")
+    console.print("starting Prefect (ephemeral) and Ray ...")
+    from flows.build_dataset import build_dataset
+
+    live = Live(get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4)
+    try:
+        with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
+            result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
+    except Exception as exc:
+        _fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
+    console.print()
+    stats = result["stats"]
+    console.print(_summary_table(stats))
+    totals = result["manifest"]["totals"]
+    console.print(
+        f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
+        f"{stats['failures']} records failed (see failures.jsonl); {stats['elapsed_s']:.1f}s"
+    )
+    console.print(f"inspect with: editthinker-data inspect {out_dir}")
+
+
+def _bar(count: int, top: int, width: int = 30) -> str:
+    return "#" * (round(width * count / top) if top else 0)
+
+
+@app.command()
+def inspect(
+    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    sample: Annotated[str | None, typer.Option("--sample", help="show one trajectory (pair id) turn by turn")] = None,
+    extract: Annotated[Path | None, typer.Option(help="with --sample: write its turn images here")] = None,
+) -> None:
+    """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
+    from editthinker_data.report import Build
+
+    try:
+        b = Build(output)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    if sample:
+        _show_trajectory(b, sample, extract)
+        return
+    console.print(_summary_table(b.stats))
+    console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
+    console.print(f"stop reasons: {b.stats['stop_reasons']}")
+    for dim, rows in b.breakdown().items():
+        table = Table(title=f"per {dim.replace('_', ' ')}", header_style="bold")
+        for col in (dim, "trajectories", "turns", "kept", "mean S1", "mean best", "sft steps", "rl steps"):
+            table.add_column(col, justify="left" if col == dim else "right")
+        for name, r in rows.items():
+            table.add_row(
+                name, str(r["trajectories"]), str(r["turns"]), str(r["kept"]), f"{r['mean_first']:.2f}",
+                f"{r['mean_best']:.2f}", str(r["sft_steps"]), str(r["rl_steps"]),
+            )  # fmt: skip
+        console.print(table)
+    for name, counts in b.histograms().items():
+        console.print(f"[bold]overall score, {name}[/]")
+        top = max(counts)
+        for i, c in enumerate(counts):
+            console.print(f"  {i:>2}-{i + 1:<2} {c:>4} {_bar(c, top)}")
+    checked, mismatches = b.recheck_selection()
+    if mismatches:
+        console.print(f"[bold red]selection re-check: {len(mismatches)} of {checked} decisions disagree[/]")
+        for m in mismatches[:20]:
+            console.print(f"  {m}")
+        raise typer.Exit(1)
+    console.print(f"[green]selection re-check: all {checked} decisions follow from the stored scores[/]")
+
+
+def _show_trajectory(b, key: str, extract: Path | None) -> None:
+    try:
+        t = b.trajectory(key)
+    except KeyError as err:
+        _fail(str(err.args[0]))
+    rows, decision = t["rows"], t["decision"]
+    first = rows[0]
+    console.print(f"[bold]{first['pair_id']}[/] ({first['task_type']}, editor {first['editor']})")
+    console.print(f"source instruction: {first['source_instruction']}")
+    console.print(f"stop: {first['stop_reason']}   decision: {decision}")
+    for r in rows:
+        console.print(f"\n[bold]turn {r['turn']}[/]  seed {r['seed']}")
+        if r["reasoning"]:
+            console.print(f"  reasoning:   {r['reasoning']}")
+        console.print(f"  instruction: {r['instruction']}")
+        console.print(f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}")
+        console.print(f"  image:       {r['shard']}#{r['sample_key']}.png")
+    if first["final_reasoning"]:
+        console.print(f"\n[bold]final critique[/]: {first['final_reasoning']}")
+    if first["error"]:
+        console.print(f"\n[bold red]error[/]: {first['error']}")
+    if extract:
+        for path in b.extract_images(rows, extract):
+            console.print(f"wrote {path}")
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="build config (YAML)")]) -> None:
+    """Check a config (schema, backend kinds and params, paths) without running anything."""
+    try:
+        cfg = load_config(config)
+        from editthinker_data.preflight import preflight
+
+        preflight(cfg)
+    except ConfigError as err:
+        _fail(str(err))
+    console.print(f"{config}: valid (fingerprint {cfg.fingerprint()})")
+
+
+@app.command("demo-source")
+def demo_source(out_dir: Annotated[Path, typer.Argument(help="where to write manifest.jsonl and images/")]) -> None:
+    """Regenerate the bundled demo source set (procedural scenes and instructions)."""
+    from editthinker_data.demo.generate import write_demo_source
+
+    console.print(f"wrote {write_demo_source(out_dir)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,25 @@
+"""Checks that need more than the schema, run before Prefect, Ray or any model starts."""
+
+from __future__ import annotations
+
+from editthinker_data.backends import ROLES, create_backend
+from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.storage import StorageError, local_path
+
+
+def preflight(cfg: BuildConfig) -> None:
+    for role in ROLES:
+        specs = cfg.editors if role == "editor" else [cfg.expert if role == "expert" else cfg.scorer]
+        for spec in specs:
+            try:
+                create_backend(role, spec, cfg.seed)  # unknown kinds and bad params fail here
+            except ValueError as err:
+                if isinstance(err, ConfigError):
+                    raise
+                raise ConfigError(f"{role} {spec.name!r}: {err}") from None
+    try:
+        manifest = local_path(cfg.source.manifest)
+    except StorageError as err:
+        raise ConfigError(f"source.manifest: {err}") from None
+    if not manifest.is_file():
+        raise ConfigError(f"source.manifest: {manifest} not found; fix the path (relative paths resolve against the config file)")

@@ -1,0 +1,108 @@
+"""Reading a finished build back: stage counts, breakdowns, score histograms, one
+trajectory turn by turn, and a re-derivation of every filter decision from the stored
+scores (the check that what was kept follows the rules)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from editthinker_data.config import BuildConfig
+from editthinker_data.selection import decide
+from editthinker_data.storage import Storage
+from editthinker_data.units import DECISIONS_FILE, STEPS_FILE, load_trajectory_summaries
+
+
+class Build:
+    def __init__(self, output: str):
+        self.storage = Storage(output)
+        if not self.storage.exists("stats.json"):
+            raise FileNotFoundError(f"{output} holds no finished build (stats.json is missing)")
+        self.stats: dict[str, Any] = self.storage.read_json("stats.json")
+        self.manifest: dict[str, Any] = self.storage.read_json("manifest.json")
+        self.config = BuildConfig.model_validate_json(self.storage.read_bytes("config.json"))
+        self.partitions = sorted({int(p.split("part-")[1][:5]) for p in self.storage.list("trajectories") if p.endswith(".parquet")})
+        self.trajectories = load_trajectory_summaries(self.storage, self.partitions)
+
+    def recheck_selection(self) -> tuple[int, list[str]]:
+        """(decisions checked, mismatches) between the stored decisions and the rules
+        applied afresh to the stored scores."""
+        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
+        steps = Counter(r["trajectory"] for r in pq.read_table(self.storage.path(STEPS_FILE)).to_pylist())
+        mismatches = []
+        for traj in self.trajectories:
+            d = decide(traj, self.config.selection)
+            s = stored.get(traj.key)
+            if s is None or (s["keep"], s["reason"], s["best_turn"]) != (d.keep, d.reason, d.best_turn):
+                mismatches.append(f"{traj.key}: stored {s} but the rule gives {d}")
+            elif not d.keep and steps.get(traj.key):
+                mismatches.append(f"{traj.key}: filtered out but has {steps[traj.key]} step samples")
+        return len(self.trajectories), mismatches
+
+    def breakdown(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per task type and per editor: trajectories, kept, mean first and best score."""
+        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
+        steps = pq.read_table(self.storage.path(STEPS_FILE)).to_pylist()
+        out: dict[str, dict[str, dict[str, float]]] = {"task_type": {}, "editor": {}}
+        for dim in ("task_type", "editor"):
+            groups: dict[str, list] = defaultdict(list)
+            for t in self.trajectories:
+                groups[getattr(t, dim)].append(t)
+            for name, trajs in sorted(groups.items()):
+                first = [t.turns[0].overall for t in trajs]
+                best = [max(x.overall for x in t.turns) for t in trajs]
+                out[dim][name] = {
+                    "trajectories": len(trajs),
+                    "kept": sum(1 for t in trajs if stored.get(t.key, {}).get("keep")),
+                    "turns": sum(len(t.turns) for t in trajs),
+                    "mean_first": sum(first) / len(first),
+                    "mean_best": sum(best) / len(best),
+                    "sft_steps": sum(1 for s in steps if s[dim] == name and s["split"] == "sft"),
+                    "rl_steps": sum(1 for s in steps if s[dim] == name and s["split"] == "rl"),
+                }
+        return out
+
+    def histograms(self, bins: int = 10) -> dict[str, list[int]]:
+        def hist(values: list[float]) -> list[int]:
+            counts = [0] * bins
+            for v in values:
+                counts[min(int(v / (10 / bins)), bins - 1)] += 1
+            return counts
+
+        return {
+            "first turn": hist([t.turns[0].overall for t in self.trajectories]),
+            "best turn": hist([max(x.overall for x in t.turns) for t in self.trajectories]),
+            "all turns": hist([x.overall for t in self.trajectories for x in t.turns]),
+        }
+
+    def trajectory(self, key: str) -> dict[str, Any]:
+        rows = []
+        for p in self.partitions:
+            name = f"trajectories/part-{p:05d}.parquet"
+            either = [[("pair_id", "=", key)], [("trajectory", "=", key)]]
+            rows.extend(pq.read_table(self.storage.path(name), filters=either).to_pylist())
+        if not rows:
+            known = ", ".join(sorted(t.key for t in self.trajectories)[:8])
+            raise KeyError(f"no trajectory {key!r} in this build (some ids: {known}, ...)")
+        rows.sort(key=lambda r: r["turn"])
+        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
+        return {"rows": rows, "decision": stored.get(rows[0]["trajectory"])}
+
+    def extract_images(self, rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        wanted = {f"{r['sample_key']}.png": r for r in rows}
+        for shard in sorted({r["shard"] for r in rows}):
+            with tarfile.open(self.storage.path(shard)) as tar:
+                for member in tar.getmembers():
+                    if member.name in wanted:
+                        target = out / member.name
+                        target.write_bytes(io.BytesIO(tar.extractfile(member).read()).getvalue())
+                        written.append(target)
+        return sorted(written)

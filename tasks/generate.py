@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from editthinker_data import units
+from editthinker_data.config import BuildConfig
+from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.scheduler import run_rollouts
+from editthinker_data.storage import Storage
+
+
+@task(name="generate", cache_policy=NONE, retries=1, retry_delay_seconds=5)
+def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Workers) -> dict:
+    """Think-while-edit rollouts for one partition on the shared actor pools."""
+
+    def executor(items, make, on_done):
+        return run_rollouts(
+            workers, items, make, on_done, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries
+        )
+
+    return units.run_generate(cfg, Storage(output), partition, executor)

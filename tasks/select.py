@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from editthinker_data import units
+from editthinker_data.config import BuildConfig
+from editthinker_data.storage import Storage
+
+
+@task(name="select", cache_policy=NONE)
+def select_task(cfg: BuildConfig, output: str, partitions: list[int]) -> dict:
+    """Trajectory filter, unrolling, RL/SFT split and balancing over all partitions' scores."""
+    return units.run_select(cfg, Storage(output), partitions)
