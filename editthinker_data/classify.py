@@ -25,8 +25,8 @@ _RULES: list[tuple[str, str]] = [
     ),
     (
         "subject-driven",
-        r"\b(?:add|insert|remove|delete|erase|replace|move|shift|put|place|draw|swap|turn the|make the|"
-        r"paint the|change the|recolou?r|colou?r the)\b",
+        r"\b(?:add|insert|remove|delete|erase|replace|move|shift|put|place|draw|swap|recolou?r|"
+        r"(?:turn|make|paint|change|colou?r) the (?!image|photo|picture|whole|colou?rs|scene))\b",
     ),
 ]
 

@@ -238,7 +238,7 @@ class Reader:
         if re.search(r"\b(?:make|turn|change|paint|color|recolor|dye)\b", text):
             colors = self._colors_in(text)
             ref = self._ref(text, exclude_last_color=True)
-            if ref.shape or ref.color or ref.relation or re.search(r"\b(?:shape|object|it)\b", text):
+            if ref.shape or ref.color or ref.relation or (colors and re.search(r"\b(?:shape|object|it)\b", text)):
                 return Clause("recolor", ref=ref, color=colors[-1] if colors else None, sentence=sentence)
         return None
 

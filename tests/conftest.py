@@ -1,0 +1,50 @@
+"""Shared fixtures: Prefect (ephemeral) and Ray state in a temp dir set up before either is
+imported; one local Ray cluster and one demo build per test session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_STATE = Path(tempfile.mkdtemp(prefix="etd-test-"))
+from editthinker_data import runenv  # noqa: E402
+
+runenv.prepare(_STATE)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    return _STATE
+
+
+@pytest.fixture(scope="session")
+def demo_cfg():
+    from editthinker_data.config import load_config
+
+    return load_config(DEMO_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(state_dir):
+    from editthinker_data.distributed.runtime import ensure_ray, shutdown
+
+    os.environ.setdefault("RAY_num_prestart_python_workers", "0")
+    ensure_ray(None, 2, state_dir)
+    yield
+    shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_build(ray_cluster, demo_cfg, tmp_path_factory, state_dir):
+    """The demo config built once through Prefect and Ray."""
+    from flows.build_dataset import build_dataset
+
+    out = tmp_path_factory.mktemp("demo-build")
+    result = build_dataset(demo_cfg.model_dump(), str(out), str(state_dir))
+    return out, result

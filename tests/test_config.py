@@ -1,0 +1,91 @@
+import pytest
+
+from editthinker_data.config import ConfigError, load_config, parse_config
+from editthinker_data.preflight import preflight
+
+BASE = {"source": {"manifest": "m.jsonl"}}
+
+
+def test_demo_config_loads_and_resolves_manifest(demo_cfg):
+    assert demo_cfg.source.manifest.endswith("editthinker_data/demo/source/manifest.jsonl")
+    assert [e.name for e in demo_cfg.editors] == ["careful", "sloppy"]
+    assert demo_cfg.loop.max_turns == 5
+    preflight(demo_cfg)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "loop": {"max_turn": 3}}, environ={})
+    assert "loop.max_turn: unknown key" in str(err.value)
+
+
+def test_bad_value_names_key_value_and_range():
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "loop": {"max_turns": 0}}, environ={})
+    msg = str(err.value)
+    assert "loop.max_turns" in msg and "(got 0)" in msg and "greater than or equal to 1" in msg
+
+
+def test_missing_section_says_how_to_fix():
+    with pytest.raises(ConfigError, match="source: required key is missing; add it"):
+        parse_config({}, environ={})
+
+
+def test_literal_secret_is_refused():
+    cfg = {**BASE, "expert": {"kind": "procedural", "params": {"api_key": "sk-123"}}}
+    with pytest.raises(ConfigError, match="api_key_env"):
+        parse_config(cfg, environ={})
+
+
+def test_duplicate_editor_names_refused():
+    with pytest.raises(ConfigError, match="repeat"):
+        parse_config({**BASE, "editors": [{"name": "a"}, {"name": "a"}]}, environ={})
+
+
+def test_bad_score_bins():
+    with pytest.raises(ConfigError, match="score_bins"):
+        parse_config({**BASE, "selection": {"balance": {"score_bins": [0, 5, 3, 10]}}}, environ={})
+
+
+def test_env_override():
+    cfg = parse_config(BASE, environ={"EDITTHINKER__RUN__MAX_IN_FLIGHT": "64", "EDITTHINKER__LOOP__MAX_TURNS": "8"})
+    assert cfg.run.max_in_flight == 64 and cfg.loop.max_turns == 8
+
+
+def test_fingerprint_ignores_run_tuning_and_output_dir():
+    a = parse_config(BASE, environ={})
+    b = parse_config({**BASE, "run": {"max_in_flight": 3}, "output": {"dir": "elsewhere"}}, environ={})
+    c = parse_config({**BASE, "seed": 1}, environ={})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_unknown_backend_kind_fails_preflight(tmp_path):
+    (tmp_path / "m.jsonl").write_text("")
+    cfg = parse_config({**BASE, "editors": [{"kind": "nonesuch"}]}, base_dir=tmp_path, environ={})
+    with pytest.raises(ConfigError, match="unknown kind 'nonesuch'; available kinds: procedural"):
+        preflight(cfg)
+
+
+def test_bad_backend_params_fail_preflight(tmp_path):
+    (tmp_path / "m.jsonl").write_text("")
+    cfg = parse_config({**BASE, "editors": [{"params": {"skill": 3}}]}, base_dir=tmp_path, environ={})
+    with pytest.raises(ConfigError, match="skill=3 must lie in 0-1"):
+        preflight(cfg)
+    cfg = parse_config({**BASE, "editors": [{"params": {"skil": 0.3}}]}, base_dir=tmp_path, environ={})
+    with pytest.raises(ConfigError, match="bad params"):
+        preflight(cfg)
+
+
+def test_missing_manifest_fails_preflight(tmp_path):
+    cfg = parse_config(BASE, base_dir=tmp_path, environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        preflight(cfg)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
