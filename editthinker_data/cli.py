@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 console = Console()
 STAGES = ("pool", "generate", "trajectory_filter", "steps")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:

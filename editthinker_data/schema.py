@@ -133,8 +133,7 @@ class Turn:
             "editor": self.editor,
             "expert": self.expert,
             "scorer": self.scorer,
-            "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
-        }
+        }  # timings live in the trajectory index, not in shards: shard bytes stay reproducible
 
 
 @dataclass

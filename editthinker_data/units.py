@@ -153,6 +153,9 @@ TURN_SCHEMA = pa.schema(
         ("quality", pa.float64()),
         ("overall", pa.float64()),
         ("seed", pa.int64()),
+        ("edit_s", pa.float64()),
+        ("score_s", pa.float64()),
+        ("refine_s", pa.float64()),
         ("shard", pa.string()),
         ("sample_key", pa.string()),
     ]
@@ -182,6 +185,9 @@ def _turn_rows(traj: Trajectory, partition: int, shard: str) -> list[dict[str, A
                 "quality": t.scores.quality,
                 "overall": t.scores.overall,
                 "seed": t.seed,
+                "edit_s": t.timings.get("edit_s"),
+                "score_s": t.timings.get("score_s"),
+                "refine_s": t.timings.get("refine_s"),
                 "shard": shard,
                 "sample_key": f"{traj.key}_t{t.index}",
             }
