@@ -67,7 +67,9 @@ def _summary_table(stats: dict) -> Table:
 @app.command()
 def build(
     config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")
+    ] = None,
     state_dir: Annotated[
         str | None, typer.Option(help="Prefect/Ray state (default: <output>/_state)")
     ] = None,
@@ -88,11 +90,15 @@ def build(
     from editthinker_data.progress import reset
 
     progress = reset()
-    console.print(f"[bold]{cfg.name}[/]: building into {out_dir} (config {config}, fingerprint {cfg.fingerprint()})")
+    console.print(
+        f"[bold]{cfg.name}[/]: building into {out_dir} (config {config}, fingerprint {cfg.fingerprint()})"
+    )
     console.print("starting Prefect (ephemeral) and Ray ...")
     from flows.build_dataset import build_dataset
 
-    live = Live(get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4)
+    live = Live(
+        get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4
+    )
     try:
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
             result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
@@ -116,7 +122,9 @@ def _bar(count: int, top: int, width: int = 30) -> str:
 @app.command()
 def inspect(
     output: Annotated[str, typer.Argument(help="a finished build's output directory")],
-    sample: Annotated[str | None, typer.Option("--sample", help="show one trajectory (pair id) turn by turn")] = None,
+    sample: Annotated[
+        str | None, typer.Option("--sample", help="show one trajectory (pair id) turn by turn")
+    ] = None,
     extract: Annotated[Path | None, typer.Option(help="with --sample: write its turn images here")] = None,
 ) -> None:
     """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
@@ -171,7 +179,9 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
         if r["reasoning"]:
             console.print(f"  reasoning:   {r['reasoning']}")
         console.print(f"  instruction: {r['instruction']}")
-        console.print(f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}")
+        console.print(
+            f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}"
+        )
         console.print(f"  image:       {r['shard']}#{r['sample_key']}.png")
     if first["final_reasoning"]:
         console.print(f"\n[bold]final critique[/]: {first['final_reasoning']}")
@@ -196,7 +206,9 @@ def validate(config: Annotated[Path, typer.Argument(help="build config (YAML)")]
 
 
 @app.command("demo-source")
-def demo_source(out_dir: Annotated[Path, typer.Argument(help="where to write manifest.jsonl and images/")]) -> None:
+def demo_source(
+    out_dir: Annotated[Path, typer.Argument(help="where to write manifest.jsonl and images/")],
+) -> None:
     """Regenerate the bundled demo source set (procedural scenes and instructions)."""
     from editthinker_data.demo.generate import write_demo_source
 

@@ -112,7 +112,9 @@ class BalanceConfig(_Strict):
     @classmethod
     def _bins(cls, bins: list[float]) -> list[float]:
         if len(bins) < 2 or any(b >= a for a, b in zip(bins[1:], bins, strict=False)):
-            raise ValueError(f"score_bins {bins} must be at least two strictly increasing edges, e.g. [0, 5, 10]")
+            raise ValueError(
+                f"score_bins {bins} must be at least two strictly increasing edges, e.g. [0, 5, 10]"
+            )
         if bins[0] > 0 or bins[-1] < 10:
             raise ValueError(f"score_bins {bins} must cover 0-10, e.g. [0, 4, 6, 8, 10]")
         return bins
@@ -212,7 +214,9 @@ def parse_config(
 ) -> BuildConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping of sections")
-    data = _apply_env_overrides(json.loads(json.dumps(data)), dict(os.environ if environ is None else environ))
+    data = _apply_env_overrides(
+        json.loads(json.dumps(data)), dict(os.environ if environ is None else environ)
+    )
     src = data.get("source")
     if base_dir is not None and isinstance(src, dict) and isinstance(src.get("manifest"), str):
         manifest = src["manifest"]

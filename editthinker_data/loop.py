@@ -42,11 +42,14 @@ def turn_seed(seed: int, turn: int, policy: str) -> int:
     return seed if policy == "fixed" else seed + turn - 1
 
 
-def rollout(pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_policy: str = "fixed") -> Rollout:
+def rollout(
+    pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_policy: str = "fixed"
+) -> Rollout:
     """Results sent back are the backend's value, or a BackendError that ends the rollout."""
     turns: list[Turn] = []
     instruction = pair.instruction
     reasoning: str | None = None
+    refine_s = 0.0  # the critique that produced this turn's instruction
 
     def failed(stage: str, err: BackendError) -> Trajectory:
         return Trajectory(pair, turns, "failed", error=f"turn {len(turns) + 1} {stage}: {err}")
@@ -67,7 +70,18 @@ def rollout(pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_p
         if turns:
             timings["refine_s"] = refine_s
         turns.append(
-            Turn(t, instruction, image, scores, s, reasoning, pair.editor, names.expert if t > 1 else "", names.scorer, timings)
+            Turn(
+                t,
+                instruction,
+                image,
+                scores,
+                s,
+                reasoning,
+                pair.editor,
+                names.expert if t > 1 else "",
+                names.scorer,
+                timings,
+            )
         )
         if t == max_turns:
             return Trajectory(pair, turns, "max_turns")
@@ -103,4 +117,6 @@ def drive(gen: Rollout, call: Any) -> Trajectory:
 
 def run_local(pair: SourcePair, backends: dict[tuple[str, str], Any], names: Names, **kw) -> Trajectory:
     """backends: {(role, name): backend with run_batch}."""
-    return drive(rollout(pair, names, **kw), lambda c: backends[(c.role, c.backend)].run_batch([c.request])[0])
+    return drive(
+        rollout(pair, names, **kw), lambda c: backends[(c.role, c.backend)].run_batch([c.request])[0]
+    )

@@ -54,7 +54,10 @@ def check_instruction(text: str, max_chars: int) -> tuple[str, str] | None:
     if not stripped:
         return "empty_instruction", "the instruction is empty"
     if len(stripped) > max_chars:
-        return "instruction_too_long", f"{len(stripped)} characters, more than source.max_instruction_chars={max_chars}"
+        return (
+            "instruction_too_long",
+            f"{len(stripped)} characters, more than source.max_instruction_chars={max_chars}",
+        )
     if len(re.findall(r"[^\W\d_]", stripped)) < 3:
         return "absurd_instruction", f"{stripped[:40]!r} holds no words"
     return None
@@ -77,7 +80,9 @@ def _load_image_info(rec: SourceRecord) -> tuple[str, str] | RecordError:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        return RecordError(rec.origin, rec.id, "image_unreadable", f"image {rec.image_path} does not decode: {err}")
+        return RecordError(
+            rec.origin, rec.id, "image_unreadable", f"image {rec.image_path} does not decode: {err}"
+        )
     return sha256_hex(data), str(path)
 
 
@@ -121,15 +126,31 @@ def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> Poo
             fail(RecordError(rec.origin, rec.id, "bad_id", str(err)))
             continue
         if key in seen_ids:
-            fail(RecordError(rec.origin, rec.id, "duplicate_id", f"id {rec.id!r} (key {key}) appears earlier"))
+            fail(
+                RecordError(rec.origin, rec.id, "duplicate_id", f"id {rec.id!r} (key {key}) appears earlier")
+            )
             continue
         task_type = rec.task_type if src.task_type != "classify" else None
         if task_type is not None and task_type not in TASK_TYPES:
-            fail(RecordError(rec.origin, rec.id, "bad_task_type", f"task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}"))
+            fail(
+                RecordError(
+                    rec.origin,
+                    rec.id,
+                    "bad_task_type",
+                    f"task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}",
+                )
+            )
             continue
         if task_type is None:
             if src.task_type == "given":
-                fail(RecordError(rec.origin, rec.id, "missing_task_type", "source.task_type is 'given' but the record has none"))
+                fail(
+                    RecordError(
+                        rec.origin,
+                        rec.id,
+                        "missing_task_type",
+                        "source.task_type is 'given' but the record has none",
+                    )
+                )
                 continue
             task_type = classify(rec.instruction)
         info = _load_image_info(rec)
@@ -143,7 +164,9 @@ def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> Poo
             continue
         seen.add(dedup)
         seen_ids.add(key)
-        by_type[task_type].append(PoolEntry(rec.id, key, rec.instruction.strip(), task_type, path, sha, rec.origin))
+        by_type[task_type].append(
+            PoolEntry(rec.id, key, rec.instruction.strip(), task_type, path, sha, rec.origin)
+        )
 
     # Balanced sampling: per-type quotas, then an overall cap taken round-robin over types.
     chosen: dict[str, list[PoolEntry]] = {}
@@ -183,6 +206,7 @@ def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> Poo
     entries = [PoolEntry(**{**asdict(e), "partition": i // size}) for i, e in enumerate(assigned)]
     stats.keep(len(entries))
     counts = {
-        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": len(by_type.get(t, []))} for t in TASK_TYPES
+        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": len(by_type.get(t, []))}
+        for t in TASK_TYPES
     }
     return PoolResult(entries, stats, failures, counts)

@@ -22,4 +22,6 @@ def preflight(cfg: BuildConfig) -> None:
     except StorageError as err:
         raise ConfigError(f"source.manifest: {err}") from None
     if not manifest.is_file():
-        raise ConfigError(f"source.manifest: {manifest} not found; fix the path (relative paths resolve against the config file)")
+        raise ConfigError(
+            f"source.manifest: {manifest} not found; fix the path (relative paths resolve against the config file)"
+        )

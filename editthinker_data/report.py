@@ -26,7 +26,13 @@ class Build:
         self.stats: dict[str, Any] = self.storage.read_json("stats.json")
         self.manifest: dict[str, Any] = self.storage.read_json("manifest.json")
         self.config = BuildConfig.model_validate_json(self.storage.read_bytes("config.json"))
-        self.partitions = sorted({int(p.split("part-")[1][:5]) for p in self.storage.list("trajectories") if p.endswith(".parquet")})
+        self.partitions = sorted(
+            {
+                int(p.split("part-")[1][:5])
+                for p in self.storage.list("trajectories")
+                if p.endswith(".parquet")
+            }
+        )
         self.trajectories = load_trajectory_summaries(self.storage, self.partitions)
 
     def recheck_selection(self) -> tuple[int, list[str]]:

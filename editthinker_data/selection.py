@@ -104,13 +104,33 @@ def unroll(traj: TrajectorySummary, k: int, split: str, cfg: SelectionConfig) ->
     for t in range(2, k + 1):
         prev = traj.turns[t - 2]
         plans.append(
-            StepPlan(f"{traj.key}_s{t}", traj.key, traj.partition, t, traj.task_type, traj.editor, split, False, prev.score(cfg.score))
+            StepPlan(
+                f"{traj.key}_s{t}",
+                traj.key,
+                traj.partition,
+                t,
+                traj.task_type,
+                traj.editor,
+                split,
+                False,
+                prev.score(cfg.score),
+            )
         )
     stopped_after_best = len(traj.turns) == k and traj.stop_reason == "expert_satisfied"
     if cfg.include_stop_steps and stopped_after_best:
         last = traj.turns[k - 1]
         plans.append(
-            StepPlan(f"{traj.key}_s{k + 1}", traj.key, traj.partition, k + 1, traj.task_type, traj.editor, split, True, last.score(cfg.score))
+            StepPlan(
+                f"{traj.key}_s{k + 1}",
+                traj.key,
+                traj.partition,
+                k + 1,
+                traj.task_type,
+                traj.editor,
+                split,
+                True,
+                last.score(cfg.score),
+            )
         )
     return plans
 

@@ -36,7 +36,9 @@ from editthinker_data.sources.jsonl import RecordError, read_jsonl
 from editthinker_data.stats import StageStats
 from editthinker_data.storage import Storage
 
-Executor = Callable[[Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any]
+Executor = Callable[
+    [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
+]
 
 POOL_FILE = "pool/pairs.parquet"
 STEPS_FILE = "selection/steps.parquet"
@@ -209,18 +211,39 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
             image = load_source_image(entry)
         except (OSError, ValueError) as err:
             stats.fail("image_unreadable")
-            failures.append({"stage": "generate", "origin": entry.origin, "record": entry.id, "reason": "image_unreadable", "detail": str(err)})
+            failures.append(
+                {
+                    "stage": "generate",
+                    "origin": entry.origin,
+                    "record": entry.id,
+                    "reason": "image_unreadable",
+                    "detail": str(err),
+                }
+            )
             continue
         pairs.append(
-            SourcePair(entry.id, entry.instruction, image, entry.task_type, entry.image_sha256, entry.origin, entry.editor, partition)
+            SourcePair(
+                entry.id,
+                entry.instruction,
+                image,
+                entry.task_type,
+                entry.image_sha256,
+                entry.origin,
+                entry.editor,
+                partition,
+            )
         )
 
     names = Names(expert=cfg.expert.name, scorer=cfg.scorer.name)
 
     def make(pair: SourcePair) -> Rollout:
-        return rollout(pair, names, max_turns=cfg.loop.max_turns, seed=cfg.seed, seed_policy=cfg.loop.seed_policy)
+        return rollout(
+            pair, names, max_turns=cfg.loop.max_turns, seed=cfg.seed, seed_policy=cfg.loop.seed_policy
+        )
 
-    sink = ShardSink(storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes)
+    sink = ShardSink(
+        storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes
+    )
     rows: list[dict[str, Any]] = []
     finished: dict[int, Trajectory] = {}
     next_to_write = 0
@@ -230,11 +253,27 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         stop_reasons[traj.stop_reason] += 1
         if not traj.turns:
             stats.fail("first_turn_failed")
-            failures.append({"stage": "generate", "origin": traj.pair.origin, "record": traj.pair.id, "reason": "first_turn_failed", "detail": traj.error or ""})
+            failures.append(
+                {
+                    "stage": "generate",
+                    "origin": traj.pair.origin,
+                    "record": traj.pair.id,
+                    "reason": "first_turn_failed",
+                    "detail": traj.error or "",
+                }
+            )
             return
         stats.keep()
         if traj.error:
-            failures.append({"stage": "generate", "origin": traj.pair.origin, "record": traj.pair.id, "reason": "turn_failed", "detail": traj.error})
+            failures.append(
+                {
+                    "stage": "generate",
+                    "origin": traj.pair.origin,
+                    "record": traj.pair.id,
+                    "reason": "turn_failed",
+                    "detail": traj.error,
+                }
+            )
         for sample in trajectory_turn_records(traj):
             sink.write(sample)
         rows.extend(_turn_rows(traj, partition, ""))
@@ -306,7 +345,10 @@ def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> li
         rows.sort(key=lambda r: r["turn"])
         first = rows[0]
         turns = tuple(
-            TurnSummary(r["turn"], r["instruction"], r["reasoning"], r["semantic"], r["quality"], r["overall"]) for r in rows
+            TurnSummary(
+                r["turn"], r["instruction"], r["reasoning"], r["semantic"], r["quality"], r["overall"]
+            )
+            for r in rows
         )
         out.append(
             TrajectorySummary(
@@ -343,7 +385,9 @@ def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) ->
 def _read_turn_images(storage: Storage, shards: list[str]) -> dict[str, Any]:
     images = {}
     for shard in shards:
-        for sample in wds.WebDataset(str(storage.path(shard)), shardshuffle=False, empty_check=False).decode("pil"):
+        for sample in wds.WebDataset(str(storage.path(shard)), shardshuffle=False, empty_check=False).decode(
+            "pil"
+        ):
             images[sample["__key__"]] = sample["png"].convert("RGB")
     return images
 
@@ -378,14 +422,19 @@ def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: d
 
 def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
     unit = part_name(partition)
-    plans = [StepPlan(**r) for r in pq.read_table(storage.path(STEPS_FILE), filters=[("partition", "=", partition)]).to_pylist()]
+    plans = [
+        StepPlan(**r)
+        for r in pq.read_table(storage.path(STEPS_FILE), filters=[("partition", "=", partition)]).to_pylist()
+    ]
     plans.sort(key=lambda p: p.key)
     summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
     gen = read_marker(storage, "generate", unit, cfg.fingerprint())
     images = _read_turn_images(storage, [s["url"] for s in gen["shards"]]) if gen and plans else {}
     entries = {e.key: e for e in load_partition(storage, partition)}
     sinks = {
-        split: ShardSink(storage, f"steps/{split}/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes)
+        split: ShardSink(
+            storage, f"steps/{split}/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes
+        )
         for split in ("sft", "rl")
     }
     sources: dict[str, Any] = {}
@@ -441,7 +490,9 @@ def finalize(
         "failures": len(failures),
         **(extra or {}),
     }
-    storage.write_bytes("failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
+    storage.write_bytes(
+        "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode()
+    )
     manifest = {
         "name": cfg.name,
         "config_fingerprint": cfg.fingerprint(),

@@ -11,7 +11,13 @@ from editthinker_data.storage import Storage
 
 @task(name="finalize", cache_policy=NONE)
 def finalize_task(
-    cfg: BuildConfig, output: str, pool: dict, generate: list[dict], select: dict, write: list[dict], extra: dict
+    cfg: BuildConfig,
+    output: str,
+    pool: dict,
+    generate: list[dict],
+    select: dict,
+    write: list[dict],
+    extra: dict,
 ) -> dict:
     """manifest.json and stats.json, written last; a summary artifact for the Prefect UI."""
     result = units.finalize(cfg, Storage(output), pool, generate, select, write, extra)

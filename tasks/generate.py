@@ -16,7 +16,12 @@ def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Worker
 
     def executor(items, make, on_done):
         return run_rollouts(
-            workers, items, make, on_done, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries
+            workers,
+            items,
+            make,
+            on_done,
+            max_in_flight=cfg.run.max_in_flight,
+            retries=cfg.run.backend_retries,
         )
 
     return units.run_generate(cfg, Storage(output), partition, executor)

@@ -40,7 +40,7 @@ def test_manifest_lists_every_shard_with_true_hashes(demo_build):
     out, result = demo_build
     manifest = json.loads((out / "manifest.json").read_text())
     listed = set()
-    for split, items in manifest["shards"].items():
+    for items in manifest["shards"].values():
         for s in items:
             data = (out / s["url"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == s["sha256"] and len(data) == s["bytes"]
@@ -56,7 +56,8 @@ def test_step_samples_follow_the_rules(demo_build, demo_cfg):
     b = Build(str(out))
     trajs = {t.key: t for t in b.trajectories}
     turn_images = {
-        s["__key__"]: np.asarray(s["png"]) for s in wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode("rgb8")
+        s["__key__"]: np.asarray(s["png"])
+        for s in wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode("rgb8")
     }
     seen = 0
     for split in ("sft", "rl"):

@@ -43,7 +43,11 @@ def test_inspect_summary_and_sample(demo_build, tmp_path):
     assert "selection re-check: all 40 decisions follow" in result.output
     rows = [r for r in json.loads((out / "stats.json").read_text())["stop_reasons"]]
     assert rows
-    result = runner.invoke(app, ["inspect", str(out), "--sample", "subj-synonyms", "--extract", str(tmp_path / "x")], terminal_width=200)
+    result = runner.invoke(
+        app,
+        ["inspect", str(out), "--sample", "subj-synonyms", "--extract", str(tmp_path / "x")],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     assert "Turn the crimson square navy." in result.output and "turn 1" in result.output
     assert sorted(p.name for p in (tmp_path / "x").iterdir())[0] == "subj-synonyms_t1.png"

@@ -48,7 +48,9 @@ def test_bad_score_bins():
 
 
 def test_env_override():
-    cfg = parse_config(BASE, environ={"EDITTHINKER__RUN__MAX_IN_FLIGHT": "64", "EDITTHINKER__LOOP__MAX_TURNS": "8"})
+    cfg = parse_config(
+        BASE, environ={"EDITTHINKER__RUN__MAX_IN_FLIGHT": "64", "EDITTHINKER__LOOP__MAX_TURNS": "8"}
+    )
     assert cfg.run.max_in_flight == 64 and cfg.loop.max_turns == 8
 
 

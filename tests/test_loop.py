@@ -40,7 +40,9 @@ def run(script, max_turns=5):
 
 
 def test_stops_on_expert_flag():
-    s = Script([Refinement("better", "make the image red", False), Refinement("good", "make the image red", True)])
+    s = Script(
+        [Refinement("better", "make the image red", False), Refinement("good", "make the image red", True)]
+    )
     t = run(s)
     assert t.stop_reason == "expert_satisfied" and len(t.turns) == 2
     assert [x.instruction for x in t.turns] == ["make it red", "make the image red"]

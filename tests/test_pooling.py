@@ -14,7 +14,9 @@ from editthinker_data.sources.jsonl import read_jsonl
 def write_source(tmp_path, lines):
     (tmp_path / "img").mkdir(exist_ok=True)
     for i, color in enumerate(["red", "blue", "green", "yellow"]):
-        (tmp_path / "img" / f"{i}.png").write_bytes(encode_png(render_scene("sky", [("circle", color, 0.5, 0.5, 0.15)], 32)))
+        (tmp_path / "img" / f"{i}.png").write_bytes(
+            encode_png(render_scene("sky", [("circle", color, 0.5, 0.5, 0.15)], 32))
+        )
     (tmp_path / "img" / "broken.png").write_bytes(b"not a png")
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
@@ -23,7 +25,11 @@ def write_source(tmp_path, lines):
 
 def cfg_for(manifest, **source):
     return parse_config(
-        {"source": {"manifest": str(manifest), **source}, "editors": [{"name": "a", "ratio": 2}, {"name": "b"}], "run": {"partition_size": 3}},
+        {
+            "source": {"manifest": str(manifest), **source},
+            "editors": [{"name": "a", "ratio": 2}, {"name": "b"}],
+            "run": {"partition_size": 3},
+        },
         environ={},
     )
 

@@ -52,7 +52,9 @@ def test_repeated_intent_is_one_clause():
 
 def test_canonical_rewrite_is_followed_by_the_basic_reader(scene_img):
     scene = analyze(scene_img)
-    resolved = resolve(FULL.parse("Paint the largest shape crimson and remove the shape with four corners"), scene)
+    resolved = resolve(
+        FULL.parse("Paint the largest shape crimson and remove the shape with four corners"), scene
+    )
     text = canonical_instruction(resolved, scene, [1], keep_rest=True, no_artifacts=False)
     assert text == "Remove the green square. Make the red circle red. Keep everything else unchanged."
     basic = BASIC.parse(text)
@@ -80,16 +82,22 @@ def test_scorer_rewards_the_intended_edit_and_punishes_none(scene_img):
 def test_expert_stops_when_satisfied_and_rewrites_otherwise(scene_img):
     good = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
     expert = ProceduralExpert(false_alarm_rate=0.0)
-    done = expert.refine(RefineRequest(scene_img, good, "Make the red circle blue.", "Make the red circle blue."))
+    done = expert.refine(
+        RefineRequest(scene_img, good, "Make the red circle blue.", "Make the red circle blue.")
+    )
     assert done.stop and done.instruction == "Make the red circle blue."
-    again = expert.refine(RefineRequest(scene_img, scene_img, "Turn the scarlet ball cobalt.", "Turn the scarlet ball cobalt."))
+    again = expert.refine(
+        RefineRequest(scene_img, scene_img, "Turn the scarlet ball cobalt.", "Turn the scarlet ball cobalt.")
+    )
     assert not again.stop
     assert again.instruction == "Make the red circle blue."
     assert "should be blue" in again.reasoning
 
 
 def test_expert_with_no_resolvable_intent_stops(scene_img):
-    r = ProceduralExpert().refine(RefineRequest(scene_img, scene_img, "Remove the purple triangle.", "Remove the purple triangle."))
+    r = ProceduralExpert().refine(
+        RefineRequest(scene_img, scene_img, "Remove the purple triangle.", "Remove the purple triangle.")
+    )
     assert r.stop
 
 
@@ -98,12 +106,22 @@ def test_refinement_helps_on_many_demo_pairs_and_not_all():
     from editthinker_data.loop import Names, run_local
     from editthinker_data.schema import SourcePair
 
-    backends = {("editor", "e"): ProceduralEditor("e", skill=0.5), ("expert", "x"): ProceduralExpert("x"), ("scorer", "s"): ProceduralScorer("s")}
+    backends = {
+        ("editor", "e"): ProceduralEditor("e", skill=0.5),
+        ("expert", "x"): ProceduralExpert("x"),
+        ("scorer", "s"): ProceduralScorer("s"),
+    }
     improved = worse = single = 0
     for line in (DEMO / "manifest.jsonl").read_text().splitlines()[:40]:
         rec = json.loads(line)
         img = Image.open(DEMO / rec["image"]).convert("RGB")
-        traj = run_local(SourcePair(rec["id"], rec["instruction"], img, "x", "", editor="e"), backends, Names("x", "s"), max_turns=5, seed=0)
+        traj = run_local(
+            SourcePair(rec["id"], rec["instruction"], img, "x", "", editor="e"),
+            backends,
+            Names("x", "s"),
+            max_turns=5,
+            seed=0,
+        )
         s = traj.overall_scores()
         if len(s) == 1:
             single += 1

@@ -16,7 +16,10 @@ from editthinker_data.selection import (
 
 
 def traj(key, overall, stop="max_turns", task="style"):
-    turns = tuple(TurnSummary(i + 1, f"T{i + 1}", None if i == 0 else f"R{i + 1}", s, s, s) for i, s in enumerate(overall))
+    turns = tuple(
+        TurnSummary(i + 1, f"T{i + 1}", None if i == 0 else f"R{i + 1}", s, s, s)
+        for i, s in enumerate(overall)
+    )
     return TrajectorySummary(key, 0, task, "e", "T1", stop, turns, "stop-reason", "T-final")
 
 
@@ -47,7 +50,11 @@ def test_single_turn_kept_only_when_asked_and_satisfied():
 def test_unroll_truncates_at_best_and_adds_stop_step():
     t = traj("a", [2.0, 6.0, 8.0], stop="expert_satisfied")
     plans = unroll(t, 3, "sft", CFG)
-    assert [(p.turn, p.stop, p.target_score) for p in plans] == [(2, False, 2.0), (3, False, 6.0), (4, True, 8.0)]
+    assert [(p.turn, p.stop, p.target_score) for p in plans] == [
+        (2, False, 2.0),
+        (3, False, 6.0),
+        (4, True, 8.0),
+    ]
     assert [p.key for p in plans] == ["a_s2", "a_s3", "a_s4"]
     # truncated before the end: no stop step, nothing after k
     t2 = traj("b", [2.0, 8.0, 3.0], stop="expert_satisfied")
@@ -75,8 +82,18 @@ def test_balance_caps_cells_at_ratio_of_median():
 
 
 def test_select_accounts_for_everything():
-    trajs = [traj("a", [1.0]), traj("b", [5.0, 3.0]), traj("c", [1.0, 9.0], stop="expert_satisfied"), traj("d", [6.0, 7.0])]
+    trajs = [
+        traj("a", [1.0]),
+        traj("b", [5.0, 3.0]),
+        traj("c", [1.0, 9.0], stop="expert_satisfied"),
+        traj("d", [6.0, 7.0]),
+    ]
     r = select(trajs, SelectionConfig(rl_variance_threshold=4.0), seed=0)
-    assert r.trajectory_stats.to_dict() == {"input": 4, "kept": 2, "filtered": {"no_improvement": 1, "single_turn": 1}, "failed": {}}
+    assert r.trajectory_stats.to_dict() == {
+        "input": 4,
+        "kept": 2,
+        "filtered": {"no_improvement": 1, "single_turn": 1},
+        "failed": {},
+    }
     assert {(s.trajectory, s.split) for s in r.steps} == {("c", "rl"), ("d", "sft")}
     assert r.step_stats.balanced and r.trajectory_stats.balanced

@@ -8,7 +8,9 @@ from editthinker_data.storage import Storage
 
 
 def samples(n):
-    return [{"__key__": f"k{i}", "json": {"i": i, "b": [1, 2]}, "png": b"\x89PNG" + bytes([i])} for i in range(n)]
+    return [
+        {"__key__": f"k{i}", "json": {"i": i, "b": [1, 2]}, "png": b"\x89PNG" + bytes([i])} for i in range(n)
+    ]
 
 
 def write(root, n, max_samples):

@@ -4,6 +4,7 @@ scorer) with the resources its config asks for."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -68,10 +69,8 @@ class Pool:
 
     def replace(self, index: int) -> None:
         """A dead actor (crash, OOM) gets a fresh one; its requests are retried by the caller."""
-        try:
+        with contextlib.suppress(Exception):  # already gone
             ray.kill(self.actors[index], no_restart=True)
-        except Exception:  # already gone
-            pass
         self.actors[index] = self._new_actor()
         self.replaced += 1
 

@@ -98,7 +98,12 @@ def run_rollouts(
                         counters["retries"] += 1
                         queues[key].append((rid, call, attempts + 1))
                     else:
-                        advance(rid, BackendError(f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"))
+                        advance(
+                            rid,
+                            BackendError(
+                                f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"
+                            ),
+                        )
                 continue
             progress().add(**{f"{key[0]}_calls": len(batch)})
             for (rid, _, _), result in zip(batch, results, strict=True):

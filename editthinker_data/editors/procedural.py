@@ -101,7 +101,9 @@ class ProceduralEditor:
             kwargs["color"] = clause.color or color_names[rng.integers(len(color_names))]
         if clause.op == "add":
             kwargs["shape"] = clause.shape or SHAPES[rng.integers(len(SHAPES))]
-            fx, fy = WHERE[clause.where] if clause.where else (rng.uniform(0.25, 0.75), rng.uniform(0.25, 0.75))
+            fx, fy = (
+                WHERE[clause.where] if clause.where else (rng.uniform(0.25, 0.75), rng.uniform(0.25, 0.75))
+            )
             kwargs["where"] = (fx + rng.normal(0, 0.03), fy + rng.normal(0, 0.03))
         if clause.op == "move":
             kwargs["direction"] = clause.direction or ["left", "right", "up", "down"][rng.integers(4)]

@@ -82,5 +82,7 @@ class ProceduralExpert:
         )
 
     def _doubt(self, req: RefineRequest) -> float:
-        h = hashlib.sha256(f"{self.name}|{self.seed}|{req.original_instruction}|".encode() + encode_png(req.edited))
+        h = hashlib.sha256(
+            f"{self.name}|{self.seed}|{req.original_instruction}|".encode() + encode_png(req.edited)
+        )
         return int.from_bytes(h.digest()[:8], "little") / 2**64

@@ -145,7 +145,9 @@ def _normalize(text: str) -> str:
 def _split(text: str) -> list[tuple[str, int]]:
     parts: list[tuple[str, int]] = []
     for s_idx, sentence in enumerate(re.split(r"[.;!?]\s*", text)):
-        for piece in re.split(r",\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+|\s+also\s+", sentence):
+        for piece in re.split(
+            r",\s*(?:and\s+)?(?:then\s+)?|\s+and\s+(?:then\s+)?|\s+then\s+|\s+also\s+", sentence
+        ):
             piece = piece.strip(" ,")
             if piece:
                 parts.append((piece, s_idx))
@@ -195,7 +197,10 @@ class Reader:
         # Words a reader does not know leave the reference unresolved ("largest", "three corners").
         understood = True
         if not self.full:
-            vague = re.search(r"largest|biggest|smallest|tiniest|corners|sides|closest|far |highest|lowest|round shape", text)
+            vague = re.search(
+                r"largest|biggest|smallest|tiniest|corners|sides|closest|far |highest|lowest|round shape",
+                text,
+            )
             understood = vague is None
         return Ref(colors[0] if colors else None, shape, relation, understood)
 
@@ -206,8 +211,14 @@ class Reader:
         return None
 
     def parse_clause(self, text: str, sentence: int) -> Clause | None:
-        if "background" in text or "backdrop" in text or (self.full and re.search(r"\bat night\b|\bnighttime\b", text)):
-            value = self._keyed(self.backgrounds, text) or ("night" if "night" in text and self.full else None)
+        if (
+            "background" in text
+            or "backdrop" in text
+            or (self.full and re.search(r"\bat night\b|\bnighttime\b", text))
+        ):
+            value = self._keyed(self.backgrounds, text) or (
+                "night" if "night" in text and self.full else None
+            )
             if value is None:
                 colors = self._colors_in(text)
                 value = colors[-1] if colors else None
@@ -220,7 +231,13 @@ class Reader:
         if re.search(r"\b(?:add|insert|place|put|draw)\b", text):
             colors = self._colors_in(text)
             where = self._keyed(self.where, text)
-            return Clause("add", color=colors[-1] if colors else None, shape=self._shape_in(text), where=where, sentence=sentence)
+            return Clause(
+                "add",
+                color=colors[-1] if colors else None,
+                shape=self._shape_in(text),
+                where=where,
+                sentence=sentence,
+            )
         move = re.search(r"\b(?:move|shift|slide|push)\b", text)
         if move:
             dm = re.search(r"\b(left|right|up|down|higher|lower)\b(?!.*\b(left|right|up|down)\b)", text)
@@ -238,13 +255,20 @@ class Reader:
         if re.search(r"\b(?:make|turn|change|paint|color|recolor|dye)\b", text):
             colors = self._colors_in(text)
             ref = self._ref(text, exclude_last_color=True)
-            if ref.shape or ref.color or ref.relation or (colors and re.search(r"\b(?:shape|object|it)\b", text)):
+            if (
+                ref.shape
+                or ref.color
+                or ref.relation
+                or (colors and re.search(r"\b(?:shape|object|it)\b", text))
+            ):
                 return Clause("recolor", ref=ref, color=colors[-1] if colors else None, sentence=sentence)
         return None
 
     def parse(self, instruction: str) -> Parsed:
         text = _normalize(instruction)
-        keep_rest = bool(re.search(r"keep everything else|everything else unchanged|only the|nothing else", text))
+        keep_rest = bool(
+            re.search(r"keep everything else|everything else unchanged|only the|nothing else", text)
+        )
         no_art = bool(re.search(r"avoid noise|no artifacts|without artifacts|clean", text))
         text = re.sub(r"keep everything else unchanged|avoid noise and artifacts", "", text)
         clauses, unknown = [], []
@@ -252,7 +276,11 @@ class Reader:
             clause = self.parse_clause(piece, sentence)
             if clause is None:
                 unknown.append(piece)
-            elif all((c.op, c.ref, c.color, c.shape, c.value) != (clause.op, clause.ref, clause.color, clause.shape, clause.value) for c in clauses):
+            elif all(
+                (c.op, c.ref, c.color, c.shape, c.value)
+                != (clause.op, clause.ref, clause.color, clause.shape, clause.value)
+                for c in clauses
+            ):
                 clauses.append(clause)  # "darker and more moody" asks for one darkening, not two
         return Parsed(tuple(clauses), tuple(unknown), keep_rest, no_art)
 
@@ -264,7 +292,11 @@ FULL = Reader(full=True)
 def select_targets(scene: Scene, ref: Ref | None) -> list[int]:
     if ref is None:
         return []
-    idx = [i for i, o in enumerate(scene.objects) if (ref.color in (None, o.color)) and (ref.shape in (None, o.shape))]
+    idx = [
+        i
+        for i, o in enumerate(scene.objects)
+        if (ref.color in (None, o.color)) and (ref.shape in (None, o.shape))
+    ]
     if not idx or ref.relation is None:
         return idx
     key = {
@@ -323,7 +355,9 @@ def canonical_sentences(resolved: Resolved, scene: Scene) -> list[str]:
             elif c.op == "remove":
                 out.append(f"Remove {name}.")
             else:
-                out.append(f"Move {name} {'to the ' + c.direction if c.direction in ('left', 'right') else c.direction}.")
+                out.append(
+                    f"Move {name} {'to the ' + c.direction if c.direction in ('left', 'right') else c.direction}."
+                )
         return out
     if c.op == "add":
         where = f" in the {c.where}" if c.where else ""
@@ -337,7 +371,9 @@ def canonical_sentences(resolved: Resolved, scene: Scene) -> list[str]:
     return ["Flip the image horizontally."]
 
 
-def canonical_instruction(resolved: list[Resolved], scene: Scene, first: list[int], keep_rest: bool, no_artifacts: bool) -> str:
+def canonical_instruction(
+    resolved: list[Resolved], scene: Scene, first: list[int], keep_rest: bool, no_artifacts: bool
+) -> str:
     """Explicit sentences in basic words; the clauses listed in `first` lead."""
     order = list(first) + [i for i in range(len(resolved)) if i not in first]
     sentences = [s for i in order for s in canonical_sentences(resolved[i], scene)]

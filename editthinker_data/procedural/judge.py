@@ -65,7 +65,12 @@ class Judgement:
         no_over = 10.0 * float(np.clip(1 - self.over_edit / 0.3, 0, 1))
         natural = 10.0 * float(np.clip(1 - self.colour_shift / 50.0, 0, 1))
         no_art = 10.0 * float(np.clip(1 - self.noise / 12.0, 0, 1))
-        details = {"success": success, "no_over_editing": no_over, "naturalness": natural, "no_artifacts": no_art}
+        details = {
+            "success": success,
+            "no_over_editing": no_over,
+            "naturalness": natural,
+            "no_artifacts": no_art,
+        }
         return min(success, no_over), min(natural, no_art), details
 
 
@@ -105,7 +110,8 @@ def _check_add(r: Resolved, src: Scene, out: Scene) -> tuple[float, np.ndarray]:
         o
         for o in out.objects
         if not any(
-            s.color == o.color and s.shape == o.shape and abs(s.cx - o.cx) + abs(s.cy - o.cy) < 8 for s in src.objects
+            s.color == o.color and s.shape == o.shape and abs(s.cx - o.cx) + abs(s.cy - o.cy) < 8
+            for s in src.objects
         )
     ]
     region = np.zeros(src.foreground.shape, bool)

@@ -34,7 +34,9 @@ def global_style(img: Image.Image, style: str) -> Image.Image:
         return ImageOps.autocontrast(ImageOps.invert(edges)).convert("RGB")
     if style == "pixel-art":
         w, h = img.size
-        return img.resize((max(w // 8, 1), max(h // 8, 1)), Image.Resampling.BOX).resize((w, h), Image.Resampling.NEAREST)
+        return img.resize((max(w // 8, 1), max(h // 8, 1)), Image.Resampling.BOX).resize(
+            (w, h), Image.Resampling.NEAREST
+        )
     if style == "negative":
         return ImageOps.invert(img)
     if style == "soft-focus":

@@ -40,7 +40,9 @@ def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                yield RecordError(origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})")
+                yield RecordError(
+                    origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
+                )
                 continue
             if not isinstance(obj, dict):
                 yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
@@ -53,7 +55,9 @@ def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
                 continue
             bad_types = [k for k in ("id", "image", "instruction") if not isinstance(obj.get(k), str | int)]
             if bad_types or not isinstance(obj.get("instruction"), str):
-                yield RecordError(origin, name, "bad_field", f"fields {bad_types or ['instruction']} must be strings")
+                yield RecordError(
+                    origin, name, "bad_field", f"fields {bad_types or ['instruction']} must be strings"
+                )
                 continue
             task_type = obj.get("task_type")
             if task_type is not None and not isinstance(task_type, str):
