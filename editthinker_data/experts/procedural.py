@@ -11,6 +11,7 @@ or artifacts (and keeps them once added). It does not score: scoring is a separa
 from __future__ import annotations
 
 import hashlib
+import time
 
 from editthinker_data.backends import BackendError, RefineRequest
 from editthinker_data.procedural.intent import FULL, canonical_instruction
@@ -23,9 +24,14 @@ class ProceduralExpert:
     a redo (MLLM judges do this); such redos often come out worse, which is exactly what
     the trajectory filter must catch."""
 
-    def __init__(self, name: str = "procedural", seed: int = 0, false_alarm_rate: float = 0.3):
+    def __init__(
+        self, name: str = "procedural", seed: int = 0, false_alarm_rate: float = 0.3, latency_s: float = 0.0
+    ):
         if not 0.0 <= false_alarm_rate <= 1.0:
             raise ValueError(f"false_alarm_rate={false_alarm_rate} must lie in 0-1")
+        if latency_s < 0:
+            raise ValueError(f"latency_s={latency_s} must be 0 or more")
+        self.latency_s = latency_s  # stands in for a remote MLLM's answer time (benchmarks)
         self.name = name
         self.seed = seed
         self.false_alarm_rate = false_alarm_rate
@@ -34,6 +40,8 @@ class ProceduralExpert:
         pass
 
     def run_batch(self, requests: list[RefineRequest]) -> list[Refinement | BackendError]:
+        if self.latency_s:
+            time.sleep(self.latency_s)  # one round trip per batch, as a batched API call would be
         return [self.refine(r) for r in requests]
 
     def refine(self, req: RefineRequest) -> Refinement:
