@@ -73,7 +73,9 @@ def main() -> None:
         workers.stop()
         shutdown()
 
-    print(f"pairs: {pairs}  expert latency: {args.latency:.3f}s  cpus: {os.cpu_count()}  best of {args.repeat}")
+    print(
+        f"pairs: {pairs}  expert latency: {args.latency:.3f}s  cpus: {os.cpu_count()}  best of {args.repeat}"
+    )
     print(f"{'mode':<12}{'seconds':>10}{'traj/s':>10}")
     print(f"{'plain loop':<12}{loop_s:>10.2f}{pairs / loop_s:>10.2f}")
     print(f"{'actor pool':<12}{pool_s:>10.2f}{pairs / pool_s:>10.2f}")

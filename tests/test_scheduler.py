@@ -1,0 +1,98 @@
+"""The Ray scheduler: many rollouts in flight, batches, and actors that die mid-build."""
+
+import pytest
+import ray
+
+from editthinker_data.config import parse_config
+from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.scheduler import run_rollouts
+from editthinker_data.loop import Names, rollout
+from editthinker_data.procedural.scene import render_scene
+from editthinker_data.schema import SourcePair
+
+pytestmark = pytest.mark.slow
+
+
+def pairs(n):
+    img = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.7, 0.5, 0.1)], 48)
+    return [
+        SourcePair(f"p{i}", "Turn the scarlet ball cobalt.", img, "other", "sha", editor="e")
+        for i in range(n)
+    ]
+
+
+def config(expert_latency):
+    return parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "params": {"skill": 0.3}, "batch_size": 4}],
+            "expert": {
+                "name": "x",
+                "params": {"latency_s": expert_latency, "false_alarm_rate": 0.0},
+                "batch_size": 8,
+            },
+            "scorer": {"name": "s", "batch_size": 8},
+        },
+        environ={},
+    )
+
+
+def run(cfg, workers, items, retries=2):
+    done = {}
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    counters = run_rollouts(
+        workers,
+        items,
+        lambda p: rollout(p, names, max_turns=3, seed=0),
+        lambda i, t: done.__setitem__(i, t),
+        max_in_flight=16,
+        retries=retries,
+    )
+    return done, counters
+
+
+def test_batches_and_every_rollout_finishes(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        done, counters = run(cfg, workers, pairs(12))
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(12))
+    assert all(t.stop_reason != "failed" for t in done.values())
+    assert counters["requests"] > counters["batches"]  # calls were batched
+
+
+def test_dead_actor_is_replaced_and_its_requests_retried(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    expert = workers.pools[("expert", "x")]
+    first = expert.actors[0]
+
+    ray.kill(first, no_restart=True)  # dies as a crashed or OOM-killed actor would
+    try:
+        done, counters = run(cfg, workers, pairs(8))
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(8))
+    assert counters["actors_replaced"] >= 1 and counters["retries"] >= 1
+    assert expert.replaced >= 1
+    assert all(t.stop_reason != "failed" for t in done.values())
+
+
+def test_retries_exhausted_fail_the_trajectory_alone(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    first = workers.pools[("expert", "x")].actors[0]
+
+    ray.kill(first, no_restart=True)
+    try:
+        done, _ = run(cfg, workers, pairs(4), retries=0)
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(4))
+    failed = [t for t in done.values() if t.stop_reason == "failed"]
+    assert failed and all("actor died" in t.error and t.turns for t in failed)
