@@ -33,11 +33,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _progress_table(snap: dict[str, float]) -> Table:
     done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), snap["elapsed_s"]
-    rate = done / elapsed if elapsed > 0 else 0.0
+    rate = done / snap["generate_s"] if snap["generate_s"] > 0 else 0.0
     table = Table(show_header=True, header_style="bold", box=None)
-    for col in ("pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
-        table.add_column(col, justify="right")
+    for col in ("stage", "pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     table.add_row(
+        str(snap["stage"]),
         f"{done}/{total or '?'}",
         str(int(snap.get("turns", 0))),
         str(int(snap.get("editor_calls", 0))),
@@ -83,6 +84,13 @@ def build(
     except ConfigError as err:
         _fail(str(err))
     out_dir = Path(output or cfg.output.dir).resolve()
+    from editthinker_data.storage import Storage
+    from editthinker_data.units import check_output
+
+    try:
+        check_output(cfg, Storage(out_dir))
+    except ConfigError as err:
+        _fail(str(err))
     state = Path(state_dir or cfg.run.state_dir or out_dir / "_state")
     from editthinker_data import runenv
 

@@ -15,6 +15,8 @@ class Progress:
         self._counts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.total_pairs = 0
+        self.stage = "starting"
+        self.generate_started: float | None = None
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -24,11 +26,20 @@ class Progress:
         with self._lock:
             self.total_pairs = pairs
 
-    def snapshot(self) -> dict[str, float]:
+    def set_stage(self, stage: str) -> None:
         with self._lock:
-            snap: dict[str, float] = dict(self._counts)
+            self.stage = stage
+            if stage == "generating" and self.generate_started is None:
+                self.generate_started = time.monotonic()
+
+    def snapshot(self) -> dict[str, float | str]:
+        now = time.monotonic()
+        with self._lock:
+            snap: dict[str, float | str] = dict(self._counts)
             snap["total_pairs"] = self.total_pairs
-        snap["elapsed_s"] = time.monotonic() - self.started
+            snap["stage"] = self.stage
+            snap["generate_s"] = now - self.generate_started if self.generate_started else 0.0
+        snap["elapsed_s"] = now - self.started
         return snap
 
 

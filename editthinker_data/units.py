@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from editthinker_data.config import BuildConfig
+from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.loop import Names, Rollout, rollout
 from editthinker_data.pooling import PoolEntry, pool
 from editthinker_data.schema import (
@@ -60,6 +60,18 @@ def read_marker(storage: Storage, stage: str, unit: str, fingerprint: str) -> di
         return None
     report = storage.read_json(name)
     return report if report.get("fingerprint") == fingerprint else None
+
+
+def check_output(cfg: BuildConfig, storage: Storage) -> None:
+    """Refuse to mix two configs' data in one output (finished units would be reused)."""
+    name = marker_name("pool", "all")
+    if storage.exists(name):
+        theirs = storage.read_json(name).get("fingerprint")
+        if theirs != cfg.fingerprint():
+            raise ConfigError(
+                f"{storage.root} holds a build of another config (fingerprint {theirs}, this one is "
+                f"{cfg.fingerprint()}); choose a new --output, or delete the old build first"
+            )
 
 
 def write_marker(storage: Storage, stage: str, unit: str, report: dict[str, Any]) -> None:

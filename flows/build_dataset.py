@@ -15,6 +15,8 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
 from editthinker_data.preflight import preflight
 from editthinker_data.progress import current as progress
+from editthinker_data.storage import Storage
+from editthinker_data.units import check_output
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task
@@ -27,17 +29,21 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)
+    check_output(cfg, Storage(output))
     started = time.monotonic()
+    progress().set_stage("pooling")
     pool_report = pool_task(cfg, output)
     partitions = pool_report["partitions"]
     progress().set_total(pool_report["pairs"])
     log.info("pooled %d pairs into %d partitions", pool_report["pairs"], len(partitions))
 
+    progress().set_stage("starting actors")
     started_ray = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, Path(state_dir))
     workers = Workers(cfg)
     try:
         actors = workers.start()
         log.info("started %d backend actors", len(actors))
+        progress().set_stage("generating")
         generate = []
         window = cfg.run.concurrent_partitions
         futures = []
@@ -51,10 +57,15 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         workers.stop()
         if started_ray:
             shutdown()
+    progress().set_stage("selecting")
     select = select_task(cfg, output, partitions)
+    progress().set_stage("writing shards")
     writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
     extra = {
         "actors": [{k: a[k] for k in ("role", "name", "setups", "calls")} for a in actor_info],
         "elapsed_s": round(time.monotonic() - started, 2),
     }
-    return finalize_task(cfg, output, pool_report, generate, select, writes, extra)
+    progress().set_stage("finalizing")
+    result = finalize_task(cfg, output, pool_report, generate, select, writes, extra)
+    progress().set_stage("done")
+    return result

@@ -1,0 +1,59 @@
+"""Unit bodies with the plain-loop executor: markers, reruns, and refusing mixed configs."""
+
+import pytest
+
+from editthinker_data import units
+from editthinker_data.config import ConfigError
+from editthinker_data.local import local_executor
+from editthinker_data.storage import Storage
+
+
+def counting(executor):
+    calls = []
+
+    def run(items, make, on_done):
+        calls.append(len(items))
+        return executor(items, make, on_done)
+
+    return run, calls
+
+
+def test_finished_units_are_not_redone(demo_cfg, tmp_path):
+    storage = Storage(tmp_path)
+    pool = units.run_pool(demo_cfg, storage)
+    run, calls = counting(local_executor(demo_cfg))
+    first = units.run_generate(demo_cfg, storage, 0, run)
+    again = units.run_generate(demo_cfg, storage, 0, run)
+    assert calls == [12] and again == first
+    assert units.run_pool(demo_cfg, storage) == pool
+    assert storage.exists("_markers/generate/part-00000.json")
+
+
+def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
+    storage = Storage(tmp_path)
+    units.run_pool(demo_cfg, storage)
+    units.check_output(demo_cfg, storage)  # same config: fine
+    other = demo_cfg.model_copy(update={"seed": 1})
+    with pytest.raises(ConfigError, match="another config"):
+        units.check_output(other, storage)
+
+
+def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
+    import shutil
+
+    from editthinker_data.config import parse_config
+    from editthinker_data.demo.generate import write_demo_source
+
+    write_demo_source(tmp_path / "src")
+    data = demo_cfg.model_dump()
+    data["source"]["manifest"] = str(tmp_path / "src" / "manifest.jsonl")
+    cfg = parse_config(data, environ={})
+    storage = Storage(tmp_path / "out")
+    pool = units.run_pool(cfg, storage)
+    victim = next(e for e in units.load_partition(storage, 0) if e.key != "style-pop")
+    shutil.copy(tmp_path / "src" / "images" / "style-pop.png", victim.image_path)  # changed after pooling
+    report = units.run_generate(cfg, storage, 0, local_executor(cfg))
+    assert report["stats"] == {"input": 12, "kept": 11, "filtered": {}, "failed": {"image_unreadable": 1}}
+    [failure] = report["failures"]
+    assert failure["record"] == victim.id and "changed since pooling" in failure["detail"]
+    assert pool["pairs"] == 40
