@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -36,11 +37,12 @@ from editthinker_data.storage import Storage  # noqa: E402
 def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:
     best, pairs = float("inf"), 0
     for _ in range(repeat):
-        storage = Storage(tempfile.mkdtemp(prefix="etd-bench-out-"))
-        report = units.run_pool(cfg, storage)
-        started = time.perf_counter()
-        reports = [units.run_generate(cfg, storage, p, executor) for p in report["partitions"]]
-        best = min(best, time.perf_counter() - started)
+        with tempfile.TemporaryDirectory(prefix="etd-bench-out-") as out:
+            storage = Storage(out)
+            report = units.run_pool(cfg, storage)
+            started = time.perf_counter()
+            reports = [units.run_generate(cfg, storage, p, executor) for p in report["partitions"]]
+            best = min(best, time.perf_counter() - started)
         pairs = sum(r["stats"]["input"] for r in reports)
     return best, pairs
 
@@ -72,6 +74,7 @@ def main() -> None:
     finally:
         workers.stop()
         shutdown()
+        shutil.rmtree(STATE, ignore_errors=True)
 
     print(
         f"pairs: {pairs}  expert latency: {args.latency:.3f}s  cpus: {os.cpu_count()}  best of {args.repeat}"

@@ -191,6 +191,8 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
             f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}"
         )
         console.print(f"  image:       {r['shard']}#{r['sample_key']}.png")
+        took = [f"{k} {r[k + '_s']:.3f}s" for k in ("edit", "score", "refine") if r.get(k + "_s") is not None]
+        console.print(f"  latency:     {', '.join(took)}")
     if first["final_reasoning"]:
         console.print(f"\n[bold]final critique[/]: {first['final_reasoning']}")
     if first["error"]:

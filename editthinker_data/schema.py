@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -178,12 +179,20 @@ class StepSample:
     source_image: Image.Image | None = None
     previous_image: Image.Image | None = None
 
+    def thinker_output(self) -> str:
+        """The answer the thinker is trained to give, in the paper's tag format."""
+        score = json.dumps(
+            {"semantic": round(self.scores.semantic, 2), "quality": round(self.scores.quality, 2)}
+        )
+        return f"<think>{self.reasoning}</think><score>{score}</score><answer>{self.instruction}</answer>"
+
     def meta(self) -> dict[str, Any]:
         d = {
             k: v
             for k, v in asdict(self).items()
             if k not in ("source_image", "previous_image", "scores", "result_scores")
         }
+        d["target"] = self.thinker_output()
         d["scores"] = self.scores.to_dict()
         d["result_scores"] = self.result_scores.to_dict() if self.result_scores else None
         return d

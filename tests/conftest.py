@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_STATE, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def state_dir() -> Path:
     return _STATE

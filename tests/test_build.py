@@ -75,6 +75,8 @@ def test_step_samples_follow_the_rules(demo_build, demo_cfg):
             assert meta["previous_instruction"] == prev.instruction
             assert meta["scores"]["overall"] == pytest.approx(prev.overall, abs=1e-3)
             assert np.array_equal(s["prev.png"], turn_images[f"{t.key}_t{prev.index}"])
+            assert meta["target"].startswith(f"<think>{meta['reasoning']}</think><score>")
+            assert meta["target"].endswith(f"</score><answer>{meta['instruction']}</answer>")
             if not meta["stop"]:
                 cur = t.turns[meta["turn"] - 1]
                 assert meta["instruction"] == cur.instruction and meta["reasoning"] == cur.reasoning
