@@ -6,6 +6,7 @@ pooling stays bounded in memory and later stages reload only their own partition
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -75,8 +76,6 @@ def _load_image_info(rec: SourceRecord) -> tuple[str, str] | RecordError:
     except ValueError as err:
         return RecordError(rec.origin, rec.id, "image_unreadable", str(err))
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:

@@ -4,7 +4,6 @@ scores (the check that what was kept follows the rules)."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -109,6 +108,6 @@ class Build:
                 for member in tar.getmembers():
                     if member.name in wanted:
                         target = out / member.name
-                        target.write_bytes(io.BytesIO(tar.extractfile(member).read()).getvalue())
+                        target.write_bytes(tar.extractfile(member).read())
                         written.append(target)
         return sorted(written)

@@ -99,9 +99,6 @@ class SceneObject:
     cy: float
     bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 inclusive
 
-    def describe(self) -> str:
-        return f"{self.color} {self.shape}"
-
 
 @dataclass
 class Scene:
@@ -121,14 +118,6 @@ class Scene:
             for o in self.objects
             if (color is None or o.color == color) and (shape is None or o.shape == shape)
         ]
-
-
-def nearest_color(rgb: np.ndarray) -> tuple[str, float]:
-    names = list(COLORS)
-    table = np.array([COLORS[n] for n in names], dtype=np.float32)
-    d = np.linalg.norm(table - rgb[None, :], axis=1)
-    i = int(np.argmin(d))
-    return names[i], float(d[i])
 
 
 def _classify_shape(mask: np.ndarray, bbox: tuple[int, int, int, int]) -> str:
