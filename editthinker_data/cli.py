@@ -120,6 +120,11 @@ def build(
         f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
         f"{stats['failures']} records failed (see failures.jsonl); {stats['elapsed_s']:.1f}s"
     )
+    release = result.get("release", {})
+    for name, r in release.get("exports", {}).items():
+        console.print(f"export {name}: {r['rows']} rows in {out_dir / 'exports' / name}")
+    if release.get("card"):
+        console.print(f"dataset card: {out_dir / release['card']}; gallery: {out_dir / release['gallery']}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
 
 
@@ -200,6 +205,44 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
     if extract:
         for path in b.extract_images(rows, extract):
             console.print(f"wrote {path}")
+
+
+@app.command()
+def export(
+    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    format: Annotated[str, typer.Option("--format", "-f", help="llamafactory, easyr1 or all")] = "all",
+) -> None:
+    """Trainer-ready exports: LLaMA-Factory ShareGPT SFT and EasyR1 RL JSONL, images written once."""
+    from editthinker_data.exports.release import EXPORTERS, run_exports
+    from editthinker_data.report import Build
+
+    formats = sorted(EXPORTERS) if format == "all" else [format]
+    try:
+        b = Build(output)
+        results = run_exports(b, formats)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    for name, r in results.items():
+        console.print(f"{name}: {r['rows']} rows, {r['images']} images -> {Path(output) / 'exports' / name}")
+
+
+@app.command()
+def report(
+    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    gallery_max: Annotated[int, typer.Option(help="trajectories shown in the gallery")] = 200,
+) -> None:
+    """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
+    from editthinker_data.exports.release import write_report
+    from editthinker_data.report import Build
+
+    try:
+        b = Build(output)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    written = write_report(b, gallery_max=gallery_max)
+    console.print(f"card: {Path(output) / written['card']}")
+    console.print(f"figures: {', '.join(written['figures'])}")
+    console.print(f"gallery: {Path(output) / written['gallery']}")
 
 
 @app.command()

@@ -136,6 +136,12 @@ class SelectionConfig(_Strict):
 
 class OutputConfig(_Strict):
     dir: str = "runs/demo"
+    license: str = Field("other", description="licence id for the dataset card, e.g. cc-by-4.0")
+    exports: list[Literal["llamafactory", "easyr1"]] = Field(
+        default_factory=lambda: ["llamafactory", "easyr1"],
+        description="trainer exports written after the build",
+    )
+    report: bool = Field(True, description="write the dataset card, figures and gallery after the build")
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1024)
 
@@ -175,7 +181,7 @@ class BuildConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the data (not output location or run tuning)."""
-        data = self.model_dump(exclude={"output": {"dir"}, "run": True})
+        data = self.model_dump(exclude={"output": {"dir", "license", "exports", "report"}, "run": True})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

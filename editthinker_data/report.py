@@ -33,12 +33,25 @@ class Build:
             }
         )
         self.trajectories = load_trajectory_summaries(self.storage, self.partitions)
+        self._decisions: dict[str, dict[str, Any]] | None = None
+        self._steps: list[dict[str, Any]] | None = None
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        if self._decisions is None:
+            rows = pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()
+            self._decisions = {r["trajectory"]: r for r in rows}
+        return self._decisions
+
+    def steps(self) -> list[dict[str, Any]]:
+        if self._steps is None:
+            self._steps = pq.read_table(self.storage.path(STEPS_FILE)).to_pylist()
+        return self._steps
 
     def recheck_selection(self) -> tuple[int, list[str]]:
         """(decisions checked, mismatches) between the stored decisions and the rules
         applied afresh to the stored scores."""
-        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
-        steps = Counter(r["trajectory"] for r in pq.read_table(self.storage.path(STEPS_FILE)).to_pylist())
+        stored = self.decisions()
+        steps = Counter(r["trajectory"] for r in self.steps())
         mismatches = []
         for traj in self.trajectories:
             d = decide(traj, self.config.selection)
@@ -51,8 +64,8 @@ class Build:
 
     def breakdown(self) -> dict[str, dict[str, dict[str, float]]]:
         """Per task type and per editor: trajectories, kept, mean first and best score."""
-        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
-        steps = pq.read_table(self.storage.path(STEPS_FILE)).to_pylist()
+        stored = self.decisions()
+        steps = self.steps()
         out: dict[str, dict[str, dict[str, float]]] = {"task_type": {}, "editor": {}}
         for dim in ("task_type", "editor"):
             groups: dict[str, list] = defaultdict(list)
@@ -95,8 +108,7 @@ class Build:
             known = ", ".join(sorted(t.key for t in self.trajectories)[:8])
             raise KeyError(f"no trajectory {key!r} in this build (some ids: {known}, ...)")
         rows.sort(key=lambda r: r["turn"])
-        stored = {r["trajectory"]: r for r in pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()}
-        return {"rows": rows, "decision": stored.get(rows[0]["trajectory"])}
+        return {"rows": rows, "decision": self.decisions().get(rows[0]["trajectory"])}
 
     def extract_images(self, rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
         out = Path(out_dir)

@@ -156,6 +156,12 @@ class Trajectory:
         return [t.scores.overall for t in self.turns]
 
 
+def thinker_output(reasoning: str, semantic: float, quality: float, instruction: str) -> str:
+    """The answer the thinker is trained to give, in the paper's tag format."""
+    score = json.dumps({"semantic": round(semantic, 2), "quality": round(quality, 2)})
+    return f"<think>{reasoning}</think><score>{score}</score><answer>{instruction}</answer>"
+
+
 @dataclass
 class StepSample:
     """One training sample: the thinker sees (I_src, I_{t-1}, T_s, T_{t-1}) and answers

@@ -1,5 +1,5 @@
 """build_dataset: pool -> generate (per partition, on Ray actor pools) -> select ->
-write steps (per partition) -> finalize."""
+write steps (per partition) -> finalize -> exports, figures, gallery and card."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from editthinker_data.units import check_output
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task
+from tasks.release import release_task
 from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
@@ -67,5 +68,8 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     }
     progress().set_stage("finalizing")
     result = finalize_task(cfg, output, pool_report, generate, select, writes, extra)
+    if cfg.output.exports or cfg.output.report:
+        progress().set_stage("exports and card")
+        result["release"] = release_task(cfg, output)
     progress().set_stage("done")
     return result

@@ -13,6 +13,7 @@ _STATE = Path(tempfile.mkdtemp(prefix="etd-test-"))
 from editthinker_data import runenv  # noqa: E402
 
 runenv.prepare(_STATE)
+os.environ.update(HF_HOME=str(_STATE / "hf"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"

@@ -1,0 +1,65 @@
+"""Shared by the exports: reading step shards back, content-addressed image files, and the
+versioned thinker prompt template."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+from editthinker_data.storage import Storage
+
+TEMPLATE_VERSION = "thinker_user_v1"
+
+
+def user_template(version: str = TEMPLATE_VERSION) -> str:
+    return resources.files("editthinker_data.exports").joinpath(f"templates/{version}.txt").read_text()
+
+
+def user_turn(meta: dict[str, Any], version: str = TEMPLATE_VERSION) -> str:
+    return (
+        user_template(version)
+        .strip()
+        .format(
+            source_instruction=meta["source_instruction"], previous_instruction=meta["previous_instruction"]
+        )
+    )
+
+
+def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:
+    """Raw samples (json decoded, images as PNG bytes) of one split, in manifest order."""
+    manifest = storage.read_json("manifest.json")
+    urls = [str(storage.path(s["url"])) for s in manifest["shards"][split]]
+    if not urls:
+        return
+    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode(
+        wds.handle_extension("json", _json)
+    )
+
+
+def _json(data: bytes) -> Any:
+    import json
+
+    return json.loads(data)
+
+
+class ImageStore:
+    """Writes each distinct PNG once into `folder`, named by its content; returns the file name."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.written: set[str] = set()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, png: bytes) -> str:
+        name = f"{hashlib.sha256(png).hexdigest()[:20]}.png"
+        if name not in self.written:
+            target = self.folder / name
+            if not target.exists():
+                target.write_bytes(png)
+            self.written.add(name)
+        return name
