@@ -82,7 +82,7 @@ def test_card_front_matter_and_figures(demo_build):
     text = (out / "README.md").read_text()
     _, front, body = text.split("---\n", 2)
     meta = yaml.safe_load(front)
-    assert meta["license"] == "other" and meta["size_categories"] == ["n<1K"]
+    assert meta["license"] == "cc-by-4.0" and meta["size_categories"] == ["n<1K"]
     for cfg in meta["configs"]:
         for files in cfg["data_files"]:
             assert list(out.glob(files["path"])), files
