@@ -96,3 +96,15 @@ def test_retries_exhausted_fail_the_trajectory_alone(ray_cluster):
     assert sorted(done) == list(range(4))
     failed = [t for t in done.values() if t.stop_reason == "failed"]
     assert failed and all("actor died" in t.error and t.turns for t in failed)
+
+
+def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):
+    cfg = parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "resources": {"num_gpus": 1}, "num_actors": 2}],
+        },
+        environ={},
+    )
+    with pytest.raises(RuntimeError, match=r"ask for 2 GPUs \(editor 'e': 2 x 1\) but the Ray cluster has 0"):
+        Workers(cfg).start()

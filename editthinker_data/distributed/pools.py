@@ -90,9 +90,27 @@ class Workers:
         self.pools[("expert", cfg.expert.name)] = Pool("expert", cfg.expert.name, cfg.expert, cfg.seed)
         self.pools[("scorer", cfg.scorer.name)] = Pool("scorer", cfg.scorer.name, cfg.scorer, cfg.seed)
 
+    def check_resources(self) -> None:
+        """Ray would wait forever for GPUs that the cluster does not have: refuse instead."""
+        have = ray.cluster_resources()
+        for resource, field_name in (("GPU", "num_gpus"), ("CPU", "num_cpus")):
+            want = sum(getattr(p.spec.resources, field_name) * p.spec.num_actors for p in self.pools.values())
+            if want > have.get(resource, 0) + 1e-9:
+                asks = ", ".join(
+                    f"{p.role} {p.name!r}: {p.spec.num_actors} x {getattr(p.spec.resources, field_name):g}"
+                    for p in self.pools.values()
+                    if getattr(p.spec.resources, field_name)
+                )
+                raise RuntimeError(
+                    f"the backends ask for {want:g} {resource}s ({asks}) but the Ray cluster has "
+                    f"{have.get(resource, 0):g}; lower resources.{field_name} or num_actors, or join a larger "
+                    f"cluster with run.ray_address"
+                )
+
     def start(self, timeout_s: float = 600.0) -> list[dict[str, Any]]:
         """Start every actor and wait until each has set up; a failing set-up (missing model,
         bad params) raises here, before any data is processed."""
+        self.check_resources()
         for pool in self.pools.values():
             pool.start()
         refs = [a.info.remote() for p in self.pools.values() for a in p.actors]
