@@ -31,14 +31,14 @@ from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
 from editthinker_data.local import local_executor  # noqa: E402
-from editthinker_data.storage import Storage  # noqa: E402
+from editthinker_data.storage import LocalStorage  # noqa: E402
 
 
 def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:
     best, pairs = float("inf"), 0
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="etd-bench-out-") as out:
-            storage = Storage(out)
+            storage = LocalStorage(out)
             report = units.run_pool(cfg, storage)
             started = time.perf_counter()
             reports = [units.run_generate(cfg, storage, p, executor) for p in report["partitions"]]

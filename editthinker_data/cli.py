@@ -6,6 +6,7 @@ well under a second with the key, the value and the fix.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated
 
@@ -83,15 +84,20 @@ def build(
         preflight(cfg)
     except ConfigError as err:
         _fail(str(err))
-    out_dir = Path(output or cfg.output.dir).resolve()
-    from editthinker_data.storage import Storage
-    from editthinker_data.units import check_output
+    target = output or cfg.output.dir
+    remote = "://" in target and not target.startswith("file://")
+    out_dir = target if remote else Path(target).resolve()
+    from editthinker_data.units import check_output, output_storage
 
     try:
-        check_output(cfg, Storage(out_dir))
+        check_output(cfg, output_storage(cfg, str(out_dir)))
     except ConfigError as err:
         _fail(str(err))
-    state = Path(state_dir or cfg.run.state_dir or out_dir / "_state")
+    if remote:
+        default_state = Path(".editthinker") / hashlib.sha256(str(out_dir).encode()).hexdigest()[:12]
+    else:
+        default_state = Path(out_dir) / "_state"
+    state = Path(state_dir or cfg.run.state_dir or default_state)
     from editthinker_data import runenv
 
     runenv.prepare(state)
@@ -122,9 +128,9 @@ def build(
     )
     release = result.get("release", {})
     for name, r in release.get("exports", {}).items():
-        console.print(f"export {name}: {r['rows']} rows in {out_dir / 'exports' / name}")
+        console.print(f"export {name}: {r['rows']} rows in {out_dir}/exports/{name}")
     if release.get("card"):
-        console.print(f"dataset card: {out_dir / release['card']}; gallery: {out_dir / release['gallery']}")
+        console.print(f"dataset card: {out_dir}/{release['card']}; gallery: {out_dir}/{release['gallery']}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
 
 

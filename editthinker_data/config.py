@@ -142,6 +142,10 @@ class OutputConfig(_Strict):
         description="trainer exports written after the build",
     )
     report: bool = Field(True, description="write the dataset card, figures and gallery after the build")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, R2, ...); default AWS"
+    )
+    s3_region: str | None = None
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1024)
 
@@ -181,7 +185,12 @@ class BuildConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the data (not output location or run tuning)."""
-        data = self.model_dump(exclude={"output": {"dir", "license", "exports", "report"}, "run": True})
+        data = self.model_dump(
+            exclude={
+                "output": {"dir", "license", "exports", "report", "s3_endpoint_url", "s3_region"},
+                "run": True,
+            }
+        )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

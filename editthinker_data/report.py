@@ -9,19 +9,19 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from editthinker_data.config import BuildConfig
 from editthinker_data.selection import decide
-from editthinker_data.storage import Storage
-from editthinker_data.units import DECISIONS_FILE, STEPS_FILE, load_trajectory_summaries
+from editthinker_data.storage import Storage, open_storage
+from editthinker_data.units import DECISIONS_FILE, STEPS_FILE, load_trajectory_summaries, read_parquet
 
 
 class Build:
-    def __init__(self, output: str):
-        self.storage = Storage(output)
+    def __init__(self, output: str | Storage, endpoint_url: str | None = None):
+        self.storage = (
+            output if isinstance(output, Storage) else open_storage(output, endpoint_url=endpoint_url)
+        )
         if not self.storage.exists("stats.json"):
-            raise FileNotFoundError(f"{output} holds no finished build (stats.json is missing)")
+            raise FileNotFoundError(f"{self.storage.url} holds no finished build (stats.json is missing)")
         self.stats: dict[str, Any] = self.storage.read_json("stats.json")
         self.manifest: dict[str, Any] = self.storage.read_json("manifest.json")
         self.config = BuildConfig.model_validate_json(self.storage.read_bytes("config.json"))
@@ -38,13 +38,13 @@ class Build:
 
     def decisions(self) -> dict[str, dict[str, Any]]:
         if self._decisions is None:
-            rows = pq.read_table(self.storage.path(DECISIONS_FILE)).to_pylist()
+            rows = read_parquet(self.storage, DECISIONS_FILE)
             self._decisions = {r["trajectory"]: r for r in rows}
         return self._decisions
 
     def steps(self) -> list[dict[str, Any]]:
         if self._steps is None:
-            self._steps = pq.read_table(self.storage.path(STEPS_FILE)).to_pylist()
+            self._steps = read_parquet(self.storage, STEPS_FILE)
         return self._steps
 
     def recheck_selection(self) -> tuple[int, list[str]]:
@@ -103,7 +103,7 @@ class Build:
         for p in self.partitions:
             name = f"trajectories/part-{p:05d}.parquet"
             either = [[("pair_id", "=", key)], [("trajectory", "=", key)]]
-            rows.extend(pq.read_table(self.storage.path(name), filters=either).to_pylist())
+            rows.extend(read_parquet(self.storage, name, filters=either))
         if not rows:
             known = ", ".join(sorted(t.key for t in self.trajectories)[:8])
             raise KeyError(f"no trajectory {key!r} in this build (some ids: {known}, ...)")
@@ -116,7 +116,7 @@ class Build:
         written = []
         wanted = {f"{r['sample_key']}.png": r for r in rows}
         for shard in sorted({r["shard"] for r in rows}):
-            with tarfile.open(self.storage.path(shard)) as tar:
+            with tarfile.open(self.storage.local_copy(shard)) as tar:
                 for member in tar.getmembers():
                     if member.name in wanted:
                         target = out / member.name

@@ -20,6 +20,7 @@ def prepare(state_dir: str | Path) -> Path:
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
+        "EDITTHINKER_CACHE_DIR": str(state / "cache"),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -1,14 +1,20 @@
-"""The only code that parses output/input locations.
+"""The only code that parses output locations: local paths, file:// and s3:// (boto3;
+MinIO, R2 and other S3-compatible stores through an endpoint URL).
 
-Today: local paths and file:// URLs. Every write is atomic (temp file + rename) so a reader
-never sees a partial object; s3:// joins here (issue 5) behind the same methods.
+Every write is all-or-nothing: local files are written to a temp name and renamed; S3
+objects are uploaded whole (multipart when large) from a local staging file, so a reader
+never sees a partial object. Readers that need a file (parquet, tar) ask for
+`local_copy(name)`; on S3 that downloads once into a local cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,23 +25,67 @@ class StorageError(ValueError):
 
 
 def local_path(location: str | os.PathLike[str]) -> Path:
-    """A local path for a location, or a clear error for schemes not supported yet."""
+    """A local path for a location, or a clear error for schemes that need a Storage."""
     text = os.fspath(location)
     if "://" in text:
         parsed = urlparse(text)
         if parsed.scheme == "file":
             return Path(parsed.path)
-        raise StorageError(
-            f"{text}: the {parsed.scheme}:// scheme is not supported yet; use a local path or file://"
-        )
+        raise StorageError(f"{text}: {parsed.scheme}:// is not supported here; use a local path or file://")
     return Path(text)
 
 
-class Storage:
+class Storage(ABC):
     """A build's output root. Names are relative, '/'-separated."""
 
+    url: str
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def read_bytes(self, name: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, name: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Names under prefix, sorted; hidden staging files excluded."""
+
+    @abstractmethod
+    def local_copy(self, name: str) -> Path:
+        """A local file with the object's bytes."""
+
+    @abstractmethod
+    def staging_path(self, name: str) -> Path:
+        """Where a file for `name` is assembled before `commit` publishes it whole."""
+
+    @abstractmethod
+    def commit(self, staged: Path, name: str) -> None: ...
+
+    @abstractmethod
+    def work_dir(self, prefix: str) -> Path:
+        """A local folder whose files `publish_dir(prefix)` makes visible under prefix."""
+
+    @abstractmethod
+    def publish_dir(self, prefix: str) -> None: ...
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.write_bytes(name, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self, LocalStorage)
+
+
+class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]):
         self.root = local_path(root).resolve()
+        self.url = str(self.root)
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -45,9 +95,6 @@ class Storage:
 
     def read_bytes(self, name: str) -> bytes:
         return self.path(name).read_bytes()
-
-    def read_json(self, name: str) -> Any:
-        return json.loads(self.read_bytes(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         target = self.path(name)
@@ -61,11 +108,23 @@ class Storage:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def write_json(self, name: str, obj: Any) -> None:
-        self.write_bytes(name, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    def list(self, prefix: str) -> list[str]:
+        base = self.path(prefix)
+        if not base.exists():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def local_copy(self, name: str) -> Path:
+        path = self.path(name)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.url}/{name} does not exist")
+        return path
 
     def staging_path(self, name: str) -> Path:
-        """Where a shard is assembled before `commit` moves it into place whole."""
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.partial")
@@ -73,12 +132,150 @@ class Storage:
     def commit(self, staged: Path, name: str) -> None:
         os.replace(staged, self.path(name))
 
-    def list(self, prefix: str) -> list[str]:
-        base = self.path(prefix)
-        if not base.exists():
-            return []
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
+    def work_dir(self, prefix: str) -> Path:
+        path = self.path(prefix)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def publish_dir(self, prefix: str) -> None:
+        pass  # already in place
+
+
+class S3Storage(Storage):
+    """s3://bucket/prefix. Credentials come from the environment (AWS_ACCESS_KEY_ID, ...,
+    or a profile), never from the config; throttling, 5xx and dropped connections are
+    retried by botocore's adaptive retry mode."""
+
+    MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+    def __init__(
+        self,
+        url: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_attempts: int = 10,
+    ):
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StorageError(f"{url}: expected s3://bucket/prefix")
+        self.url = url.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        config = Config(
+            retries={"max_attempts": max_attempts, "mode": "adaptive"}, connect_timeout=10, read_timeout=120
         )
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"),
+            region_name=region,
+            config=config,
+        )
+        self.transfer = TransferConfig(
+            multipart_threshold=self.MULTIPART_THRESHOLD, multipart_chunksize=self.MULTIPART_THRESHOLD
+        )
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        base = Path(
+            cache_dir
+            or os.environ.get("EDITTHINKER_CACHE_DIR")
+            or Path(tempfile.gettempdir()) / "etd-s3-cache"
+        )
+        self.cache = base / digest
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def exists(self, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+            return True
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def read_bytes(self, name: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"{self.url}/{name} does not exist") from None
+            raise
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data)
+        cached = self.cache / name
+        if cached.exists():
+            cached.unlink()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.key(prefix).rstrip("/") + "/"
+        start = len(self.prefix) + 1 if self.prefix else 0
+        names = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][start:]
+                if not name.rsplit("/", 1)[-1].startswith("."):
+                    names.append(name)
+        return sorted(names)
+
+    def local_copy(self, name: str) -> Path:
+        from botocore.exceptions import ClientError
+
+        target = self.cache / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                self.client.download_file(self.bucket, self.key(name), str(tmp), Config=self.transfer)
+            except ClientError as err:
+                tmp.unlink(missing_ok=True)
+                if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    raise FileNotFoundError(f"{self.url}/{name} does not exist") from None
+                raise
+            os.replace(tmp, target)
+        return target
+
+    def staging_path(self, name: str) -> Path:
+        target = self.cache / ".staging" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def commit(self, staged: Path, name: str) -> None:
+        """Upload whole (multipart above the threshold); the staged file becomes the cache."""
+        self.client.upload_file(str(staged), self.bucket, self.key(name), Config=self.transfer)
+        cached = self.cache / name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, cached)
+
+    def work_dir(self, prefix: str) -> Path:
+        path = self.cache / ".work" / prefix
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def publish_dir(self, prefix: str) -> None:
+        root = self.cache / ".work" / prefix
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = path.relative_to(root).as_posix()
+            self.client.upload_file(str(path), self.bucket, self.key(f"{prefix}/{rel}"), Config=self.transfer)
+
+
+def open_storage(
+    url: str | os.PathLike[str], endpoint_url: str | None = None, region: str | None = None, cache_dir=None
+) -> Storage:
+    text = os.fspath(url)
+    if text.startswith("s3://"):
+        return S3Storage(text, endpoint_url=endpoint_url, region=region, cache_dir=cache_dir)
+    return LocalStorage(text)

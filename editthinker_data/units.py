@@ -34,7 +34,7 @@ from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary,
 from editthinker_data.shards import ShardInfo, ShardSink
 from editthinker_data.sources.jsonl import RecordError, read_jsonl
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import Storage
+from editthinker_data.storage import Storage, open_storage
 
 Executor = Callable[
     [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
@@ -43,6 +43,14 @@ Executor = Callable[
 POOL_FILE = "pool/pairs.parquet"
 STEPS_FILE = "selection/steps.parquet"
 DECISIONS_FILE = "selection/decisions.parquet"
+
+
+def output_storage(cfg: BuildConfig, url: str) -> Storage:
+    return open_storage(url, endpoint_url=cfg.output.s3_endpoint_url, region=cfg.output.s3_region)
+
+
+def read_parquet(storage: Storage, name: str, filters=None) -> list[dict[str, Any]]:
+    return pq.read_table(storage.local_copy(name), filters=filters).to_pylist()
 
 
 def part_name(partition: int) -> str:
@@ -69,7 +77,7 @@ def check_output(cfg: BuildConfig, storage: Storage) -> None:
         theirs = storage.read_json(name).get("fingerprint")
         if theirs != cfg.fingerprint():
             raise ConfigError(
-                f"{storage.root} holds a build of another config (fingerprint {theirs}, this one is "
+                f"{storage.url} holds a build of another config (fingerprint {theirs}, this one is "
                 f"{cfg.fingerprint()}); choose a new --output, or delete the old build first"
             )
 
@@ -83,10 +91,6 @@ def _write_parquet(storage: Storage, name: str, rows: list[dict[str, Any]], sche
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     storage.write_bytes(name, sink.getvalue().to_pybytes())
-
-
-def _read_parquet(storage: Storage, name: str) -> list[dict[str, Any]]:
-    return pq.read_table(storage.path(name)).to_pylist()
 
 
 def _failures(errors: list[RecordError], stage: str) -> list[dict[str, str]]:
@@ -132,7 +136,7 @@ def run_pool(cfg: BuildConfig, storage: Storage) -> dict[str, Any]:
 
 
 def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
-    rows = pq.read_table(storage.path(POOL_FILE), filters=[("partition", "=", partition)]).to_pylist()
+    rows = read_parquet(storage, POOL_FILE, filters=[("partition", "=", partition)])
     return sorted((PoolEntry(**r) for r in rows), key=lambda e: e.key)
 
 
@@ -350,7 +354,7 @@ def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> li
     for p in partitions:
         name = f"trajectories/{part_name(p)}.parquet"
         if storage.exists(name):
-            for row in _read_parquet(storage, name):
+            for row in read_parquet(storage, name):
                 by_traj.setdefault(row["trajectory"], []).append(row)
     out = []
     for key, rows in sorted(by_traj.items()):
@@ -397,9 +401,9 @@ def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) ->
 def _read_turn_images(storage: Storage, shards: list[str]) -> dict[str, Any]:
     images = {}
     for shard in shards:
-        for sample in wds.WebDataset(str(storage.path(shard)), shardshuffle=False, empty_check=False).decode(
-            "pil"
-        ):
+        for sample in wds.WebDataset(
+            str(storage.local_copy(shard)), shardshuffle=False, empty_check=False
+        ).decode("pil"):
             images[sample["__key__"]] = sample["png"].convert("RGB")
     return images
 
@@ -435,8 +439,7 @@ def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: d
 def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
     unit = part_name(partition)
     plans = [
-        StepPlan(**r)
-        for r in pq.read_table(storage.path(STEPS_FILE), filters=[("partition", "=", partition)]).to_pylist()
+        StepPlan(**r) for r in read_parquet(storage, STEPS_FILE, filters=[("partition", "=", partition)])
     ]
     plans.sort(key=lambda p: p.key)
     summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}

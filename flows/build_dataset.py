@@ -15,8 +15,7 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
 from editthinker_data.preflight import preflight
 from editthinker_data.progress import current as progress
-from editthinker_data.storage import Storage
-from editthinker_data.units import check_output
+from editthinker_data.units import check_output, output_storage
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task
@@ -30,7 +29,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)
-    check_output(cfg, Storage(output))
+    check_output(cfg, output_storage(cfg, output))
     started = time.monotonic()
     progress().set_stage("pooling")
     pool_report = pool_task(cfg, output)

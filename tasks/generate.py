@@ -7,7 +7,6 @@ from editthinker_data import units
 from editthinker_data.config import BuildConfig
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import run_rollouts
-from editthinker_data.storage import Storage
 
 
 @task(name="generate", cache_policy=NONE, retries=1, retry_delay_seconds=5)
@@ -24,4 +23,4 @@ def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Worker
             retries=cfg.run.backend_retries,
         )
 
-    return units.run_generate(cfg, Storage(output), partition, executor)
+    return units.run_generate(cfg, units.output_storage(cfg, output), partition, executor)

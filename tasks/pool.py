@@ -5,10 +5,9 @@ from prefect.cache_policies import NONE
 
 from editthinker_data import units
 from editthinker_data.config import BuildConfig
-from editthinker_data.storage import Storage
 
 
 @task(name="pool", cache_policy=NONE)
 def pool_task(cfg: BuildConfig, output: str) -> dict:
     """Read, validate, dedup, balance and assign the source pairs; write pool/pairs.parquet."""
-    return units.run_pool(cfg, Storage(output))
+    return units.run_pool(cfg, units.output_storage(cfg, output))

@@ -5,10 +5,9 @@ from prefect.cache_policies import NONE
 
 from editthinker_data import units
 from editthinker_data.config import BuildConfig
-from editthinker_data.storage import Storage
 
 
 @task(name="select", cache_policy=NONE)
 def select_task(cfg: BuildConfig, output: str, partitions: list[int]) -> dict:
     """Trajectory filter, unrolling, RL/SFT split and balancing over all partitions' scores."""
-    return units.run_select(cfg, Storage(output), partitions)
+    return units.run_select(cfg, units.output_storage(cfg, output), partitions)

@@ -5,10 +5,9 @@ from prefect.cache_policies import NONE
 
 from editthinker_data import units
 from editthinker_data.config import BuildConfig
-from editthinker_data.storage import Storage
 
 
 @task(name="write-steps", cache_policy=NONE, retries=1)
 def write_steps_task(cfg: BuildConfig, output: str, partition: int) -> dict:
     """The selected step samples of one partition as sft/rl WebDataset shards."""
-    return units.run_write_steps(cfg, Storage(output), partition)
+    return units.run_write_steps(cfg, units.output_storage(cfg, output), partition)

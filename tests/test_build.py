@@ -125,11 +125,11 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
 
     from editthinker_data import units
     from editthinker_data.local import local_executor
-    from editthinker_data.storage import Storage
+    from editthinker_data.storage import LocalStorage
 
     out, first = demo_build
     (tmp_path / "pool").mkdir()
     shutil.copy(out / "pool" / "pairs.parquet", tmp_path / "pool" / "pairs.parquet")
-    report = units.run_generate(demo_cfg, Storage(tmp_path), 1, local_executor(demo_cfg))
+    report = units.run_generate(demo_cfg, LocalStorage(tmp_path), 1, local_executor(demo_cfg))
     ray_shards = [s for s in first["manifest"]["shards"]["trajectories"] if "part-00001" in s["url"]]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in ray_shards]

@@ -43,6 +43,7 @@ def test_llamafactory_sharegpt_export(demo_build):
         score = json.loads(m.group(2))
         assert set(score) == {"semantic", "quality"} and all(0 <= v <= 10 for v in score.values())
         assert "Original instruction:" in row["messages"][0]["content"]
+    assert json.loads((root / "export_info.json").read_text())["template"] == "thinker_user_v1"
     files = list((root / "images").iterdir())
     hashes = {hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
     assert len(hashes) == len(files)  # each image written once
@@ -53,6 +54,7 @@ def test_easyr1_export(demo_build):
     out, result = demo_build
     root = out / "exports" / "easyr1"
     rows = [json.loads(line) for line in (root / "rl_train.jsonl").read_text().splitlines()]
+    assert json.loads((root / "export_info.json").read_text())["rows"] == len(rows)
     assert len(rows) == result["manifest"]["totals"]["rl"] > 0
     for r in rows:
         assert isinstance(r["origin_prompt"], str) and isinstance(r["rewritten_prompt"], str)

@@ -4,7 +4,7 @@ import pytest
 import webdataset as wds
 
 from editthinker_data.shards import ShardSink
-from editthinker_data.storage import Storage
+from editthinker_data.storage import LocalStorage
 
 
 def samples(n):
@@ -14,7 +14,7 @@ def samples(n):
 
 
 def write(root, n, max_samples):
-    sink = ShardSink(Storage(root), "steps/sft/part-00000", max_samples, 10**9)
+    sink = ShardSink(LocalStorage(root), "steps/sft/part-00000", max_samples, 10**9)
     for s in samples(n):
         sink.write(s)
     return sink.close()
@@ -40,7 +40,7 @@ def test_same_samples_give_same_bytes(tmp_path):
 
 
 def test_member_sets_must_match(tmp_path):
-    sink = ShardSink(Storage(tmp_path), "x/part", 10, 10**9)
+    sink = ShardSink(LocalStorage(tmp_path), "x/part", 10, 10**9)
     sink.write({"__key__": "a", "json": {}, "png": b"1"})
     with pytest.raises(ValueError, match="members"):
         sink.write({"__key__": "b", "json": {}})
@@ -48,5 +48,5 @@ def test_member_sets_must_match(tmp_path):
 
 
 def test_no_samples_no_shard(tmp_path):
-    assert ShardSink(Storage(tmp_path), "x/part", 10, 10**9).close() == []
+    assert ShardSink(LocalStorage(tmp_path), "x/part", 10, 10**9).close() == []
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())

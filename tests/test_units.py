@@ -5,7 +5,7 @@ import pytest
 from editthinker_data import units
 from editthinker_data.config import ConfigError
 from editthinker_data.local import local_executor
-from editthinker_data.storage import Storage
+from editthinker_data.storage import LocalStorage
 
 
 def counting(executor):
@@ -19,7 +19,7 @@ def counting(executor):
 
 
 def test_finished_units_are_not_redone(demo_cfg, tmp_path):
-    storage = Storage(tmp_path)
+    storage = LocalStorage(tmp_path)
     pool = units.run_pool(demo_cfg, storage)
     run, calls = counting(local_executor(demo_cfg))
     first = units.run_generate(demo_cfg, storage, 0, run)
@@ -30,7 +30,7 @@ def test_finished_units_are_not_redone(demo_cfg, tmp_path):
 
 
 def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
-    storage = Storage(tmp_path)
+    storage = LocalStorage(tmp_path)
     units.run_pool(demo_cfg, storage)
     units.check_output(demo_cfg, storage)  # same config: fine
     other = demo_cfg.model_copy(update={"seed": 1})
@@ -48,7 +48,7 @@ def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
     data = demo_cfg.model_dump()
     data["source"]["manifest"] = str(tmp_path / "src" / "manifest.jsonl")
     cfg = parse_config(data, environ={})
-    storage = Storage(tmp_path / "out")
+    storage = LocalStorage(tmp_path / "out")
     pool = units.run_pool(cfg, storage)
     victim = next(e for e in units.load_partition(storage, 0) if e.key != "style-pop")
     shutil.copy(tmp_path / "src" / "images" / "style-pop.png", victim.image_path)  # changed after pooling

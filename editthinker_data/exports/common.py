@@ -33,7 +33,7 @@ def user_turn(meta: dict[str, Any], version: str = TEMPLATE_VERSION) -> str:
 def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:
     """Raw samples (json decoded, images as PNG bytes) of one split, in manifest order."""
     manifest = storage.read_json("manifest.json")
-    urls = [str(storage.path(s["url"])) for s in manifest["shards"][split]]
+    urls = [str(storage.local_copy(s["url"])) for s in manifest["shards"][split]]
     if not urls:
         return
     yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode(

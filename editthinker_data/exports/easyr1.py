@@ -11,7 +11,7 @@ from editthinker_data.storage import Storage
 
 
 def export_easyr1(storage: Storage, out: str = "exports/easyr1", splits=("rl",)) -> dict[str, Any]:
-    root = storage.path(out)
+    root = storage.work_dir(out)
     images = ImageStore(root / "images")
     lines = []
     for split in splits:
@@ -35,9 +35,7 @@ def export_easyr1(storage: Storage, out: str = "exports/easyr1", splits=("rl",))
                 )
             )
     storage.write_bytes(f"{out}/rl_train.jsonl", ("\n".join(lines) + "\n" if lines else "").encode())
-    return {
-        "format": "easyr1",
-        "rows": len(lines),
-        "images": len(images.written),
-        "image_dir": f"{out}/images",
-    }
+    info = {"format": "easyr1", "rows": len(lines), "images": len(images.written), "image_dir": "images"}
+    storage.write_json(f"{out}/export_info.json", info)
+    storage.publish_dir(out)
+    return info

@@ -10,9 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from editthinker_data.units import POOL_FILE
+from editthinker_data.units import POOL_FILE, read_parquet
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#222}
@@ -34,7 +32,7 @@ def _rows_by_trajectory(storage) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for name in storage.list("trajectories"):
         if name.endswith(".parquet"):
-            for r in pq.read_table(storage.path(name)).to_pylist():
+            for r in read_parquet(storage, name):
                 out[r["trajectory"]].append(r)
     for rows in out.values():
         rows.sort(key=lambda r: r["turn"])
@@ -50,11 +48,11 @@ def write_gallery(build, out_dir: Path, max_trajectories: int = 200) -> Path:
     chosen = list(by_traj)[:max_trajectories]
     wanted = {f"{r['sample_key']}.png": r for k in chosen for r in by_traj[k]}
     for shard in sorted({r["shard"] for r in wanted.values()}):
-        with tarfile.open(storage.path(shard)) as tar:
+        with tarfile.open(storage.local_copy(shard)) as tar:
             for member in tar.getmembers():
                 if member.name in wanted:
                     (out_dir / "img" / member.name).write_bytes(tar.extractfile(member).read())
-    pool = {r["key"]: r for r in pq.read_table(storage.path(POOL_FILE)).to_pylist()}
+    pool = {r["key"]: r for r in read_parquet(storage, POOL_FILE)}
     sections = []
     for key in chosen:
         rows = by_traj[key]

@@ -40,7 +40,7 @@ def assistant_turn(meta: dict[str, Any]) -> str:
 def export_llamafactory(
     storage: Storage, out: str = "exports/llamafactory", splits=("sft",)
 ) -> dict[str, Any]:
-    root = storage.path(out)
+    root = storage.work_dir(out)
     images = ImageStore(root / "images")
     rows = []
     for split in splits:
@@ -60,9 +60,12 @@ def export_llamafactory(
             )
     storage.write_bytes(f"{out}/sft_train.json", json.dumps(rows, ensure_ascii=False, indent=1).encode())
     storage.write_json(f"{out}/dataset_info.json", dataset_info())
-    return {
+    info = {
         "format": "llamafactory",
         "rows": len(rows),
         "images": len(images.written),
         "template": TEMPLATE_VERSION,
     }
+    storage.write_json(f"{out}/export_info.json", info)
+    storage.publish_dir(out)
+    return info

@@ -22,8 +22,11 @@ def run_exports(build, formats: list[str]) -> dict[str, Any]:
 
 
 def write_report(build, exports: dict[str, Any] | None = None, gallery_max: int = 200) -> dict[str, Any]:
-    root = build.storage.root
-    figures = [p.relative_to(root).as_posix() for p in write_figures(build, root / "figures")]
-    gallery = write_gallery(build, root / "gallery", gallery_max)
-    build.storage.write_bytes("README.md", render_card(build, figures, exports).encode())
-    return {"card": "README.md", "figures": figures, "gallery": gallery.relative_to(root).as_posix()}
+    storage = build.storage
+    fig_dir = storage.work_dir("figures")
+    figures = [f"figures/{p.relative_to(fig_dir).as_posix()}" for p in write_figures(build, fig_dir)]
+    storage.publish_dir("figures")
+    write_gallery(build, storage.work_dir("gallery"), gallery_max)
+    storage.publish_dir("gallery")
+    storage.write_bytes("README.md", render_card(build, figures, exports).encode())
+    return {"card": "README.md", "figures": figures, "gallery": "gallery/index.html"}
