@@ -145,12 +145,15 @@ def inspect(
         str | None, typer.Option("--sample", help="show one trajectory (pair id) turn by turn")
     ] = None,
     extract: Annotated[Path | None, typer.Option(help="with --sample: write its turn images here")] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
+    ] = None,
 ) -> None:
     """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
     from editthinker_data.report import Build
 
     try:
-        b = Build(output)
+        b = Build(output, endpoint_url=endpoint_url)
     except FileNotFoundError as err:
         _fail(str(err))
     if sample:
@@ -217,6 +220,9 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
 def export(
     output: Annotated[str, typer.Argument(help="a finished build's output directory")],
     format: Annotated[str, typer.Option("--format", "-f", help="llamafactory, easyr1 or all")] = "all",
+    endpoint_url: Annotated[
+        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
+    ] = None,
 ) -> None:
     """Trainer-ready exports: LLaMA-Factory ShareGPT SFT and EasyR1 RL JSONL, images written once."""
     from editthinker_data.exports.release import EXPORTERS, run_exports
@@ -224,31 +230,59 @@ def export(
 
     formats = sorted(EXPORTERS) if format == "all" else [format]
     try:
-        b = Build(output)
+        b = Build(output, endpoint_url=endpoint_url)
         results = run_exports(b, formats)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
     for name, r in results.items():
-        console.print(f"{name}: {r['rows']} rows, {r['images']} images -> {Path(output) / 'exports' / name}")
+        console.print(f"{name}: {r['rows']} rows, {r['images']} images -> {output}/exports/{name}")
 
 
 @app.command()
 def report(
     output: Annotated[str, typer.Argument(help="a finished build's output directory")],
     gallery_max: Annotated[int, typer.Option(help="trajectories shown in the gallery")] = 200,
+    endpoint_url: Annotated[
+        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
+    ] = None,
 ) -> None:
     """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
     from editthinker_data.exports.release import write_report
     from editthinker_data.report import Build
 
     try:
-        b = Build(output)
+        b = Build(output, endpoint_url=endpoint_url)
     except FileNotFoundError as err:
         _fail(str(err))
     written = write_report(b, gallery_max=gallery_max)
-    console.print(f"card: {Path(output) / written['card']}")
+    console.print(f"card: {output}/{written['card']}")
     console.print(f"figures: {', '.join(written['figures'])}")
-    console.print(f"gallery: {Path(output) / written['gallery']}")
+    console.print(f"gallery: {output}/{written['gallery']}")
+
+
+@app.command("verify")
+def verify_cmd(
+    output: Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")],
+    endpoint_url: Annotated[
+        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
+    ] = None,
+) -> None:
+    """Re-read every shard: report hash/size/sample mismatches, missing and extra objects."""
+    from editthinker_data.report import verify
+    from editthinker_data.storage import open_storage
+
+    storage = open_storage(output, endpoint_url=endpoint_url)
+    try:
+        result = verify(storage)
+    except FileNotFoundError as err:
+        _fail(f"{output}: no manifest.json ({err})")
+    for kind in ("mismatched", "missing", "extra"):
+        for item in result[kind]:
+            err_console.print(f"[red]{kind}[/]: {item}")
+    bad = sum(len(result[k]) for k in ("mismatched", "missing", "extra"))
+    if bad:
+        _fail(f"{bad} problem(s) in {result['checked']} shards", code=1)
+    console.print(f"verified {result['checked']} shards: all match the manifest, nothing missing or extra")
 
 
 @app.command()

@@ -4,6 +4,8 @@ scores (the check that what was kept follows the rules)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import tarfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -123,3 +125,34 @@ class Build:
                         target.write_bytes(tar.extractfile(member).read())
                         written.append(target)
         return sorted(written)
+
+
+def verify(storage: Storage) -> dict[str, list[str] | int]:
+    """Re-read every shard the manifest lists: sha256, size and sample count must match;
+    shards on storage that the manifest does not list are extra."""
+    manifest = storage.read_json("manifest.json")
+    listed: dict[str, dict[str, Any]] = {s["url"]: s for items in manifest["shards"].values() for s in items}
+    mismatched, missing = [], []
+    for url, info in sorted(listed.items()):
+        try:
+            data = storage.read_bytes(url)
+        except FileNotFoundError:
+            missing.append(url)
+            continue
+        problems = []
+        if len(data) != info["bytes"]:
+            problems.append(f"{len(data)} bytes, manifest says {info['bytes']}")
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            problems.append("sha256 differs")
+        else:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                keys = {m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()}
+            if len(keys) != info["samples"]:
+                problems.append(f"{len(keys)} samples, manifest says {info['samples']}")
+        if problems:
+            mismatched.append(f"{url}: {'; '.join(problems)}")
+    on_storage = {
+        n for prefix in ("trajectories", "steps") for n in storage.list(prefix) if n.endswith(".tar")
+    }
+    extra = sorted(on_storage - set(listed))
+    return {"checked": len(listed), "mismatched": mismatched, "missing": missing, "extra": extra}

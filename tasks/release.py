@@ -3,6 +3,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
+from editthinker_data import units
 from editthinker_data.config import BuildConfig
 from editthinker_data.exports.release import run_exports, write_report
 from editthinker_data.report import Build
@@ -11,7 +12,7 @@ from editthinker_data.report import Build
 @task(name="release", cache_policy=NONE)
 def release_task(cfg: BuildConfig, output: str) -> dict:
     """Trainer exports, figures, gallery and dataset card, from the finished shards."""
-    build = Build(output)
+    build = Build(units.output_storage(cfg, output))
     exports = run_exports(build, list(cfg.output.exports))
     report = write_report(build, exports) if cfg.output.report else {}
     return {"exports": exports, **report}
