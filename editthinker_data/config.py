@@ -27,7 +27,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: defaults are coerced like given values (0 -> 0.0 for floats), so a
+    # config and its dump-and-reload give the same fingerprint.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Resources(_Strict):
@@ -158,6 +160,9 @@ class RunConfig(_Strict):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
     state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")
     backend_retries: int = Field(2, ge=0, le=10, description="retries of a failed backend call")
+    journal_every: int = Field(
+        16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"
+    )
 
 
 class BuildConfig(_Strict):

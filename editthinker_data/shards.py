@@ -93,6 +93,14 @@ class ShardSink:
             self._writer = self._open()
         self._writer.write(encoded)
 
+    def abort(self) -> None:
+        """Drop the shard being assembled (its staged file); committed shards stay."""
+        if self._writer is not None:
+            if self._writer.tarstream is not None:
+                self._writer.tarstream.close()
+                Path(self._writer.fname).unlink(missing_ok=True)
+            self._writer = None
+
     def close(self) -> list[ShardInfo]:
         if self._writer is not None:
             self._writer.close()

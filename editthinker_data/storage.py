@@ -50,6 +50,9 @@ class Storage(ABC):
     def write_bytes(self, name: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Names under prefix, sorted; hidden staging files excluded."""
 
@@ -107,6 +110,9 @@ class LocalStorage(Storage):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def delete(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix)
@@ -215,6 +221,10 @@ class S3Storage(Storage):
         cached = self.cache / name
         if cached.exists():
             cached.unlink()
+
+    def delete(self, name: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+        (self.cache / name).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         base = self.key(prefix).rstrip("/") + "/"

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
 from editthinker_data.pooling import PoolEntry, pool
 from editthinker_data.schema import (
@@ -261,7 +262,10 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes
     )
     rows: list[dict[str, Any]] = []
-    finished: dict[int, Trajectory] = {}
+    journal = Journal(storage, f"_journal/generate/{unit}", cfg.run.journal_every)
+    finished: dict[int, Trajectory] = journal.load(pairs)  # a previous run's finished pairs
+    resumed = len(finished)
+    todo = [i for i in range(len(pairs)) if i not in finished]
     next_to_write = 0
     stop_reasons: Counter[str] = Counter()
 
@@ -294,15 +298,25 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
             sink.write(sample)
         rows.extend(_turn_rows(traj, partition, ""))
 
-    def on_done(index: int, traj: Trajectory) -> None:
+    def drain() -> None:
         # Write in pair order whatever the finishing order, so shard bytes are reproducible.
         nonlocal next_to_write
-        finished[index] = traj
         while next_to_write in finished:
             write(finished.pop(next_to_write))
             next_to_write += 1
 
-    counters = executor(pairs, make, on_done) or {}
+    def on_done(k: int, traj: Trajectory) -> None:
+        finished[todo[k]] = traj
+        journal.add(traj)
+        drain()
+
+    try:
+        drain()
+        counters = executor([pairs[i] for i in todo], make, on_done) or {}
+    except BaseException:
+        sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
+        raise
+    journal.flush()
     shards = sink.close()
     # A shard boundary may fall inside a trajectory's turns: record each row's real shard.
     _fix_shard_names(rows, shards)
@@ -316,8 +330,10 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         "shards": [s.to_dict() for s in shards],
         "failures": failures,
         "scheduler": counters,
+        "resumed": resumed,
     }
     write_marker(storage, "generate", unit, report)
+    journal.clear()
     return report
 
 

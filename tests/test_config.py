@@ -91,3 +91,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("source: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_fingerprint_survives_a_dump_and_reload(demo_cfg):
+    from editthinker_data.config import BuildConfig
+
+    assert BuildConfig.model_validate(demo_cfg.model_dump()).fingerprint() == demo_cfg.fingerprint()
+    assert BuildConfig.model_validate_json(demo_cfg.model_dump_json()).fingerprint() == demo_cfg.fingerprint()

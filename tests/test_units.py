@@ -57,3 +57,37 @@ def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
     [failure] = report["failures"]
     assert failure["record"] == victim.id and "changed since pooling" in failure["detail"]
     assert pool["pairs"] == 40
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cfg, tmp_path):
+    cfg = demo_cfg.model_copy(update={"run": demo_cfg.run.model_copy(update={"journal_every": 3})})
+    clean = LocalStorage(tmp_path / "clean")
+    units.run_pool(cfg, clean)
+    expected = units.run_generate(cfg, clean, 0, local_executor(cfg))
+
+    storage = LocalStorage(tmp_path / "crashed")
+    units.run_pool(cfg, storage)
+    plain = local_executor(cfg)
+
+    def crashing(items, make, on_done):
+        def done(i, traj):
+            on_done(i, traj)
+            if i == 7:
+                raise Crash  # the process dies after 8 trajectories, 6 of them journaled
+
+        return plain(items, make, done)
+
+    with pytest.raises(Crash):
+        units.run_generate(cfg, storage, 0, crashing)
+    assert not storage.exists("_markers/generate/part-00000.json")
+    assert len(storage.list("_journal/generate/part-00000")) == 2
+
+    run, calls = counting(plain)
+    report = units.run_generate(cfg, storage, 0, run)
+    assert report["resumed"] == 6 and calls == [12 - 6]
+    assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in expected["shards"]]
+    assert storage.list("_journal") == []
