@@ -160,6 +160,7 @@ class RunConfig(_Strict):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
     state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")
     backend_retries: int = Field(2, ge=0, le=10, description="retries of a failed backend call")
+    unit_retries: int = Field(1, ge=0, le=10, description="retries of a failed unit before the build stops")
     journal_every: int = Field(
         16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"
     )

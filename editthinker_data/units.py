@@ -530,6 +530,16 @@ def finalize(
         "shards": shards,
         "totals": {k: sum(s["samples"] for s in v) for k, v in shards.items()},
     }
+    for split, items in shards.items():  # wids shard indexes: wids.ShardListDataset("sft.wids.json")
+        storage.write_json(
+            f"{split}.wids.json",
+            {
+                "__kind__": "wids-shard-index-v1",
+                "wids_version": 1,
+                "name": f"{cfg.name}-{split}",
+                "shardlist": [{"url": s["url"], "nsamples": s["samples"]} for s in items],
+            },
+        )
     storage.write_json("stats.json", stats)
     storage.write_json("manifest.json", manifest)
     storage.write_bytes("config.json", cfg.model_dump_json(indent=2).encode())

@@ -15,13 +15,25 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
 from editthinker_data.preflight import preflight
 from editthinker_data.progress import current as progress
-from editthinker_data.units import check_output, output_storage
+from editthinker_data.units import check_output, output_storage, part_name
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task
 from tasks.release import release_task
 from tasks.select import select_task
 from tasks.write_steps import write_steps_task
+
+
+class BuildIncomplete(RuntimeError):
+    """Some units failed; the finished ones are kept (markers), so a rerun does only the rest."""
+
+    def __init__(self, failed: dict[int, str], total: int):
+        self.failed = failed
+        lines = "\n".join(f"  {part_name(p)}: {why}" for p, why in sorted(failed.items()))
+        super().__init__(
+            f"{len(failed)} of {total} generate units failed; {total - len(failed)} are finished and kept. "
+            f"Run the same command again to finish the rest:\n{lines}"
+        )
 
 
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
@@ -44,19 +56,32 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         actors = workers.start()
         log.info("started %d backend actors", len(actors))
         progress().set_stage("generating")
-        generate = []
+        generate: list[dict[str, Any]] = []
+        failed: dict[int, str] = {}
+        task = generate_task.with_options(retries=cfg.run.unit_retries)
         window = cfg.run.concurrent_partitions
-        futures = []
+        futures: list[tuple[int, Any]] = []
+
+        def collect(p: int, future: Any) -> None:
+            try:  # a unit that fails (after its retries) fails alone; the others go on
+                generate.append(future.result())
+            except Exception as err:
+                failed[p] = f"{type(err).__name__}: {err}"
+                log.error("unit %s failed: %s", part_name(p), failed[p])
+
         for p in partitions:
-            futures.append(generate_task.submit(cfg, output, p, workers))
+            futures.append((p, task.submit(cfg, output, p, workers)))
             if len(futures) >= window:
-                generate.append(futures.pop(0).result())
-        generate.extend(f.result() for f in futures)
+                collect(*futures.pop(0))
+        for p, future in futures:
+            collect(p, future)
         actor_info = workers.info()
     finally:
         workers.stop()
         if started_ray:
             shutdown()
+    if failed:
+        raise BuildIncomplete(failed, len(partitions))
     progress().set_stage("selecting")
     select = select_task(cfg, output, partitions)
     progress().set_stage("writing shards")

@@ -9,7 +9,7 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import run_rollouts
 
 
-@task(name="generate", cache_policy=NONE, retries=1, retry_delay_seconds=5)
+@task(name="generate", cache_policy=NONE, retry_delay_seconds=5)
 def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Workers) -> dict:
     """Think-while-edit rollouts for one partition on the shared actor pools."""
 

@@ -133,3 +133,16 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
     report = units.run_generate(demo_cfg, LocalStorage(tmp_path), 1, local_executor(demo_cfg))
     ray_shards = [s for s in first["manifest"]["shards"]["trajectories"] if "part-00001" in s["url"]]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in ray_shards]
+
+
+def test_wids_shard_indexes(demo_build):
+    """The wids index format (wids-shard-index-v1): shardlist urls relative to the index."""
+    out, result = demo_build
+    for split in ("trajectories", "sft", "rl"):
+        index = json.loads((out / f"{split}.wids.json").read_text())
+        assert index["__kind__"] == "wids-shard-index-v1" and index["wids_version"] == 1
+        assert [(s["url"], s["nsamples"]) for s in index["shardlist"]] == [
+            (s["url"], s["samples"]) for s in result["manifest"]["shards"][split]
+        ]
+        for s in index["shardlist"]:
+            assert sum(1 for _ in wds.WebDataset(str(out / s["url"]), shardshuffle=False)) == s["nsamples"]

@@ -91,3 +91,32 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
     assert report["resumed"] == 6 and calls == [12 - 6]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in expected["shards"]]
     assert storage.list("_journal") == []
+
+
+@pytest.mark.slow
+def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
+    demo_cfg, tmp_path, state_dir, ray_cluster, monkeypatch
+):
+    from flows.build_dataset import BuildIncomplete, build_dataset
+
+    real = units.run_generate
+
+    def flaky(cfg, storage, partition, executor):
+        if partition == 1:
+            raise OSError("SlowDown: please reduce your request rate (retries exhausted)")
+        return real(cfg, storage, partition, executor)
+
+    data = demo_cfg.model_dump()
+    data["run"]["unit_retries"] = 0
+    monkeypatch.setattr(units, "run_generate", flaky)
+    with pytest.raises(BuildIncomplete) as err:
+        build_dataset(data, str(tmp_path), str(state_dir))
+    assert err.value.failed.keys() == {1} and "part-00001: OSError: SlowDown" in str(err.value)
+    assert "Run the same command again" in str(err.value)
+    markers = sorted(p.name for p in (tmp_path / "_markers" / "generate").iterdir())
+    assert markers == ["part-00000.json", "part-00002.json", "part-00003.json"]
+    assert not (tmp_path / "stats.json").exists()
+
+    monkeypatch.setattr(units, "run_generate", real)
+    result = build_dataset(data, str(tmp_path), str(state_dir))
+    assert result["stats"]["stages"]["generate"]["input"] == 40
