@@ -153,6 +153,7 @@ class S3Storage(Storage):
     retried by botocore's adaptive retry mode."""
 
     MULTIPART_THRESHOLD = 64 * 1024 * 1024
+    MULTIPART_CHUNK = 16 * 1024 * 1024  # parts upload in parallel: measured faster than one PUT
 
     def __init__(
         self,
@@ -182,7 +183,7 @@ class S3Storage(Storage):
             config=config,
         )
         self.transfer = TransferConfig(
-            multipart_threshold=self.MULTIPART_THRESHOLD, multipart_chunksize=self.MULTIPART_THRESHOLD
+            multipart_threshold=self.MULTIPART_THRESHOLD, multipart_chunksize=self.MULTIPART_CHUNK
         )
         digest = hashlib.sha256(self.url.encode()).hexdigest()[:12]
         base = Path(

@@ -35,6 +35,7 @@ def s3_endpoint():
 
 def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(S3Storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(S3Storage, "MULTIPART_CHUNK", 5 * 1024 * 1024)
     st = open_storage(f"s3://{BUCKET}/rt", endpoint_url=s3_endpoint, cache_dir=tmp_path / "cache")
     assert not st.exists("a.json")
     st.write_json("a.json", {"x": 1})
