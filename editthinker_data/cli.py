@@ -75,6 +75,9 @@ def build(
     state_dir: Annotated[
         str | None, typer.Option(help="Prefect/Ray state (default: <output>/_state)")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
+    ] = False,
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     try:
@@ -87,10 +90,13 @@ def build(
     target = output or cfg.output.dir
     remote = "://" in target and not target.startswith("file://")
     out_dir = target if remote else Path(target).resolve()
-    from editthinker_data.units import check_output, output_storage
+    from editthinker_data.units import check_output, clear_output, output_storage
 
     try:
-        check_output(cfg, output_storage(cfg, str(out_dir)))
+        storage = output_storage(cfg, str(out_dir))
+        if overwrite:
+            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
+        check_output(cfg, storage)
     except ConfigError as err:
         _fail(str(err))
     if remote:

@@ -19,7 +19,7 @@ from editthinker_data.config import BuildConfig
 from editthinker_data.schema import TASK_TYPES, safe_key, sha256_hex
 from editthinker_data.sources.jsonl import RecordError, SourceRecord
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import local_path
+from editthinker_data.storage import read_url
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ def check_instruction(text: str, max_chars: int) -> tuple[str, str] | None:
 def _load_image_info(rec: SourceRecord) -> tuple[str, str] | RecordError:
     """(sha256, path) after checking the file decodes; images are not kept in memory."""
     try:
-        path = local_path(rec.image_path)
-        data = path.read_bytes()
+        data = read_url(rec.image_path)
     except FileNotFoundError:
         return RecordError(rec.origin, rec.id, "image_missing", f"image {rec.image_path} not found")
     except OSError as err:
@@ -82,7 +81,7 @@ def _load_image_info(rec: SourceRecord) -> tuple[str, str] | RecordError:
         return RecordError(
             rec.origin, rec.id, "image_unreadable", f"image {rec.image_path} does not decode: {err}"
         )
-    return sha256_hex(data), str(path)
+    return sha256_hex(data), rec.image_path
 
 
 def _weighted_cycle(names: list[str], ratios: list[float], n: int) -> list[str]:

@@ -9,6 +9,7 @@ never sees a partial object. Readers that need a file (parquet, tar) ask for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -115,7 +116,7 @@ class LocalStorage(Storage):
         self.path(name).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
-        base = self.path(prefix)
+        base = self.path(prefix) if prefix else self.root
         if not base.exists():
             return []
         return sorted(
@@ -228,7 +229,7 @@ class S3Storage(Storage):
         (self.cache / name).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
-        base = self.key(prefix).rstrip("/") + "/"
+        base = self.key(prefix).rstrip("/") + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
         start = len(self.prefix) + 1 if self.prefix else 0
         names = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
@@ -281,6 +282,31 @@ class S3Storage(Storage):
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
             self.client.upload_file(str(path), self.bucket, self.key(f"{prefix}/{rel}"), Config=self.transfer)
+
+
+def read_url(url: str | os.PathLike[str]) -> bytes:
+    """Bytes of one object by full location: a local path, file:// or s3://bucket/key (the
+    endpoint from AWS_ENDPOINT_URL_S3). Missing objects raise FileNotFoundError."""
+    text = os.fspath(url)
+    if text.startswith("s3://"):
+        bucket, _, key = text.removeprefix("s3://").partition("/")
+        return _bucket(bucket, os.environ.get("AWS_ENDPOINT_URL_S3")).read_bytes(key)
+    return local_path(text).read_bytes()
+
+
+@functools.lru_cache(maxsize=32)
+def _bucket(bucket: str, endpoint_url: str | None) -> S3Storage:
+    """One client per bucket and endpoint: creating boto3 clients per image is slow."""
+    return S3Storage(f"s3://{bucket}", endpoint_url=endpoint_url)
+
+
+def join_url(base: str, relative: str) -> str:
+    """`relative` resolved against the folder `base` (a path or an s3:// prefix)."""
+    if "://" in relative or relative.startswith("/"):
+        return relative
+    if base.startswith("s3://"):
+        return f"{base.rstrip('/')}/{relative}"
+    return str(local_path(base) / relative)
 
 
 def open_storage(

@@ -35,7 +35,7 @@ from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary,
 from editthinker_data.shards import ShardInfo, ShardSink
 from editthinker_data.sources.jsonl import RecordError, read_jsonl
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import Storage, open_storage
+from editthinker_data.storage import Storage, open_storage, read_url
 
 Executor = Callable[
     [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
@@ -79,8 +79,16 @@ def check_output(cfg: BuildConfig, storage: Storage) -> None:
         if theirs != cfg.fingerprint():
             raise ConfigError(
                 f"{storage.url} holds a build of another config (fingerprint {theirs}, this one is "
-                f"{cfg.fingerprint()}); choose a new --output, or delete the old build first"
+                f"{cfg.fingerprint()}); choose a new --output, or pass --overwrite to replace it"
             )
+
+
+def clear_output(storage: Storage) -> int:
+    """Delete a previous build's objects (not the run state); returns how many."""
+    names = [n for n in storage.list("") if not n.startswith("_state/")]
+    for name in names:
+        storage.delete(name)
+    return len(names)
 
 
 def write_marker(storage: Storage, stage: str, unit: str, report: dict[str, Any]) -> None:
@@ -143,8 +151,7 @@ def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
 
 def load_source_image(entry: PoolEntry):
     """The pooled image, checked against the hash taken at pooling time."""
-    with open(entry.image_path, "rb") as fh:
-        data = fh.read()
+    data = read_url(entry.image_path)
     if sha256_hex(data) != entry.image_sha256:
         raise ValueError(f"image {entry.image_path} changed since pooling (sha256 differs)")
     return decode_image(data)

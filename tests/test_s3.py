@@ -54,6 +54,9 @@ def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypa
     (work / "index.html").write_text("<html>")
     st.publish_dir("gallery")
     assert st.list("gallery") == ["gallery/img/a.png", "gallery/index.html"]
+    assert st.list("") == ["a.json", "gallery/img/a.png", "gallery/index.html", "shards/big.tar"]
+    st.delete("a.json")
+    assert not st.exists("a.json")
     with pytest.raises(FileNotFoundError):
         st.read_bytes("nope.json")
 
@@ -109,3 +112,29 @@ def test_verify_local_catches_corruption(demo_build, tmp_path):
     data[600] ^= 0xFF
     (copy / first).write_bytes(bytes(data))
     assert verify(storage)["mismatched"] == [f"{first}: sha256 differs"]
+
+
+def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
+    from pathlib import Path
+
+    from editthinker_data import units
+    from editthinker_data.config import parse_config
+    from editthinker_data.storage import LocalStorage
+
+    src = Path(demo_cfg.source.manifest).parent
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    for path in [src / "manifest.jsonl", *sorted((src / "images").iterdir())]:
+        client.put_object(
+            Bucket=BUCKET, Key=f"sources/demo/{path.relative_to(src).as_posix()}", Body=path.read_bytes()
+        )
+    data = demo_cfg.model_dump()
+    data["source"]["manifest"] = f"s3://{BUCKET}/sources/demo/manifest.jsonl"
+    cfg = parse_config(data, environ={})
+    remote = units.run_pool(cfg, LocalStorage(tmp_path / "remote"))
+    local = units.run_pool(demo_cfg, LocalStorage(tmp_path / "local"))
+    assert remote["stats"] == local["stats"] and remote["by_editor"] == local["by_editor"]
+    entries = units.load_partition(LocalStorage(tmp_path / "remote"), 0)
+    assert entries[0].image_path.startswith(f"s3://{BUCKET}/sources/demo/images/")
+    assert units.load_source_image(entries[0]).size == (128, 128)
+    missing = [f for f in remote["failures"] if f["reason"] == "image_missing"]
+    assert missing and "s3://" in missing[0]["detail"]

@@ -34,8 +34,13 @@ def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     units.run_pool(demo_cfg, storage)
     units.check_output(demo_cfg, storage)  # same config: fine
     other = demo_cfg.model_copy(update={"seed": 1})
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match="another config.*--overwrite"):
         units.check_output(other, storage)
+    (tmp_path / "_state").mkdir()
+    (tmp_path / "_state" / "keep").write_text("run state")
+    assert units.clear_output(storage) == 2  # pool/pairs.parquet and its marker
+    assert storage.list("") == ["_state/keep"]
+    units.check_output(other, storage)  # nothing left to conflict with
 
 
 def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):

@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from editthinker_data.storage import read_url
 from editthinker_data.units import POOL_FILE, read_parquet
 
 CSS = """
@@ -58,7 +59,7 @@ def write_gallery(build, out_dir: Path, max_trajectories: int = 200) -> Path:
         rows = by_traj[key]
         src = pool.get(key)
         if src is not None:
-            (out_dir / "img" / f"{key}_src.png").write_bytes(Path(src["image_path"]).read_bytes())
+            (out_dir / "img" / f"{key}_src.png").write_bytes(read_url(src["image_path"]))
         d = decisions.get(key, {})
         kept = bool(d.get("keep"))
         badge = (

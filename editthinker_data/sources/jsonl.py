@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from editthinker_data.storage import local_path
+from editthinker_data.storage import join_url, read_url
 
 
 @dataclass(frozen=True)
@@ -30,39 +29,39 @@ class RecordError:
 
 
 def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
-    path = local_path(manifest)
-    base = path.parent
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            origin = f"{path.name}:{lineno}"
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield RecordError(
-                    origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
-                )
-                continue
-            if not isinstance(obj, dict):
-                yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
-                continue
-            rid = obj.get("id")
-            name = str(rid) if rid not in (None, "") else origin
-            missing = [k for k in ("id", "image", "instruction") if obj.get(k) in (None, "")]
-            if missing and not (missing == ["instruction"] and "instruction" in obj):
-                yield RecordError(origin, name, "missing_field", f"missing {', '.join(missing)}")
-                continue
-            bad_types = [k for k in ("id", "image", "instruction") if not isinstance(obj.get(k), str | int)]
-            if bad_types or not isinstance(obj.get("instruction"), str):
-                yield RecordError(
-                    origin, name, "bad_field", f"fields {bad_types or ['instruction']} must be strings"
-                )
-                continue
-            task_type = obj.get("task_type")
-            if task_type is not None and not isinstance(task_type, str):
-                yield RecordError(origin, name, "bad_field", "task_type must be a string")
-                continue
-            image = str(obj["image"])
-            image_path = image if "://" in image or Path(image).is_absolute() else str(base / image)
-            yield SourceRecord(str(rid), image_path, obj["instruction"], task_type, origin)
+    """`manifest` may be a local path or s3://bucket/key; image paths are relative to it."""
+    base, _, file_name = str(manifest).rpartition("/")
+    text = read_url(manifest).decode("utf-8", errors="replace")
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        origin = f"{file_name}:{lineno}"
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield RecordError(
+                origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
+            )
+            continue
+        if not isinstance(obj, dict):
+            yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
+            continue
+        rid = obj.get("id")
+        name = str(rid) if rid not in (None, "") else origin
+        missing = [k for k in ("id", "image", "instruction") if obj.get(k) in (None, "")]
+        if missing and not (missing == ["instruction"] and "instruction" in obj):
+            yield RecordError(origin, name, "missing_field", f"missing {', '.join(missing)}")
+            continue
+        bad_types = [k for k in ("id", "image", "instruction") if not isinstance(obj.get(k), str | int)]
+        if bad_types or not isinstance(obj.get("instruction"), str):
+            yield RecordError(
+                origin, name, "bad_field", f"fields {bad_types or ['instruction']} must be strings"
+            )
+            continue
+        task_type = obj.get("task_type")
+        if task_type is not None and not isinstance(task_type, str):
+            yield RecordError(origin, name, "bad_field", "task_type must be a string")
+            continue
+        image = str(obj["image"])
+        image_path = join_url(base or ".", image)
+        yield SourceRecord(str(rid), image_path, obj["instruction"], task_type, origin)
