@@ -138,3 +138,27 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     assert units.load_source_image(entries[0]).size == (128, 128)
     missing = [f for f in remote["failures"] if f["reason"] == "image_missing"]
     assert missing and "s3://" in missing[0]["detail"]
+
+
+def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
+    """30% of S3 requests fail (503 SlowDown, 500, dropped connections): retries absorb them
+    and the output verifies."""
+    from faulty_s3 import FaultyProxy
+
+    from editthinker_data import units
+    from editthinker_data.local import local_executor
+
+    host, port = s3_endpoint.removeprefix("http://").split(":")
+    with FaultyProxy(host, int(port), fault_rate=0.3, seed=1) as proxy:
+        storage = S3Storage(
+            f"s3://{BUCKET}/faulty", endpoint_url=proxy.endpoint, cache_dir=tmp_path / "cache"
+        )
+        pool = units.run_pool(demo_cfg, storage)
+        executor = local_executor(demo_cfg)
+        reports = [units.run_generate(demo_cfg, storage, p, executor) for p in pool["partitions"]]
+        assert sum(r["stats"]["input"] for r in reports) == 40
+        clean = S3Storage(f"s3://{BUCKET}/faulty", endpoint_url=s3_endpoint, cache_dir=tmp_path / "c2")
+        for r in reports:
+            for s in r["shards"]:
+                assert hashlib.sha256(clean.read_bytes(s["url"])).hexdigest() == s["sha256"]
+        assert sum(proxy.faults.values()) >= 10 and all(proxy.faults.values()), proxy.faults
