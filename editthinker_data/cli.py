@@ -78,6 +78,12 @@ def build(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="insist on continuing an unfinished build in OUTPUT (reruns always do)"
+        ),
+    ] = False,
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     try:
@@ -97,6 +103,8 @@ def build(
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         check_output(cfg, storage)
+        if resume and not storage.exists("_markers/pool/all.json"):
+            raise ConfigError(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     except ConfigError as err:
         _fail(str(err))
     if remote:

@@ -16,6 +16,7 @@ runenv.prepare(_STATE)
 os.environ.update(HF_HOME=str(_STATE / "hf"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
 
 ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "etd-test"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 
@@ -55,3 +56,22 @@ def demo_build(ray_cluster, demo_cfg, tmp_path_factory, state_dir):
     out = tmp_path_factory.mktemp("demo-build")
     result = build_dataset(demo_cfg.model_dump(), str(out), str(state_dir))
     return out, result
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # anything that forgets the endpoint still stays on loopback
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+    server.stop()

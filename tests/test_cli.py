@@ -58,3 +58,8 @@ def test_inspect_summary_and_sample(demo_build, tmp_path):
 def test_inspect_on_empty_dir(tmp_path):
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 2 and "no finished build" in result.output
+
+
+def test_resume_needs_something_to_resume(tmp_path):
+    result = runner.invoke(app, ["build", "configs/demo.yaml", "-o", str(tmp_path / "empty"), "--resume"])
+    assert result.exit_code == 2 and "holds no build to continue" in result.output

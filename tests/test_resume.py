@@ -1,6 +1,5 @@
 """A build killed with SIGKILL mid-way and run again equals an uninterrupted build."""
 
-import json
 import os
 import signal
 import subprocess
@@ -8,6 +7,7 @@ import sys
 import time
 
 import pytest
+from conftest import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -31,30 +31,45 @@ def cli(out, state, **env):
     }
 
 
-def test_sigkill_mid_unit_then_resume_matches_clean_build(demo_build, tmp_path):
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path):
+    """(output location, a function that opens its storage), on local disk and on S3."""
+    from editthinker_data.storage import open_storage
+
+    if request.param == "local":
+        out = tmp_path / "out"
+        return str(out), lambda: open_storage(out)
+    endpoint = request.getfixturevalue("s3_endpoint")
+    url = f"s3://{BUCKET}/resume-{tmp_path.name}"
+    return url, lambda: open_storage(url, endpoint_url=endpoint)
+
+
+def test_sigkill_mid_unit_then_resume_matches_clean_build(demo_build, target, tmp_path):
     _, clean = demo_build
-    out, state = tmp_path / "out", tmp_path / "st"
+    out, storage = target
+    state = tmp_path / "st"
     args, env = cli(out, state, EDITTHINKER__RUN__JOURNAL_EVERY="2")
     proc = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 180
     try:
-        while not (out / "_journal").exists() or not any((out / "_journal").rglob("*.pkl")):
+        while not storage().list("_journal"):
             assert proc.poll() is None, "the build ended before it could be killed"
             assert time.monotonic() < deadline, "no journal appeared"
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: driver, Prefect server, Ray
         proc.wait()
-    assert not (out / "stats.json").exists()
+    assert not storage().exists("stats.json")
 
     args, env = cli(out, state)
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    st = storage()
+    manifest = st.read_json("manifest.json")
     strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
     assert strip(manifest) == strip(clean["manifest"])
-    reports = [json.loads(p.read_text()) for p in (out / "_markers" / "generate").glob("*.json")]
+    reports = [st.read_json(name) for name in st.list("_markers/generate")]
     assert sum(r["resumed"] for r in reports) > 0
-    assert not list((out / "_journal").rglob("*.pkl"))
+    assert st.list("_journal") == []

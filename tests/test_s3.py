@@ -6,31 +6,12 @@ import os
 
 import boto3
 import pytest
+from conftest import BUCKET
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
 from editthinker_data.report import Build, verify
 from editthinker_data.storage import S3Storage, open_storage
-
-BUCKET = "etd-test"
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
-    )
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint  # anything that forgets the endpoint still stays on loopback
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-    server.stop()
 
 
 def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypatch):
