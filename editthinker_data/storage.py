@@ -300,6 +300,17 @@ def _bucket(bucket: str, endpoint_url: str | None) -> S3Storage:
     return S3Storage(f"s3://{bucket}", endpoint_url=endpoint_url)
 
 
+def is_remote(location: str | os.PathLike[str]) -> bool:
+    text = os.fspath(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def split_url(location: str) -> tuple[str, str]:
+    """(folder, file name) of a path or URL."""
+    base, _, name = location.rpartition("/")
+    return base or ".", name
+
+
 def join_url(base: str, relative: str) -> str:
     """`relative` resolved against the folder `base` (a path or an s3:// prefix)."""
     if "://" in relative or relative.startswith("/"):

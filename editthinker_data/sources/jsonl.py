@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from editthinker_data.storage import join_url, read_url
+from editthinker_data.storage import join_url, read_url, split_url
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class RecordError:
 
 def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
     """`manifest` may be a local path or s3://bucket/key; image paths are relative to it."""
-    base, _, file_name = str(manifest).rpartition("/")
+    base, file_name = split_url(str(manifest))
     text = read_url(manifest).decode("utf-8", errors="replace")
     for lineno, line in enumerate(text.splitlines(), start=1):
         origin = f"{file_name}:{lineno}"
@@ -63,5 +63,5 @@ def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
             yield RecordError(origin, name, "bad_field", "task_type must be a string")
             continue
         image = str(obj["image"])
-        image_path = join_url(base or ".", image)
+        image_path = join_url(base, image)
         yield SourceRecord(str(rid), image_path, obj["instruction"], task_type, origin)
