@@ -113,7 +113,12 @@ class LocalStorage(Storage):
             raise
 
     def delete(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
+        path = self.path(name)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:  # drop folders the deletion emptied, as object stores do
+            if parent == self.root or not parent.is_relative_to(self.root) or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix) if prefix else self.root

@@ -95,7 +95,7 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
     report = units.run_generate(cfg, storage, 0, run)
     assert report["resumed"] == 6 and calls == [12 - 6]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in expected["shards"]]
-    assert storage.list("_journal") == []
+    assert storage.list("_journal") == [] and not (tmp_path / "crashed" / "_journal").exists()
 
 
 @pytest.mark.slow
