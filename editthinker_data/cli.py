@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 console = Console()
 STAGES = ("pool", "generate", "trajectory_filter", "steps")
+OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
+EndpointOption = Annotated[
+    str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
+]
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -148,28 +152,31 @@ def build(
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
 
 
+def _open_build(output: str, endpoint_url: str | None):
+    from editthinker_data.report import Build
+
+    try:
+        return Build(output, endpoint_url=endpoint_url)
+    except FileNotFoundError as err:
+        _fail(str(err))
+
+
 def _bar(count: int, top: int, width: int = 30) -> str:
     return "#" * (round(width * count / top) if top else 0)
 
 
 @app.command()
 def inspect(
-    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    output: OutputArg,
     sample: Annotated[
         str | None, typer.Option("--sample", help="show one trajectory (pair id) turn by turn")
     ] = None,
     extract: Annotated[Path | None, typer.Option(help="with --sample: write its turn images here")] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
-    ] = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
-    from editthinker_data.report import Build
 
-    try:
-        b = Build(output, endpoint_url=endpoint_url)
-    except FileNotFoundError as err:
-        _fail(str(err))
+    b = _open_build(output, endpoint_url)
     if sample:
         _show_trajectory(b, sample, extract)
         return
@@ -232,11 +239,9 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
 
 @app.command()
 def export(
-    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    output: OutputArg,
     format: Annotated[str, typer.Option("--format", "-f", help="llamafactory, easyr1 or all")] = "all",
-    endpoint_url: Annotated[
-        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
-    ] = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Trainer-ready exports: LLaMA-Factory ShareGPT SFT and EasyR1 RL JSONL, images written once."""
     from editthinker_data.exports.release import EXPORTERS, run_exports
@@ -254,20 +259,14 @@ def export(
 
 @app.command()
 def report(
-    output: Annotated[str, typer.Argument(help="a finished build's output directory")],
+    output: OutputArg,
     gallery_max: Annotated[int, typer.Option(help="trajectories shown in the gallery")] = 200,
-    endpoint_url: Annotated[
-        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
-    ] = None,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
     from editthinker_data.exports.release import write_report
-    from editthinker_data.report import Build
 
-    try:
-        b = Build(output, endpoint_url=endpoint_url)
-    except FileNotFoundError as err:
-        _fail(str(err))
+    b = _open_build(output, endpoint_url)
     written = write_report(b, gallery_max=gallery_max)
     console.print(f"card: {output}/{written['card']}")
     console.print(f"figures: {', '.join(written['figures'])}")
@@ -276,10 +275,8 @@ def report(
 
 @app.command("verify")
 def verify_cmd(
-    output: Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")],
-    endpoint_url: Annotated[
-        str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
-    ] = None,
+    output: OutputArg,
+    endpoint_url: EndpointOption = None,
 ) -> None:
     """Re-read every shard: report hash/size/sample mismatches, missing and extra objects."""
     from editthinker_data.report import verify

@@ -102,6 +102,10 @@ def _write_parquet(storage: Storage, name: str, rows: list[dict[str, Any]], sche
     storage.write_bytes(name, sink.getvalue().to_pybytes())
 
 
+def _failure(stage: str, origin: str, record: str, reason: str, detail: str) -> dict[str, str]:
+    return {"stage": stage, "origin": origin, "record": record, "reason": reason, "detail": detail}
+
+
 def _failures(errors: list[RecordError], stage: str) -> list[dict[str, str]]:
     return [{"stage": stage, **asdict(e)} for e in errors]
 
@@ -235,15 +239,7 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
             image = load_source_image(entry)
         except (OSError, ValueError) as err:
             stats.fail("image_unreadable")
-            failures.append(
-                {
-                    "stage": "generate",
-                    "origin": entry.origin,
-                    "record": entry.id,
-                    "reason": "image_unreadable",
-                    "detail": str(err),
-                }
-            )
+            failures.append(_failure("generate", entry.origin, entry.id, "image_unreadable", str(err)))
             continue
         pairs.append(
             SourcePair(
@@ -281,26 +277,12 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         if not traj.turns:
             stats.fail("first_turn_failed")
             failures.append(
-                {
-                    "stage": "generate",
-                    "origin": traj.pair.origin,
-                    "record": traj.pair.id,
-                    "reason": "first_turn_failed",
-                    "detail": traj.error or "",
-                }
+                _failure("generate", traj.pair.origin, traj.pair.id, "first_turn_failed", traj.error or "")
             )
             return
         stats.keep()
         if traj.error:
-            failures.append(
-                {
-                    "stage": "generate",
-                    "origin": traj.pair.origin,
-                    "record": traj.pair.id,
-                    "reason": "turn_failed",
-                    "detail": traj.error,
-                }
-            )
+            failures.append(_failure("generate", traj.pair.origin, traj.pair.id, "turn_failed", traj.error))
         for sample in trajectory_turn_records(traj):
             sink.write(sample)
         rows.extend(_turn_rows(traj, partition, ""))
