@@ -71,8 +71,14 @@ ROLES = ("editor", "expert", "scorer")
 # kind -> "module:Class", per role. New families add one file and one line here.
 REGISTRY: dict[str, dict[str, str]] = {
     "editor": {"procedural": "editthinker_data.editors.procedural:ProceduralEditor"},
-    "expert": {"procedural": "editthinker_data.experts.procedural:ProceduralExpert"},
-    "scorer": {"procedural": "editthinker_data.scoring.procedural:ProceduralScorer"},
+    "expert": {
+        "procedural": "editthinker_data.experts.procedural:ProceduralExpert",
+        "openai": "editthinker_data.experts.openai_compat:OpenAIExpert",
+    },
+    "scorer": {
+        "procedural": "editthinker_data.scoring.procedural:ProceduralScorer",
+        "openai": "editthinker_data.experts.openai_compat:OpenAIScorer",
+    },
 }
 
 
@@ -90,7 +96,10 @@ def create_backend(role: str, spec: BackendSpec, seed: int = 0) -> Backend:
     any actor starts."""
     module_name, _, cls_name = check_kind(role, spec).partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
+    kwargs = dict(spec.params)
+    if spec.api_key_env:
+        kwargs["api_key_env"] = spec.api_key_env
     try:
-        return cls(name=spec.name, seed=seed, **spec.params)
+        return cls(name=spec.name, seed=seed, **kwargs)
     except TypeError as err:
         raise ConfigError(f"{role} {spec.name!r} ({spec.kind}): bad params {spec.params}: {err}") from None

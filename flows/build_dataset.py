@@ -87,7 +87,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("writing shards")
     writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
     extra = {
-        "actors": [{k: a[k] for k in ("role", "name", "setups", "calls")} for a in actor_info],
+        "actors": [{k: a[k] for k in ("role", "name", "setups", "calls", "counters")} for a in actor_info],
         "elapsed_s": round(time.monotonic() - started, 2),
     }
     progress().set_stage("finalizing")

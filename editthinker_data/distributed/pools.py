@@ -34,6 +34,7 @@ class BackendActor:
             "setups": self.setups,
             "setup_seconds": self.setup_seconds,
             "calls": self.calls,
+            "counters": self.backend.stats() if hasattr(self.backend, "stats") else {},
         }
 
     def run_batch(self, requests: list[Any]) -> list[Any]:

@@ -1,0 +1,137 @@
+"""A local OpenAI-compatible chat completions server for tests and benchmarks.
+
+Its "model" is the procedural expert and scorer: it decodes the two images from the data
+URLs, reads the instructions from our prompt templates, and answers in the released JSON
+formats. Latency and faults are injectable: 429 with Retry-After, 500, dropped
+connections, malformed JSON, truncated answers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+from editthinker_data.backends import RefineRequest
+from editthinker_data.experts.procedural import ProceduralExpert
+from editthinker_data.procedural.judge import judge
+
+FAULTS = ("429", "500", "reset", "malformed", "truncated")
+
+
+def _images(message) -> list[Image.Image]:
+    out = []
+    for part in message["content"]:
+        if part.get("type") == "image_url":
+            data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+            out.append(Image.open(io.BytesIO(data)).convert("RGB"))
+    return out
+
+
+def _text(message) -> str:
+    return next(p["text"] for p in message["content"] if p.get("type") == "text")
+
+
+def answer(body: dict) -> str:
+    message = body["messages"][-1]
+    text, (source, edited) = _text(message), _images(message)
+    if "image-editing critic" in text:
+        original = re.search(r"Original instruction: (.*)\n", text).group(1)
+        previous = re.search(r"Instruction the editor was given: (.*)\n", text).group(1)
+        r = ProceduralExpert().refine(RefineRequest(source, edited, original, previous))
+        return json.dumps(
+            {"is_satisfied": r.stop, "reason": r.reasoning, "new_rewritten_prompt": r.instruction}
+        )
+    instruction = re.search(r"Instruction: (.*)\n", text).group(1)
+    _, _, d = judge(source, edited, instruction).scores()
+    scores = [round(d[k], 2) for k in ("success", "no_over_editing", "naturalness", "no_artifacts")]
+    return "```json\n" + json.dumps({"reasoning": "measured against the intent", "score": scores}) + "\n```"
+
+
+class ChatServer:
+    def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0, faults=FAULTS, seed: int = 0):
+        self.latency_s = latency_s
+        self.fault_rate = fault_rate
+        self.faults = tuple(faults)
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.injected = dict.fromkeys(FAULTS, 0)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests += 1
+                    fault = None
+                    if server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up
+                        fault = server.faults[sum(server.injected.values()) % len(server.faults)]
+                        server.injected[fault] += 1
+                if server.latency_s:
+                    time.sleep(server.latency_s)
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault in ("429", "500"):
+                    payload = b'{"error": {"message": "try later"}}'
+                    self.send_response(int(fault))
+                    if fault == "429":
+                        self.send_header("Retry-After", "0.05")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                content = answer(body)
+                if fault == "malformed":
+                    content = "I think the edit is mostly fine, but " + content[:10]
+                elif fault == "truncated":
+                    content = content[: len(content) // 2]
+                payload = json.dumps(
+                    {
+                        "id": "cmpl-test",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": len(content) // 4},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

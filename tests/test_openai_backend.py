@@ -1,0 +1,99 @@
+"""The OpenAI-compatible expert and scorer against a local server with faults."""
+
+import pytest
+from openai_server import ChatServer
+
+from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
+from editthinker_data.experts.openai_compat import OpenAIExpert, OpenAIScorer
+from editthinker_data.procedural.scene import render_scene
+
+SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
+GOOD = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
+
+
+def make(cls, server, tmp_path, **kw):
+    backend = cls(
+        name="t", base_url=server.base_url, model="test-vlm", cache_dir=str(tmp_path), backoff_s=0.01, **kw
+    )
+    backend.setup()
+    return backend
+
+
+def test_expert_and_scorer_answers(tmp_path):
+    with ChatServer() as server:
+        expert = make(OpenAIExpert, server, tmp_path)
+        [r] = expert.run_batch(
+            [RefineRequest(SRC, SRC, "Turn the scarlet ball cobalt.", "Turn the scarlet ball cobalt.")]
+        )
+        assert not r.stop and r.instruction == "Make the red circle blue."
+        scorer = make(OpenAIScorer, server, tmp_path)
+        good, bad = scorer.run_batch(
+            [
+                ScoreRequest(SRC, GOOD, "Make the red circle blue."),
+                ScoreRequest(SRC, SRC, "Make the red circle blue."),
+            ]
+        )
+        assert good.semantic > 9 and bad.semantic < 1
+        assert scorer.stats()["tokens_in"] == 2000
+
+
+def test_faults_are_retried_and_answers_cached(tmp_path):
+    reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(24)]
+    with ChatServer(fault_rate=0.3, seed=3) as server:
+        scorer = make(OpenAIScorer, server, tmp_path, max_concurrency=8, parse_retries=4, max_retries=8)
+        first = scorer.run_batch(reqs)
+        assert not [r for r in first if isinstance(r, BackendError)]
+        assert all(server.injected.values()), server.injected
+        assert scorer.stats()["retries"] > 0
+        sent = server.requests
+        again = make(OpenAIScorer, server, tmp_path).run_batch(reqs)
+        assert server.requests == sent  # a rerun sends nothing
+        assert [(a.semantic, a.quality) for a in again] == [(b.semantic, b.quality) for b in first]
+
+
+def test_gives_up_with_a_reason(tmp_path):
+    with ChatServer(fault_rate=1.0, faults=["malformed"]) as server:
+        [r] = make(OpenAIExpert, server, tmp_path, parse_retries=1).run_batch(
+            [RefineRequest(SRC, SRC, "Make the red circle blue.", "Make the red circle blue.")]
+        )
+        assert isinstance(r, BackendError) and "unusable after 2 tries" in str(r)
+    with ChatServer(fault_rate=1.0, faults=["500"]) as server:
+        [r] = make(OpenAIScorer, server, tmp_path, max_retries=2).run_batch([ScoreRequest(SRC, SRC, "x")])
+        assert isinstance(r, BackendError) and "gave up after 3 tries" in str(r) and server.requests == 3
+
+
+def test_missing_api_key_env_fails_at_setup(tmp_path, monkeypatch):
+    monkeypatch.delenv("ETD_TEST_KEY", raising=False)
+    backend = OpenAIExpert(
+        name="t",
+        base_url="http://127.0.0.1:9/v1",
+        model="m",
+        api_key_env="ETD_TEST_KEY",
+        cache_dir=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match="ETD_TEST_KEY is not set"):
+        backend.setup()
+
+
+@pytest.mark.slow
+def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cluster, state_dir, tmp_path):
+    from flows.build_dataset import build_dataset
+
+    with ChatServer(fault_rate=0.3, seed=7) as server:
+        params = {"base_url": server.base_url, "model": "test-vlm", "cache_dir": str(tmp_path / "llm"),
+                  "backoff_s": 0.01, "max_retries": 8, "parse_retries": 4}  # fmt: skip
+        data = demo_cfg.model_dump()
+        data["expert"] = {"kind": "openai", "name": "vlm-expert", "params": params, "batch_size": 8}
+        data["scorer"] = {"kind": "openai", "name": "vlm-scorer", "params": params, "batch_size": 8}
+        data["output"]["report"] = False
+        first = build_dataset(data, str(tmp_path / "a"), str(state_dir))
+        gen = first["stats"]["stages"]["generate"]
+        assert gen["input"] == 40 == gen["kept"] + sum(gen["failed"].values())
+        assert sum(server.injected.values()) > 20
+        counters = {a["role"]: a["counters"] for a in first["stats"]["actors"] if a["role"] != "editor"}
+        assert counters["expert"]["retries"] > 0 and counters["scorer"]["tokens_in"] > 0
+        sent = server.requests
+        second = build_dataset(data, str(tmp_path / "b"), str(state_dir))
+        assert server.requests == sent  # everything came from the cache
+        strip = lambda m: {k: [s["sha256"] for s in v] for k, v in m["shards"].items()}  # noqa: E731
+        assert strip(second["manifest"]) == strip(first["manifest"])
