@@ -97,8 +97,17 @@ def create_backend(role: str, spec: BackendSpec, seed: int = 0) -> Backend:
     module_name, _, cls_name = check_kind(role, spec).partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     kwargs = dict(spec.params)
-    if spec.api_key_env:
-        kwargs["api_key_env"] = spec.api_key_env
+    remote = (
+        "api_key_env",
+        "base_url",
+        "model",
+        "max_concurrency",
+        "requests_per_minute",
+        "timeout_s",
+        "temperature",
+        "max_tokens",
+    )
+    kwargs.update({k: getattr(spec, k) for k in remote if getattr(spec, k) is not None})
     try:
         return cls(name=spec.name, seed=seed, **kwargs)
     except TypeError as err:

@@ -183,6 +183,11 @@ def inspect(
     console.print(_summary_table(b.stats))
     console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
     console.print(f"stop reasons: {b.stats['stop_reasons']}")
+    for role, u in b.stats.get("llm_usage", {}).items():
+        console.print(
+            f"{role} calls: {u['requests']} requests, {u['retries']} retries, {u['failures']} failures, "
+            f"{u['cache_hits']} cache hits, {u['tokens_in']} tokens in, {u['tokens_out']} out, ~${u['cost_usd']:.2f}"
+        )
     for dim, rows in b.breakdown().items():
         table = Table(title=f"per {dim.replace('_', ' ')}", header_style="bold")
         for col in (dim, "trajectories", "turns", "kept", "mean S1", "mean best", "sft steps", "rl steps"):

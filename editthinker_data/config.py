@@ -39,14 +39,30 @@ class Resources(_Strict):
     num_gpus: float = Field(0, ge=0)
 
 
+class Price(_Strict):
+    """USD per million tokens, for the cost estimate in stats.json."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
 class BackendSpec(_Strict):
     """An editor, expert or scorer backend. `kind` picks the family (one file each);
-    `params` go to that family's constructor."""
+    `params` go to that family's constructor, and so do the remote-model fields below when
+    set (`kind: openai`)."""
 
     kind: str = "procedural"
     name: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1")
+    model: str | None = None
+    max_concurrency: int | None = Field(None, ge=1, description="requests in flight per actor")
+    requests_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+    price: Price = Price()
     resources: Resources = Resources()
     num_actors: int = Field(1, ge=1, le=1024)
     batch_size: int = Field(1, ge=1, le=1024)

@@ -24,6 +24,27 @@ from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
 
+def llm_usage(cfg: BuildConfig, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Requests, retries, failures, cache hits, tokens and estimated cost per remote role."""
+    specs = {("expert", cfg.expert.name): cfg.expert, ("scorer", cfg.scorer.name): cfg.scorer}
+    usage: dict[str, dict[str, float]] = {}
+    for a in actor_info:
+        spec = specs.get((a["role"], a["name"]))
+        if spec is None or not a["counters"]:
+            continue
+        total = usage.setdefault(a["role"], dict.fromkeys(a["counters"], 0))
+        for k, v in a["counters"].items():
+            total[k] += v
+    for role, total in usage.items():
+        price = (cfg.expert if role == "expert" else cfg.scorer).price
+        total["cost_usd"] = round(
+            total.get("tokens_in", 0) / 1e6 * price.input_per_mtok
+            + total.get("tokens_out", 0) / 1e6 * price.output_per_mtok,
+            4,
+        )
+    return usage
+
+
 class BuildIncomplete(RuntimeError):
     """Some units failed; the finished ones are kept (markers), so a rerun does only the rest."""
 
@@ -87,6 +108,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("writing shards")
     writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
     extra = {
+        "llm_usage": llm_usage(cfg, actor_info),
         "actors": [{k: a[k] for k in ("role", "name", "setups", "calls", "counters")} for a in actor_info],
         "elapsed_s": round(time.monotonic() - started, 2),
     }

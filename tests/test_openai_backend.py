@@ -80,20 +80,36 @@ def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cl
     from flows.build_dataset import build_dataset
 
     with ChatServer(fault_rate=0.3, seed=7) as server:
-        params = {"base_url": server.base_url, "model": "test-vlm", "cache_dir": str(tmp_path / "llm"),
+        params = {"cache_dir": str(tmp_path / "llm"),
                   "backoff_s": 0.01, "max_retries": 8, "parse_retries": 4}  # fmt: skip
         data = demo_cfg.model_dump()
-        data["expert"] = {"kind": "openai", "name": "vlm-expert", "params": params, "batch_size": 8}
-        data["scorer"] = {"kind": "openai", "name": "vlm-scorer", "params": params, "batch_size": 8}
+        price = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
+        data["expert"] = {"kind": "openai", "name": "vlm-expert", "base_url": server.base_url, "model": "test-vlm",
+                          "max_concurrency": 8, "params": params, "batch_size": 8, "price": price}  # fmt: skip
+        data["scorer"] = {"kind": "openai", "name": "vlm-scorer", "base_url": server.base_url, "model": "test-vlm",
+                          "params": params, "batch_size": 8, "price": price}  # fmt: skip
         data["output"]["report"] = False
         first = build_dataset(data, str(tmp_path / "a"), str(state_dir))
         gen = first["stats"]["stages"]["generate"]
         assert gen["input"] == 40 == gen["kept"] + sum(gen["failed"].values())
         assert sum(server.injected.values()) > 20
-        counters = {a["role"]: a["counters"] for a in first["stats"]["actors"] if a["role"] != "editor"}
-        assert counters["expert"]["retries"] > 0 and counters["scorer"]["tokens_in"] > 0
+        usage = first["stats"]["llm_usage"]
+        assert usage["expert"]["retries"] > 0 and usage["scorer"]["tokens_in"] > 0
+        assert usage["scorer"]["cost_usd"] == pytest.approx(
+            usage["scorer"]["tokens_in"] * 2e-6 + usage["scorer"]["tokens_out"] * 8e-6, abs=1e-3
+        )
         sent = server.requests
         second = build_dataset(data, str(tmp_path / "b"), str(state_dir))
         assert server.requests == sent  # everything came from the cache
         strip = lambda m: {k: [s["sha256"] for s in v] for k, v in m["shards"].items()}  # noqa: E731
         assert strip(second["manifest"]) == strip(first["manifest"])
+
+
+def test_requests_per_minute_paces_requests(tmp_path):
+    import time
+
+    with ChatServer() as server:
+        scorer = make(OpenAIScorer, server, tmp_path, requests_per_minute=600)  # one per 0.1 s
+        started = time.monotonic()
+        scorer.run_batch([ScoreRequest(SRC, SRC, f"Make the red circle blue {i}.") for i in range(6)])
+        assert time.monotonic() - started >= 0.5

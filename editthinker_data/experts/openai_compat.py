@@ -49,6 +49,7 @@ class _ChatRole:
         api_key_env: str | None = None,
         template: str | None = None,
         max_concurrency: int = 16,
+        requests_per_minute: float | None = None,
         timeout_s: float = 120.0,
         max_retries: int = 6,
         parse_retries: int = 2,
@@ -70,6 +71,8 @@ class _ChatRole:
         self.template_name = template or self.default_template
         self.template = load_template(self.template_name)  # a missing template fails at config time
         self.max_concurrency = max_concurrency
+        self.min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._next_slot = 0.0
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.parse_retries = parse_retries
@@ -129,6 +132,7 @@ class _ChatRole:
         for attempt in range(self.max_retries + 1):
             wait = self.backoff_s * 2**attempt * (0.5 + random.random())
             try:
+                await self._pace()
                 self.counters["requests"] += 1
                 resp = await client.post(
                     f"{self.base_url}/chat/completions", json=payload, headers=self._headers
@@ -149,6 +153,17 @@ class _ChatRole:
                 self.counters["retries"] += 1
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
+
+    async def _pace(self) -> None:
+        """Requests per minute: each request takes the next free slot on a fixed grid."""
+        if not self.min_interval:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.min_interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     async def _ask(self, client, sem: asyncio.Semaphore, text: str, images: list):
         messages = self._messages(text, images)
