@@ -38,8 +38,12 @@ def _text(message) -> str:
     return next(p["text"] for p in message["content"] if p.get("type") == "text")
 
 
-def answer(body: dict) -> str:
+def answer(body: dict, canned: bool = False) -> str:
     message = body["messages"][-1]
+    if canned:  # no model work at all: measures the transport alone
+        if "image-editing critic" in _text(message):
+            return json.dumps({"is_satisfied": True, "reason": "fine", "new_rewritten_prompt": "keep"})
+        return json.dumps({"reasoning": "fine", "score": [8, 9, 9, 9]})
     text, (source, edited) = _text(message), _images(message)
     if "image-editing critic" in text:
         original = re.search(r"Original instruction: (.*)\n", text).group(1)
@@ -55,7 +59,15 @@ def answer(body: dict) -> str:
 
 
 class ChatServer:
-    def __init__(self, latency_s: float = 0.0, fault_rate: float = 0.0, faults=FAULTS, seed: int = 0):
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        fault_rate: float = 0.0,
+        faults=FAULTS,
+        seed: int = 0,
+        canned: bool = False,
+    ):
+        self.canned = canned
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -94,7 +106,7 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                content = answer(body)
+                content = answer(body, server.canned)
                 if fault == "malformed":
                     content = "I think the edit is mostly fine, but " + content[:10]
                 elif fault == "truncated":

@@ -1,0 +1,139 @@
+"""Trajectories per second with the expert and scorer behind an OpenAI-compatible server
+that answers after a fixed latency, at per-actor concurrency 1 vs. N, printed as a ratio.
+
+    python bench/expert_concurrency.py [--pairs 80] [--latency 0.2] [--concurrency 32]
+
+The server (tests/openai_server.py) runs on loopback; its model is the procedural expert
+and scorer, so the CPU work per answer is real too (2 cores here: it bounds the ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from editthinker_data import runenv  # noqa: E402
+
+STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
+runenv.prepare(STATE)
+
+from openai_server import ChatServer  # noqa: E402
+
+from editthinker_data import units  # noqa: E402
+from editthinker_data.config import load_config, parse_config  # noqa: E402
+from editthinker_data.demo.generate import write_demo_source  # noqa: E402
+from editthinker_data.distributed.pools import Workers  # noqa: E402
+from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
+from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
+from editthinker_data.storage import LocalStorage  # noqa: E402
+
+
+def source(pairs: int) -> str:
+    """The demo scenes, repeated with numbered instructions (distinct pairs, same work)."""
+    src = STATE / "source"
+    manifest = write_demo_source(src)
+    good = [json.loads(x) for x in manifest.read_text().splitlines()[:40]]
+    lines = []
+    for i in range(pairs):
+        rec = dict(good[i % len(good)])
+        rec["id"] = f"{rec['id']}-{i}"
+        if i >= len(good):
+            rec["instruction"] = f"{rec['instruction']} (variant {i // len(good)})"
+        lines.append(json.dumps(rec))
+    manifest.write_text("\n".join(lines) + "\n")
+    return str(manifest)
+
+
+def run(cfg_data: dict, concurrency: int, server: ChatServer, in_flight: int) -> tuple[float, int]:
+    data = json.loads(json.dumps(cfg_data))
+    cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
+    for role in ("expert", "scorer"):
+        data[role] = {"kind": "openai", "name": f"vlm-{role}", "base_url": server.base_url, "model": "bench",
+                      "max_concurrency": concurrency, "batch_size": 64, "params": {"cache_dir": cache}}  # fmt: skip
+    cfg = parse_config(data, environ={})
+    with tempfile.TemporaryDirectory() as out:
+        storage = LocalStorage(out)
+        report = units.run_pool(cfg, storage)
+        workers = Workers(cfg)
+        workers.start()
+        try:
+            started = time.perf_counter()
+            n = 0
+            for p in report["partitions"]:
+                r = units.run_generate(
+                    cfg, storage, p,
+                    lambda items, make, done: run_rollouts(workers, items, make, done, max_in_flight=in_flight, retries=1),
+                )  # fmt: skip
+                n += r["stats"]["input"]
+            return time.perf_counter() - started, n
+        finally:
+            workers.stop()
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def transport(latency: float, concurrency: int, requests: int) -> tuple[float, float]:
+    """Seconds for `requests` scorer calls in one batch, at concurrency 1 and N (canned answers)."""
+    from editthinker_data.backends import ScoreRequest
+    from editthinker_data.experts.openai_compat import OpenAIScorer
+    from editthinker_data.procedural.scene import render_scene
+
+    img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
+    reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]
+    times = []
+    with ChatServer(latency_s=latency, canned=True) as server:
+        for c in (1, concurrency):
+            cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
+            scorer = OpenAIScorer(
+                name="b", base_url=server.base_url, model="bench", max_concurrency=c, cache_dir=cache
+            )
+            scorer.setup()
+            started = time.perf_counter()
+            scorer.run_batch(reqs)
+            times.append(time.perf_counter() - started)
+            shutil.rmtree(cache, ignore_errors=True)
+    return times[0], times[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=80)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=128, help="calls in the transport measurement")
+    args = ap.parse_args()
+    serial_t, fast_t = transport(args.latency, args.concurrency, args.requests)
+    print(f"transport: {args.requests} scorer calls, server latency {args.latency:.2f}s, canned answers")
+    print(f"  concurrency 1: {args.requests / serial_t:6.1f} calls/s   concurrency {args.concurrency}: "
+          f"{args.requests / fast_t:6.1f} calls/s   ratio {serial_t / fast_t:.1f}x")  # fmt: skip
+    base = load_config(ROOT / "configs" / "demo.yaml").model_dump()
+    base["source"]["manifest"] = source(args.pairs)
+    base["source"]["per_type_quota"] = None
+    base["run"]["partition_size"] = args.pairs
+    ensure_ray(None, os.cpu_count(), STATE)
+    try:
+        with ChatServer(latency_s=args.latency) as server:
+            serial_s, n = run(base, 1, server, in_flight=args.concurrency * 2)
+            fast_s, _ = run(base, args.concurrency, server, in_flight=args.concurrency * 2)
+    finally:
+        shutdown()
+        shutil.rmtree(STATE, ignore_errors=True)
+    print(
+        f"pipeline: {n} pairs, server latency {args.latency:.2f}s, procedural model in the server, cpus {os.cpu_count()}"
+    )
+    print(f"{'concurrency':<12}{'seconds':>10}{'traj/s':>10}")
+    print(f"{1:<12}{serial_s:>10.1f}{n / serial_s:>10.2f}")
+    print(f"{args.concurrency:<12}{fast_s:>10.1f}{n / fast_s:>10.2f}")
+    print(f"ratio: {serial_s / fast_s:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
