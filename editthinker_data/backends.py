@@ -66,7 +66,7 @@ class Scorer(Backend, Protocol):
     def run_batch(self, requests: list[ScoreRequest]) -> list[Scores | BackendError]: ...
 
 
-ROLES = ("editor", "expert", "scorer")
+ROLES = ("editor", "expert", "scorer", "thinker")
 
 # kind -> "module:Class", per role. New families add one file and one line here.
 REGISTRY: dict[str, dict[str, str]] = {
@@ -78,6 +78,11 @@ REGISTRY: dict[str, dict[str, str]] = {
     "scorer": {
         "procedural": "editthinker_data.scoring.procedural:ProceduralScorer",
         "openai": "editthinker_data.experts.openai_compat:OpenAIScorer",
+    },
+    # A thinker answers a RefineRequest with (Refinement, Scores of the edit it saw).
+    "thinker": {
+        "procedural": "editthinker_data.experts.procedural:ProceduralThinker",
+        "openai": "editthinker_data.experts.openai_compat:OpenAIThinker",
     },
 }
 

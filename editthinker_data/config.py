@@ -189,6 +189,10 @@ class BuildConfig(_Strict):
     editors: list[EditorSpec] = Field(default_factory=lambda: [EditorSpec()])
     expert: BackendSpec = BackendSpec()
     scorer: BackendSpec = BackendSpec()
+    thinker: BackendSpec | None = Field(
+        None,
+        description="one model that scores and refines (EditThinker's own format); replaces expert and scorer",
+    )
     loop: LoopConfig = LoopConfig()
     selection: SelectionConfig = SelectionConfig()
     output: OutputConfig = OutputConfig()
@@ -204,6 +208,15 @@ class BuildConfig(_Strict):
         if dupes:
             raise ValueError(f"editor names {dupes} repeat; give each editor a distinct name")
         return editors
+
+    def backend_specs(self) -> list[tuple[str, BackendSpec]]:
+        """(role, spec) of every backend this build runs."""
+        judges = (
+            [("thinker", self.thinker)]
+            if self.thinker
+            else [("expert", self.expert), ("scorer", self.scorer)]
+        )
+        return [("editor", e) for e in self.editors] + judges
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the data (not output location or run tuning)."""

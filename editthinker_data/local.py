@@ -13,8 +13,7 @@ from editthinker_data.schema import Trajectory
 
 
 def local_backends(cfg: BuildConfig) -> dict[tuple[str, str], Backend]:
-    specs = [("editor", e) for e in cfg.editors] + [("expert", cfg.expert), ("scorer", cfg.scorer)]
-    backends = {(role, spec.name): create_backend(role, spec, cfg.seed) for role, spec in specs}
+    backends = {(role, spec.name): create_backend(role, spec, cfg.seed) for role, spec in cfg.backend_specs()}
     for backend in backends.values():
         backend.setup()
     return backends

@@ -33,6 +33,7 @@ class Call:
 class Names:
     expert: str
     scorer: str
+    thinker: str | None = None  # set: one call scores the edit and refines (EditThinker's format)
 
 
 Rollout = Generator[Call, Any, Trajectory]
@@ -61,14 +62,23 @@ def rollout(
         t1 = time.perf_counter()
         if isinstance(image, BackendError):
             return failed("edit", image)
-        scores = yield Call("scorer", names.scorer, ScoreRequest(pair.image, image, pair.instruction))
-        t2 = time.perf_counter()
-        if isinstance(scores, BackendError):
-            return failed("score", scores)
+        refinement: Refinement | None = None
+        if names.thinker:
+            answer = yield Call(
+                "thinker", names.thinker, RefineRequest(pair.image, image, pair.instruction, instruction)
+            )
+            if isinstance(answer, BackendError):
+                return failed("think", answer)
+            refinement, scores = answer
+            timings = {"edit_s": t1 - t0, "think_s": time.perf_counter() - t1}
+        else:
+            scores = yield Call("scorer", names.scorer, ScoreRequest(pair.image, image, pair.instruction))
+            if isinstance(scores, BackendError):
+                return failed("score", scores)
+            timings = {"edit_s": t1 - t0, "score_s": time.perf_counter() - t1}
+            if turns:
+                timings["refine_s"] = refine_s
         assert isinstance(scores, Scores)
-        timings = {"edit_s": t1 - t0, "score_s": t2 - t1}
-        if turns:
-            timings["refine_s"] = refine_s
         turns.append(
             Turn(
                 t,
@@ -78,24 +88,27 @@ def rollout(
                 s,
                 reasoning,
                 pair.editor,
-                names.expert if t > 1 else "",
-                names.scorer,
+                (names.thinker or names.expert) if t > 1 else "",
+                names.thinker or names.scorer,
                 timings,
             )
         )
         if t == max_turns:
             return Trajectory(pair, turns, "max_turns")
-        t3 = time.perf_counter()
-        refinement = yield Call(
-            "expert", names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
-        )
-        refine_s = time.perf_counter() - t3
-        if isinstance(refinement, BackendError):
-            return failed("refine", refinement)
+        if refinement is None:
+            t3 = time.perf_counter()
+            refinement = yield Call(
+                "expert", names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
+            )
+            refine_s = time.perf_counter() - t3
+            if isinstance(refinement, BackendError):
+                return failed("refine", refinement)
         assert isinstance(refinement, Refinement)
-        if refinement.stop:
+        unchanged = refinement.instruction.strip() == instruction.strip()
+        # A thinker has no stop flag: repeating the instruction is how it says "satisfied".
+        if refinement.stop or (unchanged and names.thinker):
             return Trajectory(pair, turns, "expert_satisfied", final=refinement)
-        if refinement.instruction.strip() == instruction.strip():
+        if unchanged:
             return Trajectory(pair, turns, "unchanged_instruction", final=refinement)
         instruction, reasoning = refinement.instruction, refinement.reasoning
     raise AssertionError("unreachable")

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from editthinker_data.backends import ROLES, create_backend
+from editthinker_data.backends import create_backend
 from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.storage import StorageError, local_path
 
 
 def preflight(cfg: BuildConfig) -> None:
-    for role in ROLES:
-        specs = cfg.editors if role == "editor" else [cfg.expert if role == "expert" else cfg.scorer]
-        for spec in specs:
-            try:
-                create_backend(role, spec, cfg.seed)  # unknown kinds and bad params fail here
-            except ValueError as err:
-                if isinstance(err, ConfigError):
-                    raise
-                raise ConfigError(f"{role} {spec.name!r}: {err}") from None
+    for role, spec in cfg.backend_specs():
+        try:
+            create_backend(role, spec, cfg.seed)  # unknown kinds and bad params fail here
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{role} {spec.name!r}: {err}") from None
     if cfg.source.manifest.startswith("s3://"):
         return  # checked when pooling reads it (credentials may only exist where the build runs)
     try:

@@ -254,7 +254,7 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
             )
         )
 
-    names = Names(expert=cfg.expert.name, scorer=cfg.scorer.name)
+    names = Names(cfg.expert.name, cfg.scorer.name, cfg.thinker.name if cfg.thinker else None)
 
     def make(pair: SourcePair) -> Rollout:
         return rollout(

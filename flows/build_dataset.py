@@ -26,7 +26,7 @@ from tasks.write_steps import write_steps_task
 
 def llm_usage(cfg: BuildConfig, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Requests, retries, failures, cache hits, tokens and estimated cost per remote role."""
-    specs = {("expert", cfg.expert.name): cfg.expert, ("scorer", cfg.scorer.name): cfg.scorer}
+    specs = {(role, spec.name): spec for role, spec in cfg.backend_specs() if role != "editor"}
     usage: dict[str, dict[str, float]] = {}
     for a in actor_info:
         spec = specs.get((a["role"], a["name"]))
@@ -35,8 +35,9 @@ def llm_usage(cfg: BuildConfig, actor_info: list[dict[str, Any]]) -> dict[str, d
         total = usage.setdefault(a["role"], dict.fromkeys(a["counters"], 0))
         for k, v in a["counters"].items():
             total[k] += v
+    prices = {role: spec.price for role, spec in cfg.backend_specs()}
     for role, total in usage.items():
-        price = (cfg.expert if role == "expert" else cfg.scorer).price
+        price = prices[role]
         total["cost_usd"] = round(
             total.get("tokens_in", 0) / 1e6 * price.input_per_mtok
             + total.get("tokens_out", 0) / 1e6 * price.output_per_mtok,

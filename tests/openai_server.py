@@ -45,6 +45,13 @@ def answer(body: dict, canned: bool = False) -> str:
             return json.dumps({"is_satisfied": True, "reason": "fine", "new_rewritten_prompt": "keep"})
         return json.dumps({"reasoning": "fine", "score": [8, 9, 9, 9]})
     text, (source, edited) = _text(message), _images(message)
+    if "thinker of an image-editing loop" in text:
+        original = re.search(r"Original instruction: (.*)\n", text).group(1)
+        previous = re.search(r"Previous instruction: (.*)\n", text).group(1)
+        r = ProceduralExpert().refine(RefineRequest(source, edited, original, previous))
+        semantic, quality, _ = judge(source, edited, original).scores()
+        score = json.dumps({"semantic": round(semantic, 2), "quality": round(quality, 2)})
+        return f"<think>{r.reasoning}</think><score>{score}</score><answer>{previous if r.stop else r.instruction}</answer>"
     if "image-editing critic" in text:
         original = re.search(r"Original instruction: (.*)\n", text).group(1)
         previous = re.search(r"Instruction the editor was given: (.*)\n", text).group(1)

@@ -113,3 +113,19 @@ def test_requests_per_minute_paces_requests(tmp_path):
         started = time.monotonic()
         scorer.run_batch([ScoreRequest(SRC, SRC, f"Make the red circle blue {i}.") for i in range(6)])
         assert time.monotonic() - started >= 0.5
+
+
+def test_thinker_answers_in_tags(tmp_path):
+    from editthinker_data.experts.openai_compat import OpenAIThinker
+
+    with ChatServer() as server:
+        thinker = make(OpenAIThinker, server, tmp_path)
+        [(r, s)] = thinker.run_batch(
+            [RefineRequest(SRC, SRC, "Turn the scarlet ball cobalt.", "Turn the scarlet ball cobalt.")]
+        )
+        assert r.instruction == "Make the red circle blue." and s.semantic < 1
+        [(r, s)] = thinker.run_batch(
+            [RefineRequest(SRC, GOOD, "Make the red circle blue.", "Make the red circle blue.")]
+        )
+        assert s.semantic > 9 and s.quality > 9
+        assert r.instruction.startswith("Make the red circle blue.")  # repeated, or restated after a doubt

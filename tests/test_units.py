@@ -125,3 +125,26 @@ def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
     monkeypatch.setattr(units, "run_generate", real)
     result = build_dataset(data, str(tmp_path), str(state_dir))
     assert result["stats"]["stages"]["generate"]["input"] == 40
+
+
+def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(demo_cfg, tmp_path):
+    """The procedural thinker is the procedural expert and scorer in one answer: the turns
+    (instructions, scores) must not change."""
+    from editthinker_data.config import BuildConfig
+
+    data = demo_cfg.model_dump()
+    data["thinker"] = {"kind": "procedural", "name": "procedural-expert"}
+    thinker_cfg = BuildConfig.model_validate(data)
+    runs = {}
+    for label, cfg in (("pair", demo_cfg), ("thinker", thinker_cfg)):
+        storage = LocalStorage(tmp_path / label)
+        units.run_pool(cfg, storage)
+        units.run_generate(cfg, storage, 0, local_executor(cfg))
+        runs[label] = [
+            (t.key, t.stop_reason, [(x.instruction, round(x.overall, 4)) for x in t.turns])
+            for t in units.load_trajectory_summaries(storage, [0])
+        ]
+    # The thinker's only way to stop is to repeat the instruction, so "could not improve"
+    # and "satisfied" read the same; everything else is identical.
+    same = {"unchanged_instruction": "expert_satisfied"}
+    assert runs["thinker"] == [(k, same.get(r, r), turns) for k, r, turns in runs["pair"]]

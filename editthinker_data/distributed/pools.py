@@ -85,11 +85,9 @@ class Workers:
     """All pools of a build, keyed by (role, backend name)."""
 
     def __init__(self, cfg: BuildConfig):
-        self.pools: dict[tuple[str, str], Pool] = {}
-        for spec in cfg.editors:
-            self.pools[("editor", spec.name)] = Pool("editor", spec.name, spec, cfg.seed)
-        self.pools[("expert", cfg.expert.name)] = Pool("expert", cfg.expert.name, cfg.expert, cfg.seed)
-        self.pools[("scorer", cfg.scorer.name)] = Pool("scorer", cfg.scorer.name, cfg.scorer, cfg.seed)
+        self.pools: dict[tuple[str, str], Pool] = {
+            (role, spec.name): Pool(role, spec.name, spec, cfg.seed) for role, spec in cfg.backend_specs()
+        }
 
     def check_resources(self) -> None:
         """Ray would wait forever for GPUs that the cluster does not have: refuse instead."""

@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
-from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer
+from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
+from editthinker_data.exports.common import user_template, user_turn
 from editthinker_data.schema import encode_png
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 def load_template(name: str) -> str:
+    if name.startswith("thinker_"):  # the thinker is asked exactly as the SFT export trains it
+        return user_template(name)
     return resources.files("editthinker_data.experts").joinpath(f"prompts/{name}.txt").read_text()
 
 
@@ -252,4 +255,29 @@ class OpenAIScorer(_ChatRole):
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
         jobs = [(self.template.format(instruction=r.instruction), [r.source, r.edited]) for r in requests]
+        return asyncio.run(self._run(jobs))
+
+
+class OpenAIThinker(_ChatRole):
+    """A trained thinker (or any MLLM prompted like one): asked with the same user turn the
+    SFT export trains on, it answers <think>..</think><score>{..}</score><answer>..</answer>."""
+
+    role = "thinker"
+    default_template = "thinker_user_v1"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    def parse(self, answer: str):
+        return parse_thinker(answer)
+
+    def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
+        jobs = [
+            (
+                user_turn({"source_instruction": r.original_instruction, "previous_instruction": r.previous_instruction},
+                          self.template_name).replace("<image>", "").strip(),
+                [r.source, r.edited],
+            )
+            for r in requests
+        ]  # fmt: skip
         return asyncio.run(self._run(jobs))

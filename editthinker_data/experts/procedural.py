@@ -16,7 +16,7 @@ import time
 from editthinker_data.backends import BackendError, RefineRequest
 from editthinker_data.procedural.intent import FULL, canonical_instruction
 from editthinker_data.procedural.judge import ARTIFACTS_OK, COLOUR_CAST_OK, OVER_EDIT_OK, judge
-from editthinker_data.schema import Refinement, encode_png
+from editthinker_data.schema import Refinement, Scores, encode_png
 
 
 class ProceduralExpert:
@@ -94,3 +94,31 @@ class ProceduralExpert:
             f"{self.name}|{self.seed}|{req.original_instruction}|".encode() + encode_png(req.edited)
         )
         return int.from_bytes(h.digest()[:8], "little") / 2**64
+
+
+class ProceduralThinker:
+    """Expert and scorer in one answer, the way a trained thinker replies: the score of the
+    edit it sees, the reasoning and the next instruction (the same one when satisfied)."""
+
+    def __init__(self, name: str = "procedural-thinker", seed: int = 0, false_alarm_rate: float = 0.3):
+        from editthinker_data.scoring.procedural import ProceduralScorer
+
+        self.name = name
+        self.expert = ProceduralExpert(name, seed, false_alarm_rate)
+        self.scorer = ProceduralScorer(name, seed)
+
+    def setup(self) -> None:
+        pass
+
+    def run_batch(self, requests: list[RefineRequest]) -> list[tuple[Refinement, Scores] | BackendError]:
+        from editthinker_data.backends import ScoreRequest
+
+        scores = self.scorer.run_batch(
+            [ScoreRequest(r.source, r.edited, r.original_instruction) for r in requests]
+        )
+        out: list[tuple[Refinement, Scores] | BackendError] = []
+        for req, score in zip(requests, scores, strict=True):
+            r = self.expert.refine(req)
+            answer = req.previous_instruction if r.stop else r.instruction
+            out.append((Refinement(r.reasoning, answer, False), score))
+        return out
