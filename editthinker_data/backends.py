@@ -74,15 +74,18 @@ REGISTRY: dict[str, dict[str, str]] = {
     "expert": {
         "procedural": "editthinker_data.experts.procedural:ProceduralExpert",
         "openai": "editthinker_data.experts.openai_compat:OpenAIExpert",
+        "transformers": "editthinker_data.experts.transformers_vlm:TransformersExpert",
     },
     "scorer": {
         "procedural": "editthinker_data.scoring.procedural:ProceduralScorer",
         "openai": "editthinker_data.experts.openai_compat:OpenAIScorer",
+        "transformers": "editthinker_data.experts.transformers_vlm:TransformersScorer",
     },
     # A thinker answers a RefineRequest with (Refinement, Scores of the edit it saw).
     "thinker": {
         "procedural": "editthinker_data.experts.procedural:ProceduralThinker",
         "openai": "editthinker_data.experts.openai_compat:OpenAIThinker",
+        "transformers": "editthinker_data.experts.transformers_vlm:TransformersThinker",
     },
 }
 

@@ -1,0 +1,190 @@
+"""Local VLMs through transformers (Qwen2.5-VL and Qwen3-VL families) as expert, scorer or
+thinker, loaded once per Ray actor from a local path or a Hugging Face cache folder.
+
+torch and transformers are imported in `setup()` only. Without network a missing model
+fails there, at actor start, with the path it looked for. Prompts are the same versioned
+templates as the remote backends; answers go through the same strict parsers, and an
+unusable answer is sampled again (greedy first, then seeded sampling) a bounded number of
+times before the request fails with the parser's reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
+from editthinker_data.experts.openai_compat import load_template
+from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
+from editthinker_data.exports.common import user_turn
+
+IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def images_only_processor(path: str, tokenizer, image_processor):
+    """Qwen-VL processors insist on a video processor, which needs torchvision; the data
+    pipeline sends images only."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImagesOnlyProcessor(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return ImagesOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+class _LocalVLM:
+    role = ""
+    default_template = ""
+
+    def __init__(
+        self,
+        name: str = "vlm",
+        seed: int = 0,
+        model_path: str = "",
+        dtype: str = "auto",
+        device: str = "auto",
+        max_new_tokens: int = 512,
+        parse_retries: int = 2,
+        template: str | None = None,
+        max_pixels: int = 1024 * 1024,
+    ):
+        if not model_path:
+            raise ValueError(
+                "model_path is required: a local folder holding the model (config, weights, tokenizer)"
+            )
+        self.name = name
+        self.seed = seed
+        self.model_path = model_path
+        self.dtype = dtype
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self.parse_retries = parse_retries
+        self.template_name = template or self.default_template
+        self.template = load_template(self.template_name)
+        self.max_pixels = max_pixels
+        self.counters = {
+            "requests": 0,
+            "retries": 0,
+            "failures": 0,
+            "cache_hits": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
+        }
+
+    def setup(self) -> None:
+        path = Path(self.model_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{self.role} {self.name!r}: no model at {path} (config.json missing); this build has no network, "
+                f"so point model_path at a local copy or a Hugging Face cache snapshot folder"
+            )
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+
+        self.torch = torch
+        device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
+            self.dtype
+        ]
+        self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, max_pixels=self.max_pixels)
+        self.processor = images_only_processor(str(path), tokenizer, image_processor)
+        self.tokenizer = tokenizer
+        self.device_name = device
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters)
+
+    def _generate(self, text: str, images: list, attempt: int) -> str:
+        torch = self.torch
+        prompt = f"<|im_start|>user\n{IMAGE * len(images)}{text}<|im_end|>\n<|im_start|>assistant\n"
+        inputs = self.processor(text=[prompt], images=images, return_tensors="pt").to(self.device_name)
+        sampling: dict[str, Any] = {"do_sample": False}
+        if attempt:
+            torch.manual_seed(self.seed + attempt)
+            sampling = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **sampling)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        self.counters["requests"] += 1
+        self.counters["tokens_in"] += int(inputs["input_ids"].shape[1])
+        self.counters["tokens_out"] += int(new.shape[0])
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+    def _ask(self, text: str, images: list):
+        last = "no answer"
+        for attempt in range(self.parse_retries + 1):
+            if attempt:
+                self.counters["retries"] += 1
+            try:
+                return self.parse(self._generate(text, images, attempt))
+            except ParseError as err:
+                last = str(err)
+        self.counters["failures"] += 1
+        return BackendError(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last}")
+
+    def parse(self, answer: str):
+        raise NotImplementedError
+
+
+class TransformersExpert(_LocalVLM):
+    role = "expert"
+    default_template = "expert_v1"
+
+    def parse(self, answer: str):
+        return parse_expert(answer)
+
+    def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
+        return [
+            self._ask(
+                self.template.format(
+                    original_instruction=r.original_instruction, previous_instruction=r.previous_instruction
+                ),
+                [r.source, r.edited],
+            )
+            for r in requests
+        ]
+
+
+class TransformersScorer(_LocalVLM):
+    role = "scorer"
+    default_template = "scorer_v1"
+
+    def parse(self, answer: str):
+        return parse_scorer(answer)
+
+    def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
+        return [
+            self._ask(self.template.format(instruction=r.instruction), [r.source, r.edited]) for r in requests
+        ]
+
+
+class TransformersThinker(_LocalVLM):
+    role = "thinker"
+    default_template = "thinker_user_v1"
+
+    def parse(self, answer: str):
+        return parse_thinker(answer)
+
+    def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
+        return [
+            self._ask(
+                user_turn(
+                    {
+                        "source_instruction": r.original_instruction,
+                        "previous_instruction": r.previous_instruction,
+                    },
+                    self.template_name,
+                )
+                .replace("<image>", "")
+                .strip(),
+                [r.source, r.edited],
+            )
+            for r in requests
+        ]
