@@ -99,6 +99,20 @@ def check_kind(role: str, spec: BackendSpec) -> str:
     return kinds[spec.kind]
 
 
+def prompt_templates(specs) -> dict[str, str]:
+    """Role -> prompt template version of the model backends ("procedural" for the
+    procedural ones), recorded in every sample so data made with different prompts can be
+    told apart."""
+    out = {}
+    for role, spec in specs:
+        if role == "editor":
+            continue
+        module_name, _, cls_name = check_kind(role, spec).partition(":")
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        out[role] = spec.params.get("template") or getattr(cls, "default_template", "") or spec.kind
+    return out
+
+
 def create_backend(role: str, spec: BackendSpec, seed: int = 0) -> Backend:
     """Instantiate (without setup) the backend a spec names; bad params fail here, before
     any actor starts."""

@@ -182,6 +182,7 @@ class StepSample:
     stop: bool
     result_scores: Scores | None
     split: str = ""
+    prompt_templates: dict[str, str] = field(default_factory=dict)
     source_image: Image.Image | None = None
     previous_image: Image.Image | None = None
 
@@ -215,7 +216,7 @@ class StepSample:
         }
 
 
-def trajectory_turn_records(traj: Trajectory) -> list[dict[str, Any]]:
+def trajectory_turn_records(traj: Trajectory, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Trajectory shards hold one sample per turn (members json + png) so that every
     sample has the same member set however many turns a trajectory ran; source images
     live once in the pool, referenced by sha256."""
@@ -234,6 +235,7 @@ def trajectory_turn_records(traj: Trajectory) -> list[dict[str, Any]]:
             "final": asdict(traj.final) if traj.final and turn.index == n else None,
             "error": traj.error if turn.index == n else None,
             **turn.meta(),
+            **(extra or {}),
         }
         out.append({"__key__": f"{traj.key}_t{turn.index}", "json": meta, "png": encode_png(turn.image)})
     return out

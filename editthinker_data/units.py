@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
@@ -255,6 +256,7 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         )
 
     names = Names(cfg.expert.name, cfg.scorer.name, cfg.thinker.name if cfg.thinker else None)
+    templates = prompt_templates(cfg.backend_specs())
 
     def make(pair: SourcePair) -> Rollout:
         return rollout(
@@ -283,7 +285,7 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         stats.keep()
         if traj.error:
             failures.append(_failure("generate", traj.pair.origin, traj.pair.id, "turn_failed", traj.error))
-        for sample in trajectory_turn_records(traj):
+        for sample in trajectory_turn_records(traj, {"prompt_templates": templates}):
             sink.write(sample)
         rows.extend(_turn_rows(traj, partition, ""))
 
@@ -413,7 +415,13 @@ def _read_turn_images(storage: Storage, shards: list[str]) -> dict[str, Any]:
     return images
 
 
-def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: dict[str, Any]) -> StepSample:
+def build_step_sample(
+    plan: StepPlan,
+    traj: TrajectorySummary,
+    source,
+    images: dict[str, Any],
+    templates: dict[str, str] | None = None,
+) -> StepSample:
     turns = {t.index: t for t in traj.turns}
     if plan.stop:
         prev = turns[plan.turn - 1]
@@ -436,6 +444,7 @@ def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: d
         stop=plan.stop,
         result_scores=result,
         split=plan.split,
+        prompt_templates=templates or {},
         source_image=source,
         previous_image=images[f"{traj.key}_t{prev.index}"],
     )
@@ -443,6 +452,7 @@ def build_step_sample(plan: StepPlan, traj: TrajectorySummary, source, images: d
 
 def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
     unit = part_name(partition)
+    templates = prompt_templates(cfg.backend_specs())
     plans = [
         StepPlan(**r) for r in read_parquet(storage, STEPS_FILE, filters=[("partition", "=", partition)])
     ]
@@ -462,7 +472,9 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
     for plan in plans:
         if plan.trajectory not in sources:
             sources[plan.trajectory] = load_source_image(entries[plan.trajectory])
-        sample = build_step_sample(plan, summaries[plan.trajectory], sources[plan.trajectory], images)
+        sample = build_step_sample(
+            plan, summaries[plan.trajectory], sources[plan.trajectory], images, templates
+        )
         sinks[plan.split].write(sample.to_wds())
         counts[plan.split] += 1
     shards = {split: [s.to_dict() for s in sink.close()] for split, sink in sinks.items()}

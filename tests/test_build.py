@@ -146,3 +146,15 @@ def test_wids_shard_indexes(demo_build):
         ]
         for s in index["shardlist"]:
             assert sum(1 for _ in wds.WebDataset(str(out / s["url"]), shardshuffle=False)) == s["nsamples"]
+
+
+def test_samples_record_prompt_template_versions(demo_build):
+    out, result = demo_build
+    manifest = result["manifest"]
+    step = next(iter(wds.WebDataset(shards(out, manifest, "sft"), shardshuffle=False).decode()))
+    turn = next(iter(wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode()))
+    assert (
+        step["json"]["prompt_templates"]
+        == turn["json"]["prompt_templates"]
+        == {"expert": "procedural", "scorer": "procedural"}
+    )

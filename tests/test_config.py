@@ -98,3 +98,18 @@ def test_fingerprint_survives_a_dump_and_reload(demo_cfg):
 
     assert BuildConfig.model_validate(demo_cfg.model_dump()).fingerprint() == demo_cfg.fingerprint()
     assert BuildConfig.model_validate_json(demo_cfg.model_dump_json()).fingerprint() == demo_cfg.fingerprint()
+
+
+def test_prompt_template_versions_per_role():
+    from editthinker_data.backends import prompt_templates
+
+    cfg = parse_config(
+        {**BASE, "expert": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
+         "scorer": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m", "params": {"template": "scorer_v1"}}},
+        environ={},
+    )  # fmt: skip
+    assert prompt_templates(cfg.backend_specs()) == {"expert": "expert_v1", "scorer": "scorer_v1"}
+    thinker = parse_config(
+        {**BASE, "thinker": {"kind": "openai", "base_url": "http://x/v1", "model": "m"}}, environ={}
+    )
+    assert prompt_templates(thinker.backend_specs()) == {"thinker": "thinker_user_v1"}
