@@ -17,22 +17,21 @@ import hashlib
 import json
 import os
 import random
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
 from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
-from editthinker_data.exports.common import user_template, user_turn
+from editthinker_data.experts.prompting import (
+    expert_job,
+    load_template,
+    new_counters,
+    scorer_job,
+    thinker_job,
+)
 from editthinker_data.schema import encode_png
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-def load_template(name: str) -> str:
-    if name.startswith("thinker_"):  # the thinker is asked exactly as the SFT export trains it
-        return user_template(name)
-    return resources.files("editthinker_data.experts").joinpath(f"prompts/{name}.txt").read_text()
 
 
 def data_url(image) -> str:
@@ -84,14 +83,7 @@ class _ChatRole:
         self.cache_dir = (
             Path(cache_dir or os.environ.get("EDITTHINKER_CACHE_DIR") or ".editthinker/cache") / "llm"
         )
-        self.counters = {
-            "requests": 0,
-            "retries": 0,
-            "failures": 0,
-            "cache_hits": 0,
-            "tokens_in": 0,
-            "tokens_out": 0,
-        }
+        self.counters = new_counters()
         self._headers: dict[str, str] = {}
 
     def setup(self) -> None:
@@ -234,16 +226,7 @@ class OpenAIExpert(_ChatRole):
         return parse_expert(answer)
 
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        jobs = [
-            (
-                self.template.format(
-                    original_instruction=r.original_instruction, previous_instruction=r.previous_instruction
-                ),
-                [r.source, r.edited],
-            )
-            for r in requests
-        ]
-        return asyncio.run(self._run(jobs))
+        return asyncio.run(self._run([expert_job(self.template, r) for r in requests]))
 
 
 class OpenAIScorer(_ChatRole):
@@ -254,8 +237,7 @@ class OpenAIScorer(_ChatRole):
         return parse_scorer(answer)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
-        jobs = [(self.template.format(instruction=r.instruction), [r.source, r.edited]) for r in requests]
-        return asyncio.run(self._run(jobs))
+        return asyncio.run(self._run([scorer_job(self.template, r) for r in requests]))
 
 
 class OpenAIThinker(_ChatRole):
@@ -265,19 +247,8 @@ class OpenAIThinker(_ChatRole):
     role = "thinker"
     default_template = "thinker_user_v1"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-
     def parse(self, answer: str):
         return parse_thinker(answer)
 
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        jobs = [
-            (
-                user_turn({"source_instruction": r.original_instruction, "previous_instruction": r.previous_instruction},
-                          self.template_name).replace("<image>", "").strip(),
-                [r.source, r.edited],
-            )
-            for r in requests
-        ]  # fmt: skip
-        return asyncio.run(self._run(jobs))
+        return asyncio.run(self._run([thinker_job(self.template_name, r) for r in requests]))

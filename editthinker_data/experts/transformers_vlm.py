@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
-from editthinker_data.experts.openai_compat import load_template
 from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
-from editthinker_data.exports.common import user_turn
+from editthinker_data.experts.prompting import (
+    expert_job,
+    load_template,
+    new_counters,
+    scorer_job,
+    thinker_job,
+)
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -67,14 +72,7 @@ class _LocalVLM:
         self.template_name = template or self.default_template
         self.template = load_template(self.template_name)
         self.max_pixels = max_pixels
-        self.counters = {
-            "requests": 0,
-            "retries": 0,
-            "failures": 0,
-            "cache_hits": 0,
-            "tokens_in": 0,
-            "tokens_out": 0,
-        }
+        self.counters = new_counters()
 
     def setup(self) -> None:
         path = Path(self.model_path).expanduser()
@@ -141,15 +139,7 @@ class TransformersExpert(_LocalVLM):
         return parse_expert(answer)
 
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        return [
-            self._ask(
-                self.template.format(
-                    original_instruction=r.original_instruction, previous_instruction=r.previous_instruction
-                ),
-                [r.source, r.edited],
-            )
-            for r in requests
-        ]
+        return [self._ask(*expert_job(self.template, r)) for r in requests]
 
 
 class TransformersScorer(_LocalVLM):
@@ -160,9 +150,7 @@ class TransformersScorer(_LocalVLM):
         return parse_scorer(answer)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
-        return [
-            self._ask(self.template.format(instruction=r.instruction), [r.source, r.edited]) for r in requests
-        ]
+        return [self._ask(*scorer_job(self.template, r)) for r in requests]
 
 
 class TransformersThinker(_LocalVLM):
@@ -173,18 +161,4 @@ class TransformersThinker(_LocalVLM):
         return parse_thinker(answer)
 
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        return [
-            self._ask(
-                user_turn(
-                    {
-                        "source_instruction": r.original_instruction,
-                        "previous_instruction": r.previous_instruction,
-                    },
-                    self.template_name,
-                )
-                .replace("<image>", "")
-                .strip(),
-                [r.source, r.edited],
-            )
-            for r in requests
-        ]
+        return [self._ask(*thinker_job(self.template_name, r)) for r in requests]

@@ -1,0 +1,35 @@
+"""Prompt templates and the (text, images) each role sends, shared by every model backend
+(remote or local) so that the same template version means the same question."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from editthinker_data.backends import RefineRequest, ScoreRequest
+from editthinker_data.exports.common import user_template, user_turn
+
+
+def load_template(name: str) -> str:
+    if name.startswith("thinker_"):  # the thinker is asked exactly as the SFT export trains it
+        return user_template(name)
+    return resources.files("editthinker_data.experts").joinpath(f"prompts/{name}.txt").read_text()
+
+
+def expert_job(template: str, r: RefineRequest) -> tuple[str, list]:
+    text = template.format(
+        original_instruction=r.original_instruction, previous_instruction=r.previous_instruction
+    )
+    return text, [r.source, r.edited]
+
+
+def scorer_job(template: str, r: ScoreRequest) -> tuple[str, list]:
+    return template.format(instruction=r.instruction), [r.source, r.edited]
+
+
+def thinker_job(template_name: str, r: RefineRequest) -> tuple[str, list]:
+    meta = {"source_instruction": r.original_instruction, "previous_instruction": r.previous_instruction}
+    return user_turn(meta, template_name).replace("<image>", "").strip(), [r.source, r.edited]
+
+
+def new_counters() -> dict[str, int]:
+    return {"requests": 0, "retries": 0, "failures": 0, "cache_hits": 0, "tokens_in": 0, "tokens_out": 0}
