@@ -66,8 +66,6 @@ class Scorer(Backend, Protocol):
     def run_batch(self, requests: list[ScoreRequest]) -> list[Scores | BackendError]: ...
 
 
-ROLES = ("editor", "expert", "scorer", "thinker")
-
 # kind -> "module:Class", per role. New families add one file and one line here.
 REGISTRY: dict[str, dict[str, str]] = {
     "editor": {"procedural": "editthinker_data.editors.procedural:ProceduralEditor"},

@@ -98,7 +98,9 @@ def build(
     except ConfigError as err:
         _fail(str(err))
     target = output or cfg.output.dir
-    remote = "://" in target and not target.startswith("file://")
+    from editthinker_data.storage import is_remote
+
+    remote = is_remote(target)
     out_dir = target if remote else Path(target).resolve()
     from editthinker_data.units import check_output, clear_output, output_storage
 

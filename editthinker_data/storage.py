@@ -81,10 +81,6 @@ class Storage(ABC):
     def write_json(self, name: str, obj: Any) -> None:
         self.write_bytes(name, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self, LocalStorage)
-
 
 class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str]):
