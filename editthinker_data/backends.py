@@ -23,6 +23,11 @@ class BackendError(RuntimeError):
     """One request failed; the message says why (it ends up in stats and the record)."""
 
 
+class BackendFatal(RuntimeError):
+    """The backend's process can no longer serve (a CUDA error poisons the context): its
+    actor exits, the scheduler replaces it and retries the requests elsewhere."""
+
+
 @dataclass(frozen=True)
 class EditRequest:
     image: Image.Image
@@ -68,7 +73,15 @@ class Scorer(Backend, Protocol):
 
 # kind -> "module:Class", per role. New families add one file and one line here.
 REGISTRY: dict[str, dict[str, str]] = {
-    "editor": {"procedural": "editthinker_data.editors.procedural:ProceduralEditor"},
+    "editor": {
+        "procedural": "editthinker_data.editors.procedural:ProceduralEditor",
+        "flux_kontext": "editthinker_data.editors.flux_kontext:FluxKontextEditor",
+        "qwen_image_edit": "editthinker_data.editors.qwen_image_edit:QwenImageEditEditor",
+        "qwen_image_edit_plus": "editthinker_data.editors.qwen_image_edit:QwenImageEditPlusEditor",
+        "instruct_pix2pix": "editthinker_data.editors.instruct_pix2pix:InstructPix2PixEditor",
+        "diffusers": "editthinker_data.editors.generic_diffusers:GenericDiffusersEditor",
+        "http": "editthinker_data.editors.http_service:HTTPEditor",
+    },
     "expert": {
         "procedural": "editthinker_data.experts.procedural:ProceduralExpert",
         "openai": "editthinker_data.experts.openai_compat:OpenAIExpert",

@@ -326,5 +326,26 @@ def demo_source(
     console.print(f"wrote {write_demo_source(out_dir)}")
 
 
+@app.command("tiny-editors")
+def tiny_editors(
+    out_dir: Annotated[Path, typer.Argument(help="where to save the pipelines, one folder each")],
+    name: Annotated[
+        list[str] | None, typer.Option("--name", help="only these (flux-kontext, qwen-image-edit, ...)")
+    ] = None,
+) -> None:
+    """Save tiny random diffusers editors (FLUX.1 Kontext, Qwen-Image-Edit[-Plus],
+    InstructPix2Pix) for CPU runs of configs/tiny-diffusers.yaml; needs the [models] extra."""
+    try:
+        from editthinker_data.editors.tiny_models import save_tiny_editors
+    except ImportError as err:
+        _fail(f"{err}; install the model libraries: pip install -e '.[models]'")
+    try:
+        saved = save_tiny_editors(out_dir, name or None)
+    except ValueError as err:
+        _fail(str(err))
+    for editor, path in saved.items():
+        console.print(f"{editor}: {path}")
+
+
 if __name__ == "__main__":
     app()

@@ -182,6 +182,10 @@ class RunConfig(_Strict):
     )
 
 
+# Backend fields that change throughput or cost, never the data.
+SCALING_FIELDS = ("resources", "num_actors", "max_concurrency", "requests_per_minute", "timeout_s", "price")
+
+
 class BuildConfig(_Strict):
     name: str = "editthinker-data"
     seed: int = 0
@@ -219,11 +223,15 @@ class BuildConfig(_Strict):
         return [("editor", e) for e in self.editors] + judges
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the data (not output location or run tuning)."""
+        """Hash of everything that changes the data: not output location, run tuning, or how
+        many actors, CPUs/GPUs and requests per minute a backend gets (a resumed build may
+        scale its cluster)."""
         data = self.model_dump(
             exclude={
                 "output": {"dir", "license", "exports", "report", "s3_endpoint_url", "s3_region"},
                 "run": True,
+                "editors": {"__all__": set(SCALING_FIELDS)},
+                **{role: set(SCALING_FIELDS) for role in ("expert", "scorer", "thinker")},
             }
         )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -259,6 +267,17 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
+def _resolve_model_path(editor: Any, base_dir: Path) -> None:
+    """`model: ./models/x` is a folder next to the config file; a Hub id (`org/name`) never
+    starts with a dot, so it is left alone."""
+    if not isinstance(editor, dict):
+        return
+    for holder in (editor, editor.get("params")):
+        if isinstance(holder, dict) and isinstance(holder.get("model"), str):
+            if holder["model"].startswith(("./", "../")):
+                holder["model"] = str((base_dir / holder["model"]).resolve())
+
+
 def parse_config(
     data: dict[str, Any], *, base_dir: Path | None = None, origin: str = "<dict>", environ=None
 ) -> BuildConfig:
@@ -272,6 +291,9 @@ def parse_config(
         manifest = src["manifest"]
         if "://" not in manifest and not Path(manifest).is_absolute():
             src["manifest"] = str((base_dir / manifest).resolve())
+    if base_dir is not None and isinstance(data.get("editors"), list):
+        for editor in data["editors"]:
+            _resolve_model_path(editor, base_dir)
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as err:

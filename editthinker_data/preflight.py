@@ -10,7 +10,11 @@ from editthinker_data.storage import StorageError, local_path
 def preflight(cfg: BuildConfig) -> None:
     for role, spec in cfg.backend_specs():
         try:
-            create_backend(role, spec, cfg.seed)  # unknown kinds and bad params fail here
+            backend = create_backend(role, spec, cfg.seed)  # unknown kinds and bad params fail here
+            if cfg.run.ray_address is None and hasattr(backend, "preflight"):
+                backend.preflight()  # the actors run here: a missing model fails before Ray starts
+        except FileNotFoundError as err:
+            raise ConfigError(f"{role} {spec.name!r}: {err}") from None
         except ValueError as err:
             if isinstance(err, ConfigError):
                 raise

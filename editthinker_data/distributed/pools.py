@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
-from editthinker_data.backends import BackendError, create_backend
+from editthinker_data.backends import BackendError, BackendFatal, create_backend
 from editthinker_data.config import BackendSpec, BuildConfig
 
 
@@ -43,6 +44,11 @@ class BackendActor:
             return self.backend.run_batch(requests)
         except BackendError as err:
             return [err] * len(requests)
+        except BackendFatal as err:
+            # Exit like a crash: Ray fails this call with RayActorError, the scheduler
+            # replaces the actor and retries the batch elsewhere (bounded).
+            print(f"{self.role} {self.backend.name!r} cannot continue, exiting: {err}", file=sys.stderr, flush=True)
+            os._exit(1)
         except Exception as err:  # a backend bug fails its batch, not the actor
             return [BackendError(f"{type(err).__name__}: {err}")] * len(requests)
 

@@ -12,11 +12,14 @@ deterministic for a seed.
 from __future__ import annotations
 
 import hashlib
+import os
+import random
+import time
 
 import numpy as np
 from PIL import Image
 
-from editthinker_data.backends import BackendError, EditRequest
+from editthinker_data.backends import BackendError, BackendFatal, EditRequest
 from editthinker_data.procedural.intent import BASIC, Clause, Resolved, select_targets
 from editthinker_data.procedural.ops import adjust, apply_clause, to_image
 from editthinker_data.procedural.scene import BACKGROUNDS, COLORS, SHAPES, WHERE, analyze
@@ -24,11 +27,21 @@ from editthinker_data.schema import encode_png
 
 
 class ProceduralEditor:
-    def __init__(self, name: str = "procedural", seed: int = 0, skill: float = 0.6, fail_rate: float = 0.0):
+    def __init__(
+        self,
+        name: str = "procedural",
+        seed: int = 0,
+        skill: float = 0.6,
+        fail_rate: float = 0.0,
+        crash_rate: float = 0.0,
+    ):
         if not 0.0 <= skill <= 1.0:
             raise ValueError(f"skill={skill} must lie in 0-1")
         if not 0.0 <= fail_rate < 1.0:
             raise ValueError(f"fail_rate={fail_rate} must lie in 0-1")
+        if not 0.0 <= crash_rate <= 1.0:
+            raise ValueError(f"crash_rate={crash_rate} must lie in 0-1")
+        self.crash_rate = crash_rate
         self.name = name
         self.skill = skill
         self.fail_rate = fail_rate
@@ -37,6 +50,10 @@ class ProceduralEditor:
         pass
 
     def run_batch(self, requests: list[EditRequest]) -> list[Image.Image | BackendError]:
+        # Injected process death (like a CUDA error): drawn per process, so a retry on the
+        # replacement actor may pass.
+        if self.crash_rate and random.Random(f"{os.getpid()}|{time.monotonic_ns()}").random() < self.crash_rate:
+            raise BackendFatal("editor process broke on this batch (injected fault)")
         out: list[Image.Image | BackendError] = []
         for req in requests:
             try:

@@ -1,0 +1,69 @@
+"""POST with the retry policy every remote backend needs: 429, 5xx, timeouts and dropped
+connections are retried with exponential backoff and full jitter, honouring Retry-After;
+other 4xx answers fail at once (retrying a bad request only costs money)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from editthinker_data.backends import BackendError
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class Retryable(Exception):
+    """A failure worth another try."""
+
+    def __init__(self, message: str, wait_s: float | None = None):
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
+def retry_after(headers) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def check_status(resp) -> None:
+    if resp.status_code in RETRY_STATUS:
+        raise Retryable(f"HTTP {resp.status_code}", retry_after(resp.headers))
+    if resp.status_code >= 400:
+        raise BackendError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+async def post_with_retries(
+    client,
+    url: str,
+    *,
+    max_retries: int,
+    backoff_s: float,
+    counters: dict[str, int],
+    before: Callable[[], Awaitable[None]] | None = None,
+    accept: Callable[[Any], Any] = lambda resp: resp,
+    **request: Any,
+) -> Any:
+    """`accept(resp)` turns a 2xx response into the result; it may raise `Retryable` (a
+    truncated body) or `BackendError` (a final answer that is wrong)."""
+    import httpx
+
+    for attempt in range(max_retries + 1):
+        try:
+            if before is not None:
+                await before()
+            counters["requests"] = counters.get("requests", 0) + 1
+            resp = await client.post(url, **request)
+            check_status(resp)
+            return accept(resp)
+        except (Retryable, httpx.TransportError) as err:
+            if attempt == max_retries:
+                raise BackendError(f"{url}: gave up after {attempt + 1} tries ({err or type(err).__name__})") from None
+            counters["retries"] = counters.get("retries", 0) + 1
+            wait = getattr(err, "wait_s", None)
+            await asyncio.sleep(wait if wait is not None else backoff_s * 2**attempt * random.random())
+    raise AssertionError("unreachable")
