@@ -62,7 +62,9 @@ async def post_with_retries(
             return accept(resp)
         except (Retryable, httpx.TransportError) as err:
             if attempt == max_retries:
-                raise BackendError(f"{url}: gave up after {attempt + 1} tries ({err or type(err).__name__})") from None
+                raise BackendError(
+                    f"{url}: gave up after {attempt + 1} tries ({err or type(err).__name__})"
+                ) from None
             counters["retries"] = counters.get("retries", 0) + 1
             wait = getattr(err, "wait_s", None)
             await asyncio.sleep(wait if wait is not None else backoff_s * 2**attempt * random.random())

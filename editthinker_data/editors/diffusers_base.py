@@ -63,7 +63,9 @@ def resolve_model(model: str, *, cache_dir: str | None, revision: str | None, do
     try:
         return snapshot_download(model, cache_dir=cache_dir, revision=revision, local_files_only=not download)
     except LocalEntryNotFoundError:
-        where = cache_dir or os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        where = (
+            cache_dir or os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        )
         raise FileNotFoundError(
             f"model {model!r} is not in the local Hugging Face cache ({where}) and downloads are off; "
             f"fetch it first (`hf download {model}` on a machine with network, then copy the cache), "
@@ -133,7 +135,10 @@ class DiffusersEditor:
             raise ValueError(f"resize={self.settings['resize']!r}; use one of {', '.join(RESIZE_MODES)}")
         if int(self.settings["steps"]) < 1:
             raise ValueError(f"steps={self.settings['steps']} must be at least 1")
-        if int(self.settings["multiple_of"]) < 1 or int(self.settings["pixels"]) < int(self.settings["multiple_of"]) ** 2:
+        if (
+            int(self.settings["multiple_of"]) < 1
+            or int(self.settings["pixels"]) < int(self.settings["multiple_of"]) ** 2
+        ):
             raise ValueError(
                 f"pixels={self.settings['pixels']} must hold at least one multiple_of^2 "
                 f"({self.settings['multiple_of']}^2) block"
@@ -163,7 +168,9 @@ class DiffusersEditor:
         import torch
 
         self.torch = torch
-        path = resolve_model(self.model, cache_dir=self.cache_dir, revision=self.revision, download=self.download)
+        path = resolve_model(
+            self.model, cache_dir=self.cache_dir, revision=self.revision, download=self.download
+        )
         device = self.device_name
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -197,7 +204,14 @@ class DiffusersEditor:
         if unknown:
             raise ValueError(f"call_kwargs {unknown} are not arguments of {self.pipeline_class}.__call__")
         self.counters["loads"] += 1
-        log.info("editor %s: %s loaded from %s on %s (%s)", self.name, self.pipeline_class, path, device, dtype_name)
+        log.info(
+            "editor %s: %s loaded from %s on %s (%s)",
+            self.name,
+            self.pipeline_class,
+            path,
+            device,
+            dtype_name,
+        )
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters)
@@ -206,7 +220,9 @@ class DiffusersEditor:
 
     def working_size(self, image: Image.Image) -> tuple[int, int]:
         s = self.settings
-        return plan_size(*image.size, pixels=int(s["pixels"]), multiple_of=int(s["multiple_of"]), mode=s["resize"])
+        return plan_size(
+            *image.size, pixels=int(s["pixels"]), multiple_of=int(s["multiple_of"]), mode=s["resize"]
+        )
 
     def family_kwargs(self, size: tuple[int, int]) -> dict[str, Any]:
         """Call arguments of the family; the base passes the common ones it knows."""
@@ -246,7 +262,9 @@ class DiffusersEditor:
                     for img, r, g in zip(images, requests, generators, strict=True)
                 ]
         if len(out) != len(requests):
-            raise RuntimeError(f"{self.pipeline_class} returned {len(out)} images for {len(requests)} requests")
+            raise RuntimeError(
+                f"{self.pipeline_class} returned {len(out)} images for {len(requests)} requests"
+            )
         return out
 
     def _finish(self, image: Image.Image, source: Image.Image) -> Image.Image:
@@ -256,11 +274,19 @@ class DiffusersEditor:
         return image
 
     def _is_oom(self, err: BaseException) -> bool:
-        return isinstance(err, getattr(self.torch, "OutOfMemoryError", ())) or "out of memory" in str(err).lower()
+        return (
+            isinstance(err, getattr(self.torch, "OutOfMemoryError", ()))
+            or "out of memory" in str(err).lower()
+        )
 
-    def _run_group(self, requests: list[EditRequest], size: tuple[int, int]) -> list[Image.Image | BackendError]:
+    def _run_group(
+        self, requests: list[EditRequest], size: tuple[int, int]
+    ) -> list[Image.Image | BackendError]:
         try:
-            return [self._finish(img, r.image) for img, r in zip(self._generate(requests, size), requests, strict=True)]
+            return [
+                self._finish(img, r.image)
+                for img, r in zip(self._generate(requests, size), requests, strict=True)
+            ]
         except BackendFatal:
             raise
         except Exception as err:

@@ -14,7 +14,13 @@ from editthinker_data.editors.diffusers_base import DiffusersEditor
 
 class FluxKontextEditor(DiffusersEditor):
     pipeline_class = "FluxKontextPipeline"
-    defaults = {"steps": 28, "guidance_scale": 2.5, "pixels": 1024 * 1024, "resize": "area", "multiple_of": 16}
+    defaults = {
+        "steps": 28,
+        "guidance_scale": 2.5,
+        "pixels": 1024 * 1024,
+        "resize": "area",
+        "multiple_of": 16,
+    }
 
     def family_kwargs(self, size: tuple[int, int]) -> dict[str, Any]:
         return {"max_area": size[0] * size[1], "_auto_resize": False}

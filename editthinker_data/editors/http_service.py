@@ -138,7 +138,9 @@ class HTTPEditor:
         sem = asyncio.Semaphore(self.max_concurrency)
         limits = httpx.Limits(max_connections=self.max_concurrency)
         async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
-            return await asyncio.gather(*(self._edit(client, sem, r) for r in requests), return_exceptions=True)
+            return await asyncio.gather(
+                *(self._edit(client, sem, r) for r in requests), return_exceptions=True
+            )
 
     def run_batch(self, requests: list[EditRequest]) -> list[Image.Image | BackendError]:
         out: list[Image.Image | BackendError] = []

@@ -52,7 +52,10 @@ class ProceduralEditor:
     def run_batch(self, requests: list[EditRequest]) -> list[Image.Image | BackendError]:
         # Injected process death (like a CUDA error): drawn per process, so a retry on the
         # replacement actor may pass.
-        if self.crash_rate and random.Random(f"{os.getpid()}|{time.monotonic_ns()}").random() < self.crash_rate:
+        if (
+            self.crash_rate
+            and random.Random(f"{os.getpid()}|{time.monotonic_ns()}").random() < self.crash_rate
+        ):
             raise BackendFatal("editor process broke on this batch (injected fault)")
         out: list[Image.Image | BackendError] = []
         for req in requests:

@@ -37,7 +37,9 @@ def images_only_qwen_processor(tokenizer, image_processor, chat_template: str | 
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-    return ImagesOnlyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+    return ImagesOnlyQwen2VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+    )
 
 
 class QwenImageEditEditor(DiffusersEditor):

@@ -80,7 +80,12 @@ def _clip_text_encoder(vocab_size: int, hidden: int = 32, layers: int = 2):
 
 def save_flux_kontext(path: Path) -> Path:
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxKontextPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
