@@ -274,3 +274,45 @@ def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
     assert sum(a["counters"]["edits"] for a in info) >= 8
     for a in info:  # many batches per actor, one model load each
         assert a["setups"] == 1 and a["counters"]["loads"] == 1 and a["calls"] >= 2
+
+
+@pytest.mark.slow
+def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path):
+    """configs/tiny-diffusers.yaml through Prefect and Ray, with the models saved here."""
+    import json
+
+    import yaml
+
+    from editthinker_data.config import load_config
+    from editthinker_data.report import verify
+    from editthinker_data.storage import open_storage
+    from flows.build_dataset import build_dataset
+    from tests.conftest import ROOT
+
+    data = yaml.safe_load((ROOT / "configs" / "tiny-diffusers.yaml").read_text())
+    folders = {"flux-kontext", "qwen-image-edit", "qwen-image-edit-plus", "instruct-pix2pix"}
+    assert {e["name"] for e in data["editors"]} == folders
+    for e in data["editors"]:
+        e["model"] = str(tiny[e["name"]])
+    data["source"]["manifest"] = str(ROOT / "editthinker_data" / "demo" / "source" / "manifest.jsonl")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    cfg = load_config(tmp_path / "cfg.yaml")
+    out = tmp_path / "build"
+    result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
+    stats = json.loads((out / "stats.json").read_text())
+    for name, s in stats["stages"].items():
+        assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values()), name
+    gen = stats["stages"]["generate"]
+    assert gen["input"] == stats["stages"]["pool"]["kept"] == 20 and gen["kept"] == 20
+    editors = {a["name"]: a for a in result["stats"]["actors"] if a["role"] == "editor"}
+    assert set(editors) == folders
+    for a in editors.values():  # several batches each, the weights loaded once
+        assert (
+            a["setups"] == 1
+            and a["counters"]["loads"] == 1
+            and a["calls"] >= 2
+            and a["counters"]["edits"] >= 5
+        )
+    turns = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines() if '"generate"' in x]
+    assert not turns
+    assert verify(open_storage(str(out)))["mismatched"] == []

@@ -108,3 +108,27 @@ def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):
     )
     with pytest.raises(RuntimeError, match=r"ask for 2 GPUs \(editor 'e': 2 x 1\) but the Ray cluster has 0"):
         Workers(cfg).start()
+
+
+def test_an_editor_whose_process_breaks_is_replaced(ray_cluster):
+    """A CUDA error poisons the process: the backend raises BackendFatal, the actor exits,
+    the scheduler replaces it and retries; every rollout still ends, counted."""
+    cfg = parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "params": {"skill": 0.3, "crash_rate": 0.5}, "batch_size": 2}],
+            "expert": {"name": "x"},
+            "scorer": {"name": "s"},
+        },
+        environ={},
+    )
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        done, counters = run(cfg, workers, pairs(10), retries=6)
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(10))
+    assert counters["actors_replaced"] >= 1 and counters["retries"] >= counters["actors_replaced"]
+    for t in done.values():
+        assert t.stop_reason != "failed" or "actor died 7 times" in t.error
