@@ -273,9 +273,9 @@ def _resolve_model_path(editor: Any, base_dir: Path) -> None:
     if not isinstance(editor, dict):
         return
     for holder in (editor, editor.get("params")):
-        if isinstance(holder, dict) and isinstance(holder.get("model"), str):
-            if holder["model"].startswith(("./", "../")):
-                holder["model"] = str((base_dir / holder["model"]).resolve())
+        model = holder.get("model") if isinstance(holder, dict) else None
+        if isinstance(model, str) and model.startswith(("./", "../")):
+            holder["model"] = str((base_dir / model).resolve())
 
 
 def parse_config(
