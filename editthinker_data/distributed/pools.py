@@ -47,7 +47,11 @@ class BackendActor:
         except BackendFatal as err:
             # Exit like a crash: Ray fails this call with RayActorError, the scheduler
             # replaces the actor and retries the batch elsewhere (bounded).
-            print(f"{self.role} {self.backend.name!r} cannot continue, exiting: {err}", file=sys.stderr, flush=True)
+            print(
+                f"{self.role} {self.backend.name!r} cannot continue, exiting: {err}",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(1)
         except Exception as err:  # a backend bug fails its batch, not the actor
             return [BackendError(f"{type(err).__name__}: {err}")] * len(requests)
