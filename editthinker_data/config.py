@@ -91,8 +91,50 @@ class EditorSpec(BackendSpec):
     ratio: float = Field(1.0, gt=0, description="share of the pooled pairs this editor gets")
 
 
+# Options of source readers that name files or folders: resolved against the config file.
+PATH_OPTIONS = ("image_root", "openimages_mapping", "openimages_dir")
+
+
+class SourceInput(_Strict):
+    """One dataset to pool from. `format` picks the reader (editthinker_data/sources/);
+    `options` go to it (e.g. instruction: long, openimages_dir: ..., columns: {...})."""
+
+    format: str
+    path: str = Field(..., description="file or folder; relative paths resolve against the config file")
+    name: str = Field("", description="short name: record ids become <name>:<id> when inputs are mixed")
+    quota: int | None = Field(None, ge=0, description="at most this many pairs from this input")
+    ratio: float | None = Field(None, gt=0, description="share of source.max_pairs")
+    licence: str | None = Field(None, description="licence id; default: the format's known licence")
+    label_map: dict[str, str] = Field(default_factory=dict, description="dataset label -> task type")
+    default_labels: bool = Field(True, description="use the built-in label table of the format")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("label_map")
+    @classmethod
+    def _mapped_types(cls, label_map: dict[str, str]) -> dict[str, str]:
+        for label, task_type in label_map.items():
+            if task_type not in TASK_TYPES:
+                raise ValueError(
+                    f"label {label!r} maps to {task_type!r}; map it to one of {', '.join(TASK_TYPES)}"
+                )
+        return label_map
+
+    @model_validator(mode="after")
+    def _checks(self) -> SourceInput:
+        if not self.name:
+            object.__setattr__(self, "name", self.format)
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"name {self.name!r} may only hold letters, digits, '-' and '_'")
+        if self.quota is not None and self.ratio is not None:
+            raise ValueError(f"input {self.name!r} has both quota and ratio; keep one")
+        return self
+
+
 class SourceConfig(_Strict):
-    manifest: str = Field(..., description="JSONL manifest; relative paths resolve against the config file")
+    manifest: str | None = Field(
+        None, description="JSONL manifest (one jsonl input); relative paths resolve against the config file"
+    )
+    inputs: list[SourceInput] = Field(default_factory=list, description="datasets to pool from")
     task_type: Literal["given", "classify", "given_or_classify"] = "given_or_classify"
     quotas: dict[str, int] = Field(
         default_factory=dict, description="max pairs per task type; missing types use per_type_quota"
@@ -100,6 +142,12 @@ class SourceConfig(_Strict):
     per_type_quota: int | None = Field(None, ge=1)
     max_pairs: int | None = Field(None, ge=1)
     max_instruction_chars: int = Field(1000, ge=8)
+    near_duplicate_distance: int | None = Field(
+        4,
+        ge=0,
+        le=64,
+        description="perceptual-hash bits within which two images with one instruction are duplicates",
+    )
 
     @field_validator("quotas")
     @classmethod
@@ -110,6 +158,25 @@ class SourceConfig(_Strict):
             if value < 0:
                 raise ValueError(f"quota for {name!r} is {value}; use 0 or more")
         return quotas
+
+    @model_validator(mode="after")
+    def _inputs(self) -> SourceConfig:
+        if self.manifest is None and not self.inputs:
+            raise ValueError(
+                "no source: set source.manifest or list source.inputs (see configs/sources-example.yaml)"
+            )
+        names = [i.name for i in self.all_inputs()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source input names {dupes} repeat; give each input a distinct name")
+        if any(i.ratio is not None for i in self.inputs) and self.max_pairs is None:
+            raise ValueError("inputs with a ratio share source.max_pairs; set source.max_pairs")
+        return self
+
+    def all_inputs(self) -> list[SourceInput]:
+        """The inputs to read, in order; a `manifest` is one jsonl input named 'manifest'."""
+        manifest = [SourceInput(format="jsonl", path=self.manifest, name="manifest")] if self.manifest else []
+        return manifest + list(self.inputs)
 
 
 class LoopConfig(_Strict):
@@ -278,6 +345,28 @@ def _resolve_model_path(editor: Any, base_dir: Path) -> None:
             holder["model"] = str((base_dir / model).resolve())
 
 
+def _resolve(value: Any, base_dir: Path) -> Any:
+    if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+        return str((base_dir / value).resolve())
+    return value
+
+
+def _resolve_source_paths(src: dict[str, Any], base_dir: Path) -> None:
+    src["manifest"] = _resolve(src.get("manifest"), base_dir) if src.get("manifest") is not None else None
+    if src["manifest"] is None:
+        del src["manifest"]
+    for spec in src.get("inputs") or []:
+        if not isinstance(spec, dict):
+            continue
+        if "path" in spec:
+            spec["path"] = _resolve(spec["path"], base_dir)
+        options = spec.get("options")
+        if isinstance(options, dict):
+            for key in PATH_OPTIONS:
+                if key in options:
+                    options[key] = _resolve(options[key], base_dir)
+
+
 def parse_config(
     data: dict[str, Any], *, base_dir: Path | None = None, origin: str = "<dict>", environ=None
 ) -> BuildConfig:
@@ -287,10 +376,8 @@ def parse_config(
         json.loads(json.dumps(data)), dict(os.environ if environ is None else environ)
     )
     src = data.get("source")
-    if base_dir is not None and isinstance(src, dict) and isinstance(src.get("manifest"), str):
-        manifest = src["manifest"]
-        if "://" not in manifest and not Path(manifest).is_absolute():
-            src["manifest"] = str((base_dir / manifest).resolve())
+    if base_dir is not None and isinstance(src, dict):
+        _resolve_source_paths(src, base_dir)
     if base_dir is not None and isinstance(data.get("editors"), list):
         for editor in data["editors"]:
             _resolve_model_path(editor, base_dir)

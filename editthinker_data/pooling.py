@@ -1,30 +1,35 @@
-"""Edit data pooling: validate, dedup, classify, balance by task type, assign editors and
-partitions. Pure logic over records; images are hashed and checked here but not kept, so
-pooling stays bounded in memory and later stages reload only their own partition.
+"""Edit data pooling: validate, map labels or classify, dedup across sources, take each
+source's quota balanced by task type, then assign editors and partitions. Pure logic over
+records; images are hashed (sha256 + perceptual hash of a thumbnail, cached) and never kept,
+so pooling 400K records stays bounded in memory and later stages reload only their own
+partition. Embedded images (tables, tars) are written once, by content, through `store`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-
-from PIL import Image, UnidentifiedImageError
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from editthinker_data.classify import classify
 from editthinker_data.config import BuildConfig
-from editthinker_data.schema import TASK_TYPES, safe_key, sha256_hex
-from editthinker_data.sources.jsonl import RecordError, SourceRecord
+from editthinker_data.imagesig import ImageProblem, SignatureCache, hamming
+from editthinker_data.schema import TASK_TYPES, safe_key
+from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.defaults import LabelMapper
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import read_url
+
+# (sha256, extension, bytes) -> the stored image's location
+ImageStore = Callable[[str, str, bytes], str]
 
 
 @dataclass(frozen=True)
 class PoolEntry:
-    """One pooled pair as stored in pool/pairs.parquet (image by reference)."""
+    """One pooled pair as stored in pool/pairs.parquet (image by reference), with its
+    provenance: source input, the dataset's own id and label, and licence."""
 
     id: str
     key: str
@@ -35,6 +40,31 @@ class PoolEntry:
     origin: str
     editor: str = ""
     partition: int = -1
+    source: str = ""
+    original_id: str = ""
+    label: str = ""
+    licence: str = ""
+
+
+@dataclass
+class SourceCounts:
+    """One input's row of the pooling table."""
+
+    licence: str = ""
+    read: int = 0
+    unusable: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    kept: int = 0
+    by_task_type: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["unusable"], d["filtered"] = (
+            dict(sorted(self.unusable.items())),
+            dict(sorted(self.filtered.items())),
+        )
+        return d
 
 
 @dataclass
@@ -43,10 +73,17 @@ class PoolResult:
     stats: StageStats
     failures: list[RecordError]
     by_type: dict[str, dict[str, int]]
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    licences: dict[str, str] = field(default_factory=dict)
+    stored_images: dict[str, str] = field(default_factory=dict)  # sha256 -> location
 
 
 def stable_hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def normalise_instruction(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def check_instruction(text: str, max_chars: int) -> tuple[str, str] | None:
@@ -64,24 +101,36 @@ def check_instruction(text: str, max_chars: int) -> tuple[str, str] | None:
     return None
 
 
-def _load_image_info(rec: SourceRecord) -> tuple[str, str] | RecordError:
-    """(sha256, path) after checking the file decodes; images are not kept in memory."""
-    try:
-        data = read_url(rec.image_path)
-    except FileNotFoundError:
-        return RecordError(rec.origin, rec.id, "image_missing", f"image {rec.image_path} not found")
-    except OSError as err:
-        return RecordError(rec.origin, rec.id, "image_unreadable", f"image {rec.image_path}: {err}")
-    except ValueError as err:
-        return RecordError(rec.origin, rec.id, "image_unreadable", str(err))
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        return RecordError(
-            rec.origin, rec.id, "image_unreadable", f"image {rec.image_path} does not decode: {err}"
-        )
-    return sha256_hex(data), rec.image_path
+def water_fill(counts: dict[str, int], quota: int) -> dict[str, int]:
+    """How many to take of each task type so that `quota` is spread as evenly as the
+    counts allow: a small type gives all it has, the rest share what it leaves."""
+    alloc = dict.fromkeys(counts, 0)
+    active = [t for t in TASK_TYPES if counts.get(t, 0) > 0]
+    remaining = min(quota, sum(counts.values()))
+    while remaining and active:
+        share = max(1, remaining // len(active))
+        for t in list(active):
+            give = min(share, counts[t] - alloc[t], remaining)
+            alloc[t] += give
+            remaining -= give
+            if alloc[t] == counts[t]:
+                active.remove(t)
+            if not remaining:
+                break
+    return alloc
+
+
+def source_quotas(cfg: BuildConfig) -> dict[str, int | None]:
+    """Each input's quota: given, a share of source.max_pairs by ratio, or none."""
+    inputs = cfg.source.all_inputs()
+    total_ratio = sum(i.ratio for i in inputs if i.ratio is not None)
+    out: dict[str, int | None] = {}
+    for i in inputs:
+        if i.ratio is not None:
+            out[i.name] = round(cfg.source.max_pairs * i.ratio / total_ratio)
+        else:
+            out[i.name] = i.quota
+    return out
 
 
 def _weighted_cycle(names: list[str], ratios: list[float], n: int) -> list[str]:
@@ -98,81 +147,155 @@ def _weighted_cycle(names: list[str], ratios: list[float], n: int) -> list[str]:
     return out
 
 
-def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> PoolResult:
+class _Dedup:
+    """Exact (same bytes, same instruction) and near (pHash within `distance` bits, same
+    instruction) duplicates. Near matches are searched among the images that share the
+    normalised instruction only, so the search stays small at 400K records."""
+
+    def __init__(self, distance: int | None):
+        self.distance = distance
+        self.exact: set[tuple[str, str]] = set()
+        self.by_text: dict[str, list[int]] = defaultdict(list)
+
+    def check(self, sha: str, phash: int, text: str) -> str | None:
+        if (sha, text) in self.exact:
+            return "duplicate"
+        seen = self.by_text.get(text, ())
+        if self.distance is not None and any(hamming(phash, p) <= self.distance for p in seen):
+            return "near_duplicate"
+        self.exact.add((sha, text))
+        self.by_text[text].append(phash)
+        return None
+
+
+def pool(
+    records: Iterable[SourceRecord | RecordError],
+    cfg: BuildConfig,
+    *,
+    sigs: SignatureCache | None = None,
+    store: ImageStore | None = None,
+) -> PoolResult:
     src = cfg.source
+    sigs = sigs or SignatureCache()
+    specs = {i.name: i for i in src.all_inputs()}
+    mappers = {n: LabelMapper(i.format, i.label_map, i.default_labels) for n, i in specs.items()}
     stats = StageStats()
     failures: list[RecordError] = []
-    seen: set[tuple[str, str]] = set()
     seen_ids: set[str] = set()
-    by_type: dict[str, list[PoolEntry]] = defaultdict(list)
+    dedup = _Dedup(src.near_duplicate_distance)
+    counts: dict[str, SourceCounts] = {}
+    licences: dict[str, str] = {}
+    stored: dict[str, str] = {}
+    candidates: dict[tuple[str, str], list[PoolEntry]] = defaultdict(list)
+
+    def row(name: str) -> SourceCounts:
+        if name not in counts:
+            counts[name] = SourceCounts(by_task_type={t: {"read": 0, "kept": 0} for t in TASK_TYPES})
+        return counts[name]
 
     def fail(err: RecordError) -> None:
         stats.fail(err.reason)
+        row(err.source).unusable[err.reason] += 1
         failures.append(err)
 
     for rec in records:
+        c = row(rec.source)
+        c.read += 1
         if isinstance(rec, RecordError):
-            fail(rec)
+            if rec.filtered:
+                stats.filter(rec.reason)
+                c.filtered[rec.reason] += 1
+            else:
+                fail(rec)
             continue
+        c.licence = licences[rec.source] = rec.licence
         problem = check_instruction(rec.instruction, src.max_instruction_chars)
         if problem:
-            fail(RecordError(rec.origin, rec.id, *problem))
+            fail(RecordError(rec.origin, rec.id, *problem, source=rec.source))
             continue
         try:
             key = safe_key(rec.id)
         except ValueError as err:
-            fail(RecordError(rec.origin, rec.id, "bad_id", str(err)))
+            fail(RecordError(rec.origin, rec.id, "bad_id", str(err), source=rec.source))
             continue
         if key in seen_ids:
-            fail(
-                RecordError(rec.origin, rec.id, "duplicate_id", f"id {rec.id!r} (key {key}) appears earlier")
-            )
-            continue
-        task_type = rec.task_type if src.task_type != "classify" else None
-        if task_type is not None and task_type not in TASK_TYPES:
             fail(
                 RecordError(
                     rec.origin,
                     rec.id,
-                    "bad_task_type",
-                    f"task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}",
+                    "duplicate_id",
+                    f"id {rec.id!r} (key {key}) appears earlier",
+                    source=rec.source,
                 )
             )
             continue
-        if task_type is None:
-            if src.task_type == "given":
-                fail(
-                    RecordError(
-                        rec.origin,
-                        rec.id,
-                        "missing_task_type",
-                        "source.task_type is 'given' but the record has none",
-                    )
-                )
-                continue
-            task_type = classify(rec.instruction)
-        info = _load_image_info(rec)
-        if isinstance(info, RecordError):
-            fail(info)
+        task_type = _task_type(rec, src.task_type, mappers.get(rec.source))
+        if isinstance(task_type, RecordError):
+            fail(task_type)
             continue
-        sha, path = info
-        dedup = (sha, " ".join(rec.instruction.lower().split()))
-        if dedup in seen:
-            stats.filter("duplicate")
+        try:
+            if rec.image_bytes is not None:
+                sig = sigs.of_bytes(rec.image_bytes, f"of record {rec.id}")
+            else:
+                sig = sigs.of_file(rec.image_path)
+        except ImageProblem as err:
+            fail(RecordError(rec.origin, rec.id, err.reason, str(err), source=rec.source))
             continue
-        seen.add(dedup)
+        text = normalise_instruction(rec.instruction)
+        dup = dedup.check(sig.sha256, sig.phash, text)
+        if dup:
+            stats.filter(dup)
+            c.duplicates += 1
+            continue
+        path = rec.image_path
+        if rec.image_bytes is not None:
+            if store is None:
+                raise ValueError("embedded images need an image store (pool(..., store=...))")
+            if sig.sha256 not in stored:
+                stored[sig.sha256] = store(sig.sha256, sig.ext, rec.image_bytes)
+            path = stored[sig.sha256]
         seen_ids.add(key)
-        by_type[task_type].append(
-            PoolEntry(rec.id, key, rec.instruction.strip(), task_type, path, sha, rec.origin)
+        c.by_task_type[task_type]["read"] += 1
+        candidates[(rec.source, task_type)].append(
+            PoolEntry(
+                rec.id,
+                key,
+                rec.instruction.strip(),
+                task_type,
+                path,
+                sig.sha256,
+                rec.origin,
+                source=rec.source,
+                original_id=rec.original_id,
+                label=rec.label or "",
+                licence=rec.licence,
+            )  # fmt: skip
         )
+    sigs.flush()
 
-    # Balanced sampling: per-type quotas, then an overall cap taken round-robin over types.
+    # Each source's quota, spread evenly over its task types.
+    by_type: dict[str, list[PoolEntry]] = defaultdict(list)
+    quotas = source_quotas(cfg)
+    for name in counts:
+        have = {t: len(candidates.get((name, t), [])) for t in TASK_TYPES}
+        quota = quotas.get(name)
+        take = water_fill(have, quota) if quota is not None else have
+        for t in TASK_TYPES:
+            entries = sorted(candidates.pop((name, t), []), key=lambda e: stable_hash(cfg.seed, e.key))
+            if len(entries) > take[t]:
+                stats.filter("over_source_quota", len(entries) - take[t])
+                counts[name].filtered["over_source_quota"] += len(entries) - take[t]
+            by_type[t].extend(entries[: take[t]])
+
+    # Balanced sampling over the pool: per-type quotas, then an overall cap taken
+    # round-robin over types.
     chosen: dict[str, list[PoolEntry]] = {}
     for t in TASK_TYPES:
         entries = sorted(by_type.get(t, []), key=lambda e: stable_hash(cfg.seed, e.key))
         quota = src.quotas.get(t, src.per_type_quota)
         if quota is not None and len(entries) > quota:
             stats.filter("over_quota", len(entries) - quota)
+            _count_dropped(counts, entries[quota:], "over_quota")
             entries = entries[:quota]
         chosen[t] = entries
     if src.max_pairs is not None:
@@ -189,6 +312,7 @@ def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> Poo
             dropped = len(chosen[t]) - taken[t]
             if dropped:
                 stats.filter("over_max_pairs", dropped)
+                _count_dropped(counts, chosen[t][taken[t] :], "over_max_pairs")
             chosen[t] = chosen[t][: taken[t]]
 
     # Editors: weighted round robin within each task type, so every editor sees every type.
@@ -198,13 +322,64 @@ def pool(records: Iterable[SourceRecord | RecordError], cfg: BuildConfig) -> Poo
     for t in TASK_TYPES:
         for entry, editor in zip(chosen[t], _weighted_cycle(names, ratios, len(chosen[t])), strict=True):
             assigned.append(PoolEntry(**{**asdict(entry), "editor": editor}))
-    # Partitions: a stable order that mixes types and editors, cut into equal units.
+    # Partitions: a stable order that mixes types, editors and sources, cut into equal units.
     assigned.sort(key=lambda e: stable_hash(cfg.seed, "order", e.key))
     size = cfg.run.partition_size
     entries = [PoolEntry(**{**asdict(e), "partition": i // size}) for i, e in enumerate(assigned)]
     stats.keep(len(entries))
-    counts = {
-        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": len(by_type.get(t, []))}
-        for t in TASK_TYPES
+    for e in entries:
+        counts[e.source].kept += 1
+        counts[e.source].by_task_type[e.task_type]["kept"] += 1
+    read_by_type = Counter()
+    for c in counts.values():
+        for t, tc in c.by_task_type.items():
+            read_by_type[t] += tc["read"]
+    by_type_counts = {
+        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]} for t in TASK_TYPES
     }
-    return PoolResult(entries, stats, failures, counts)
+    for name, spec in specs.items():  # inputs that yielded nothing still list their licence
+        row(name)
+        if name not in licences:
+            from editthinker_data.sources import default_licence
+
+            licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
+        counts[name].licence = licences[name]
+    return PoolResult(
+        entries,
+        stats,
+        failures,
+        by_type_counts,
+        {n: c.to_dict() for n, c in counts.items()},
+        licences,
+        stored,
+    )
+
+
+def _count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], reason: str) -> None:
+    for e in dropped:
+        counts[e.source].filtered[reason] += 1
+
+
+def _task_type(rec: SourceRecord, mode: str, mapper: LabelMapper | None) -> str | RecordError:
+    """The record's task type: given by the source, mapped from its label, or classified."""
+    if mode != "classify" and rec.task_type is not None:
+        if rec.task_type not in TASK_TYPES:
+            return RecordError(
+                rec.origin, rec.id, "bad_task_type",
+                f"task_type {rec.task_type!r} is not one of {', '.join(TASK_TYPES)}", source=rec.source,
+            )  # fmt: skip
+        return rec.task_type
+    if mode != "classify" and rec.label is not None and mapper is not None:
+        mapped = mapper(rec.label)
+        if mapped is None:
+            return RecordError(
+                rec.origin, rec.id, "unknown_label",
+                f"label {rec.label!r} is not in the label table; add it to the input's label_map", source=rec.source,
+            )  # fmt: skip
+        return mapped
+    if mode == "given":
+        return RecordError(
+            rec.origin, rec.id, "missing_task_type", "source.task_type is 'given' but the record has none",
+            source=rec.source,
+        )  # fmt: skip
+    return classify(rec.instruction)

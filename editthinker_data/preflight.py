@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from editthinker_data.backends import create_backend
-from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.config import PATH_OPTIONS, BuildConfig, ConfigError, SourceInput
+from editthinker_data.sources import FORMATS
 from editthinker_data.storage import StorageError, local_path
 
 
@@ -19,13 +22,44 @@ def preflight(cfg: BuildConfig) -> None:
             if isinstance(err, ConfigError):
                 raise
             raise ConfigError(f"{role} {spec.name!r}: {err}") from None
-    if cfg.source.manifest.startswith("s3://"):
+    for spec in cfg.source.all_inputs():
+        _check_input(spec)
+
+
+def _check_input(spec: SourceInput) -> None:
+    where = (
+        "source.manifest"
+        if spec.name == "manifest" and spec.format == "jsonl"
+        else f"source input {spec.name!r}"
+    )
+    if spec.format not in FORMATS:
+        raise ConfigError(f"{where}: unknown format {spec.format!r}; use one of {', '.join(FORMATS)}")
+    if spec.path.startswith("s3://"):
+        if spec.format != "jsonl":
+            raise ConfigError(
+                f"{where}: format {spec.format} reads local files; copy {spec.path} locally first"
+            )
         return  # checked when pooling reads it (credentials may only exist where the build runs)
     try:
-        manifest = local_path(cfg.source.manifest)
+        path = local_path(spec.path)
     except StorageError as err:
-        raise ConfigError(f"source.manifest: {err}") from None
-    if not manifest.is_file():
-        raise ConfigError(
-            f"source.manifest: {manifest} not found; fix the path (relative paths resolve against the config file)"
-        )
+        raise ConfigError(f"{where}: {err}") from None
+    wants_dir = FORMATS[spec.format]
+    fix = "fix the path (relative paths resolve against the config file)"
+    if not path.exists():
+        raise ConfigError(f"{where}: {path} not found; {fix}")
+    if wants_dir is True and not path.is_dir():
+        raise ConfigError(f"{where}: format {spec.format} reads a folder, and {path} is a file; {fix}")
+    if wants_dir is False and not path.is_file():
+        raise ConfigError(f"{where}: format {spec.format} reads a file, and {path} is a folder; {fix}")
+    for key in PATH_OPTIONS:
+        value = spec.options.get(key)
+        if value is not None and not Path(value).exists():
+            raise ConfigError(f"{where}: options.{key} {value} not found; {fix}")
+    if spec.format == "hf_disk":
+        try:
+            import datasets  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"{where}: format hf_disk needs the datasets library: pip install datasets"
+            ) from None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ import webdataset as wds
 
 from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.imagesig import SignatureCache
 from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
 from editthinker_data.pooling import PoolEntry, pool
@@ -34,9 +36,11 @@ from editthinker_data.schema import (
 )
 from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary, select
 from editthinker_data.shards import ShardInfo, ShardSink
-from editthinker_data.sources.jsonl import RecordError, read_jsonl
+from editthinker_data.sources import read_input
+from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.defaults import licence_warnings
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import Storage, open_storage, read_url
+from editthinker_data.storage import LocalStorage, Storage, join_url, open_storage, read_url
 
 Executor = Callable[
     [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
@@ -124,16 +128,54 @@ POOL_SCHEMA = pa.schema(
         ("origin", pa.string()),
         ("editor", pa.string()),
         ("partition", pa.int32()),
+        ("source", pa.string()),
+        ("original_id", pa.string()),
+        ("label", pa.string()),
+        ("licence", pa.string()),
     ]
 )
+POOL_IMAGES = "pool/images"
 
 
-def run_pool(cfg: BuildConfig, storage: Storage) -> dict[str, Any]:
+def pool_records(cfg: BuildConfig) -> Iterator[SourceRecord | RecordError]:
+    """Every configured input's records, in config order."""
+    inputs = cfg.source.all_inputs()
+    for spec in inputs:
+        yield from read_input(spec, prefix_ids=len(inputs) > 1)
+
+
+def signature_cache_path(cfg: BuildConfig, storage: Storage) -> Path:
+    """Image signatures survive reruns: in the run state of a local output, else in
+    .editthinker/ beside the working directory."""
+    if cfg.run.state_dir:
+        return Path(cfg.run.state_dir) / "imagesig.sqlite"
+    if isinstance(storage, LocalStorage):
+        return storage.root / "_state" / "imagesig.sqlite"
+    return Path(".editthinker") / "imagesig.sqlite"
+
+
+def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = None) -> dict[str, Any]:
+    """Pool once: the snapshot (pool/pairs.parquet, embedded images under pool/images/) and
+    its marker are what every later stage and every rerun read."""
     fp = cfg.fingerprint()
     done = read_marker(storage, "pool", "all", fp)
     if done:
         return done
-    result = pool(read_jsonl(cfg.source.manifest), cfg)
+
+    def store(sha: str, ext: str, data: bytes) -> str:
+        name = f"{POOL_IMAGES}/{sha}.{ext}"
+        storage.write_bytes(name, data)
+        return join_url(storage.url, name)
+
+    sigs = SignatureCache(sig_cache or signature_cache_path(cfg, storage))
+    try:
+        result = pool(pool_records(cfg), cfg, sigs=sigs, store=store)
+    finally:
+        sigs.close()
+    kept = {e.image_sha256 for e in result.entries}
+    for sha, url in result.stored_images.items():  # embedded images no kept pair uses
+        if sha not in kept:
+            storage.delete(f"{POOL_IMAGES}/{url.rsplit('/', 1)[-1]}")
     _write_parquet(storage, POOL_FILE, [asdict(e) for e in result.entries], POOL_SCHEMA)
     partitions = sorted({e.partition for e in result.entries})
     report = {
@@ -143,6 +185,10 @@ def run_pool(cfg: BuildConfig, storage: Storage) -> dict[str, Any]:
         "stats": result.stats.to_dict(),
         "by_task_type": result.by_type,
         "by_editor": dict(Counter(e.editor for e in result.entries)),
+        "by_source": result.by_source,
+        "licences": result.licences,
+        "licence_warnings": licence_warnings(result.licences),
+        "signature_cache": {"hits": sigs.hits, "misses": sigs.misses},
         "failures": _failures(result.failures, "pool"),
     }
     write_marker(storage, "pool", "all", report)

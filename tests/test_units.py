@@ -36,10 +36,11 @@ def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     other = demo_cfg.model_copy(update={"seed": 1})
     with pytest.raises(ConfigError, match="another config.*--overwrite"):
         units.check_output(other, storage)
-    (tmp_path / "_state").mkdir()
+    (tmp_path / "_state").mkdir(exist_ok=True)  # pooling keeps its image-signature cache there
     (tmp_path / "_state" / "keep").write_text("run state")
     assert units.clear_output(storage) == 2  # pool/pairs.parquet and its marker
-    assert storage.list("") == ["_state/keep"]
+    left = storage.list("")
+    assert "_state/keep" in left and all(n.startswith("_state/") for n in left)
     units.check_output(other, storage)  # nothing left to conflict with
 
 

@@ -6,29 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.storage import join_url, read_url, split_url
 
-
-@dataclass(frozen=True)
-class SourceRecord:
-    id: str
-    image_path: str
-    instruction: str
-    task_type: str | None
-    origin: str  # "manifest.jsonl:12"
+__all__ = ["RecordError", "SourceRecord", "read_jsonl"]
 
 
-@dataclass(frozen=True)
-class RecordError:
-    origin: str
-    record: str  # id when known, else the origin
-    reason: str  # short code, counted in stats
-    detail: str
-
-
-def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
+def read_jsonl(manifest: str, **_: object) -> Iterator[SourceRecord | RecordError]:
     """`manifest` may be a local path or s3://bucket/key; image paths are relative to it."""
     base, file_name = split_url(str(manifest))
     text = read_url(manifest).decode("utf-8", errors="replace")
@@ -64,4 +49,7 @@ def read_jsonl(manifest: str) -> Iterator[SourceRecord | RecordError]:
             continue
         image = str(obj["image"])
         image_path = join_url(base, image)
-        yield SourceRecord(str(rid), image_path, obj["instruction"], task_type, origin)
+        label = obj.get("label") if isinstance(obj.get("label"), str) else None
+        yield SourceRecord(
+            str(rid), image_path, obj["instruction"], task_type, origin, original_id=str(rid), label=label
+        )

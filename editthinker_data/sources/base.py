@@ -1,0 +1,96 @@
+"""The record every source reader streams, and the value it yields for a record it cannot
+use. Readers never stop on bad input: they yield `RecordError` naming the record and the
+problem, and pooling counts it per source."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from editthinker_data.storage import join_url
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    id: str
+    image_path: str  # a path or URL; empty when the image is embedded (image_bytes)
+    instruction: str
+    task_type: str | None  # a pipeline task type given by the source (generic formats)
+    origin: str  # "manifest.jsonl:12": where to look when something is wrong
+    source: str = ""  # the input's name in the config
+    original_id: str = ""
+    label: str | None = None  # the dataset's own edit category, mapped by label_map
+    licence: str = ""
+    image_bytes: bytes | None = None  # embedded images (parquet, arrow, tar, HF datasets)
+
+
+@dataclass(frozen=True)
+class RecordError:
+    origin: str
+    record: str  # id when known, else the origin
+    reason: str  # short code, counted in stats
+    detail: str
+    source: str = ""
+    filtered: bool = False  # a deliberate skip (e.g. another language), not bad input
+
+
+def relative_to(root: str, value: Any) -> str:
+    return join_url(root, str(value))
+
+
+def json_records(path: str | Path) -> Iterator[tuple[str, Any] | RecordError]:
+    """(origin, object) of a JSON array, a JSON object of records or JSON lines; a bad line
+    of a JSON-lines file is an error value, the rest is still read."""
+    path = Path(path)
+    name = path.name
+    text = path.read_text(encoding="utf-8", errors="replace")
+    stripped = text.lstrip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # JSON lines whose first line is an object
+        if isinstance(data, list):
+            for i, obj in enumerate(data):
+                yield f"{name}[{i}]", obj
+            return
+        if isinstance(data, dict):
+            for key, obj in data.items():
+                yield f"{name}[{key!r}]", (key, obj)
+            return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        origin = f"{name}:{lineno}"
+        try:
+            yield origin, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield RecordError(
+                origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
+            )
+
+
+def image_cell(value: Any) -> tuple[bytes | None, str | None]:
+    """(bytes, path) of an image column: raw bytes, a path string, or the Hugging Face
+    `Image` struct {bytes, path}."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), None
+    if isinstance(value, str):
+        return None, value
+    if isinstance(value, dict):
+        data, path = value.get("bytes"), value.get("path")
+        if data:
+            return bytes(data), None
+        if isinstance(path, str) and path:
+            return None, path
+    return None, None
+
+
+def string_field(obj: dict, key: str) -> str | None:
+    value = obj.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
