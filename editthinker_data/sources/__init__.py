@@ -67,8 +67,11 @@ def read_input(spec: Any, prefix_ids: bool) -> Iterator[SourceRecord | RecordErr
     licence = spec.licence if spec.licence is not None else default_licence(spec.format)
     try:
         for rec in _reader(spec.format)(spec.path, **spec.options):
-            if isinstance(rec, RecordError):
-                yield dataclasses.replace(rec, source=spec.name)
+            if isinstance(rec, RecordError):  # named like the pair it would have been
+                named = prefix_ids and rec.record != rec.origin
+                yield dataclasses.replace(
+                    rec, source=spec.name, record=f"{spec.name}:{rec.record}" if named else rec.record
+                )
                 continue
             yield dataclasses.replace(
                 rec,
