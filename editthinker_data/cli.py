@@ -70,6 +70,108 @@ def _summary_table(stats: dict) -> Table:
     return table
 
 
+def _print_licences(licences: dict[str, str], warnings: list[str]) -> None:
+    if licences:
+        console.print(
+            "licences: " + ", ".join(f"{n} {lic or 'not set'}" for n, lic in sorted(licences.items()))
+        )
+    for w in warnings:
+        console.print(f"[bold yellow]licence warning:[/] {w}")
+
+
+def _pool_tables(report: dict) -> list[Table]:
+    """Per source: read, unusable (with reasons), duplicates, other drops, kept; then kept
+    per source and task type."""
+    from editthinker_data.schema import TASK_TYPES
+
+    def reasons(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
+
+    sources = Table(title="pool per source", header_style="bold")
+    for col in ("source", "licence", "read", "unusable", "duplicates", "filtered", "kept"):
+        sources.add_column(
+            col, justify="left" if col in ("source", "licence", "unusable", "filtered") else "right"
+        )
+    types = Table(title="pool per source and task type (kept / usable)", header_style="bold")
+    types.add_column("source")
+    for t in TASK_TYPES:
+        types.add_column(t, justify="right")
+    total = dict.fromkeys(("read", "unusable", "duplicates", "kept"), 0)
+    for name, c in report.get("by_source", {}).items():
+        unusable = sum(c["unusable"].values())
+        sources.add_row(
+            name, c["licence"] or "not set", str(c["read"]),
+            f"{unusable}" + (f" ({reasons(c['unusable'])})" if unusable else ""),
+            str(c["duplicates"]), reasons(c["filtered"]) or "0", str(c["kept"]),
+        )  # fmt: skip
+        types.add_row(
+            name, *(f"{c['by_task_type'][t]['kept']} / {c['by_task_type'][t]['read']}" for t in TASK_TYPES)
+        )
+        for k, v in (
+            ("read", c["read"]),
+            ("unusable", unusable),
+            ("duplicates", c["duplicates"]),
+            ("kept", c["kept"]),
+        ):
+            total[k] += v
+    sources.add_row(
+        "[bold]total[/]",
+        "",
+        str(total["read"]),
+        str(total["unusable"]),
+        str(total["duplicates"]),
+        "",
+        str(total["kept"]),
+    )
+    by_type = report.get("by_task_type", {})
+    types.add_row("[bold]total[/]", *(f"{by_type[t]['kept']} / {by_type[t]['read']}" for t in TASK_TYPES))
+    return [sources, types]
+
+
+@app.command()
+def pool(
+    config: Annotated[Path, typer.Argument(help="build config (YAML) with source.inputs or source.manifest")],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
+    ] = False,
+) -> None:
+    """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
+    a later `build` of the same config and output starts from this pool."""
+    try:
+        cfg = load_config(config)
+        from editthinker_data.preflight import check_sources
+
+        check_sources(cfg)
+    except ConfigError as err:
+        _fail(str(err))
+    from editthinker_data.storage import is_remote
+    from editthinker_data.units import check_output, clear_output, output_storage, run_pool
+
+    target = output or cfg.output.dir
+    out_dir = target if is_remote(target) else str(Path(target).resolve())
+    try:
+        storage = output_storage(cfg, out_dir)
+        if overwrite:
+            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
+        check_output(cfg, storage)
+    except ConfigError as err:
+        _fail(str(err))
+    with console.status("pooling ..."):
+        report = run_pool(cfg, storage)
+    for table in _pool_tables(report):
+        console.print(table)
+    _print_licences(report.get("licences", {}), report.get("licence_warnings", []))
+    s = report["stats"]
+    console.print(
+        f"{report['pairs']} pairs in {len(report['partitions'])} partitions -> {out_dir}/pool/pairs.parquet; "
+        f"{sum(s['failed'].values())} unusable records named in the pool marker "
+        f"({out_dir}/_markers/pool/all.json)"
+    )
+
+
 @app.command()
 def build(
     config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
@@ -141,6 +243,7 @@ def build(
     console.print()
     stats = result["stats"]
     console.print(_summary_table(stats))
+    _print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))
     totals = result["manifest"]["totals"]
     console.print(
         f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
@@ -183,6 +286,7 @@ def inspect(
         _show_trajectory(b, sample, extract)
         return
     console.print(_summary_table(b.stats))
+    _print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
     console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
     console.print(f"stop reasons: {b.stats['stop_reasons']}")
     for role, u in b.stats.get("llm_usage", {}).items():

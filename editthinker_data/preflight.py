@@ -22,6 +22,11 @@ def preflight(cfg: BuildConfig) -> None:
             if isinstance(err, ConfigError):
                 raise
             raise ConfigError(f"{role} {spec.name!r}: {err}") from None
+    check_sources(cfg)
+
+
+def check_sources(cfg: BuildConfig) -> None:
+    """The source inputs alone (what `pool` needs): formats, paths, options."""
     for spec in cfg.source.all_inputs():
         _check_input(spec)
 

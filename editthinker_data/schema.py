@@ -183,6 +183,8 @@ class StepSample:
     result_scores: Scores | None
     split: str = ""
     prompt_templates: dict[str, str] = field(default_factory=dict)
+    # where the source pair came from: source input, original id and label, licence
+    provenance: dict[str, str] = field(default_factory=dict)
     source_image: Image.Image | None = None
     previous_image: Image.Image | None = None
 

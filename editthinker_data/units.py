@@ -200,6 +200,16 @@ def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
     return sorted((PoolEntry(**r) for r in rows), key=lambda e: e.key)
 
 
+def provenance(entry: PoolEntry) -> dict[str, str]:
+    """What a released sample says about its source pair (licences travel with the data)."""
+    return {
+        "source": entry.source,
+        "original_id": entry.original_id,
+        "label": entry.label,
+        "licence": entry.licence,
+    }
+
+
 def load_source_image(entry: PoolEntry):
     """The pooled image, checked against the hash taken at pooling time."""
     data = read_url(entry.image_path)
@@ -467,6 +477,7 @@ def build_step_sample(
     source,
     images: dict[str, Any],
     templates: dict[str, str] | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> StepSample:
     turns = {t.index: t for t in traj.turns}
     if plan.stop:
@@ -491,6 +502,7 @@ def build_step_sample(
         result_scores=result,
         split=plan.split,
         prompt_templates=templates or {},
+        provenance=provenance or {},
         source_image=source,
         previous_image=images[f"{traj.key}_t{prev.index}"],
     )
@@ -519,7 +531,12 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
         if plan.trajectory not in sources:
             sources[plan.trajectory] = load_source_image(entries[plan.trajectory])
         sample = build_step_sample(
-            plan, summaries[plan.trajectory], sources[plan.trajectory], images, templates
+            plan,
+            summaries[plan.trajectory],
+            sources[plan.trajectory],
+            images,
+            templates,
+            provenance(entries[plan.trajectory]),
         )
         sinks[plan.split].write(sample.to_wds())
         counts[plan.split] += 1
@@ -565,6 +582,9 @@ def finalize(
         "stop_reasons": dict(sorted(stop_reasons.items())),
         "pool_by_task_type": pool_report["by_task_type"],
         "pool_by_editor": pool_report["by_editor"],
+        "pool_by_source": pool_report.get("by_source", {}),
+        "licences": pool_report.get("licences", {}),
+        "licence_warnings": pool_report.get("licence_warnings", []),
         "failures": len(failures),
         **(extra or {}),
     }

@@ -99,8 +99,9 @@ def test_licences_listed_with_warnings(pooled):
     _, _, report = pooled
     assert report["licences"]["pico"] == "cc-by-nc-nd-4.0" and report["licences"]["opengpt"] == "cc-by-4.0"
     warnings = "\n".join(report["licence_warnings"])
-    assert "pico: cc-by-nc-nd-4.0 is non-commercial" in warnings and "forbids derivatives" in warnings
-    assert "sharegpt: licence not set" in warnings
+    assert "non-commercial: pico (cc-by-nc-nd-4.0), pico_multi (cc-by-nc-nd-4.0);" in warnings
+    assert "no derivatives: pico (cc-by-nc-nd-4.0)" in warnings
+    assert "licence not set: " in warnings and "sharegpt" in warnings.split("licence not set: ")[1]
     assert "opengpt" not in warnings
     assert licence_warnings({"x": "apache-2.0", "y": "cc-by-sa-4.0"}) == []
 

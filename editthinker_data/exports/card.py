@@ -46,6 +46,29 @@ def _backend(spec) -> str:
     return f"`{spec.name}` ({spec.kind}{'; ' + params if params else ''})"
 
 
+def _sources_section(stats: dict[str, Any]) -> str:
+    """The licences mixed into this build, per source, with their warnings."""
+    by_source = stats.get("pool_by_source") or {}
+    licences = stats.get("licences") or {}
+    if not licences:
+        return ""
+    rows = "\n".join(
+        f"| {name} | {lic or 'not set'} | {by_source.get(name, {}).get('kept', 0)} |"
+        for name, lic in sorted(licences.items())
+    )
+    warnings = "\n".join(f"> **Warning:** {w}" for w in stats.get("licence_warnings", []))
+    return f"""
+The source pairs come from these datasets; each sample's `provenance` names its source,
+original id and label, and licence. Their terms apply to the samples made from them.
+
+| source | licence | pooled pairs |
+|---|---|---|
+{rows}
+
+{warnings}
+"""
+
+
 def render_card(build, figures: list[str], exports: dict[str, Any] | None = None) -> str:
     cfg, stats, manifest = build.config, build.stats, build.manifest
     sel = cfg.selection
@@ -124,5 +147,5 @@ Trainer exports:
 ## License
 
 {cfg.output.license}
-"""
+{_sources_section(stats)}"""
     return "---\n" + yaml.safe_dump(front_matter(build), sort_keys=False) + "---\n" + body

@@ -145,14 +145,25 @@ class LabelMapper:
 
 
 def licence_warnings(licences: dict[str, str]) -> list[str]:
-    """Warnings for a build mixing these licences ({source name: licence id})."""
-    out = []
+    """Warnings for a build mixing these licences ({source name: licence id}), one per kind."""
+    unset, nc, nd = [], [], []
     for name, lic in sorted(licences.items()):
         if lic.strip().lower() in UNKNOWN_LICENCES:
-            out.append(f"{name}: licence not set; check the dataset's terms and set `licence:` on the input")
+            unset.append(name)
             continue
         if NON_COMMERCIAL.search(lic):
-            out.append(f"{name}: {lic} is non-commercial; the built dataset may not be used commercially")
+            nc.append(f"{name} ({lic})")
         if NO_DERIVATIVES.search(lic):
-            out.append(f"{name}: {lic} forbids derivatives; check before redistributing the built dataset")
+            nd.append(f"{name} ({lic})")
+    out = []
+    if nc:
+        out.append(f"non-commercial: {', '.join(nc)}; the built dataset may not be used commercially")
+    if nd:
+        out.append(
+            f"no derivatives: {', '.join(nd)}; check the terms before redistributing the built dataset"
+        )
+    if unset:
+        out.append(
+            f"licence not set: {', '.join(unset)}; check each dataset's terms and set `licence:` on the input"
+        )
     return out

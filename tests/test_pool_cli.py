@@ -1,0 +1,107 @@
+"""`editthinker-data pool CONFIG`: pooling alone, its table, and a build that starts from
+the pool it wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+import yaml
+from typer.testing import CliRunner
+
+from editthinker_data.cli import app
+from tests.conftest import ROOT
+from tests.source_fixtures import write_sources
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pool_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pool-cli")
+    inputs, expected = write_sources(root / "data")
+    demo = {
+        "format": "jsonl",
+        "path": str(ROOT / "editthinker_data/demo/source/manifest.jsonl"),
+        "name": "demo",
+    }
+    config = {
+        "name": "pooled",
+        "source": {"inputs": [demo, *inputs], "per_type_quota": 8},
+        "editors": [
+            {"name": "careful", "params": {"skill": 0.8}},
+            {"name": "sloppy", "params": {"skill": 0.4}},
+        ],
+        "loop": {"max_turns": 3},
+        "output": {"exports": [], "report": True, "license": "cc-by-nc-4.0"},
+        "run": {"partition_size": 10},
+    }
+    path = root / "pool.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return root, path, expected
+
+
+def test_pool_prints_a_table_per_source_and_task_type(pool_config, monkeypatch):
+    from editthinker_data import cli
+
+    monkeypatch.setattr(cli.console, "width", 250)
+    root, path, expected = pool_config
+    out = root / "out"
+    result = runner.invoke(app, ["pool", str(path), "-o", str(out)], terminal_width=220)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "pool per source" in text and "pool per source and task type" in text
+    for name in expected:
+        assert name in text
+    assert "source_image_unresolved 1" in text and "multiple_input_images 1" in text
+    assert "pico cc-by-nc-nd-4.0" in text and "non-commercial: pico" in text and "licence not set" in text
+    marker = json.loads((out / "_markers/pool/all.json").read_text())
+    rows = pq.read_table(out / "pool/pairs.parquet").to_pylist()
+    assert len(rows) == marker["pairs"] and f"{marker['pairs']} pairs" in text
+    kept = {t: c["kept"] for t, c in marker["by_task_type"].items()}
+    assert max(kept.values()) <= 8 and sum(kept.values()) == marker["pairs"]
+    again = runner.invoke(app, ["pool", str(path), "-o", str(out)], terminal_width=220)
+    assert again.exit_code == 0 and f"{marker['pairs']} pairs" in again.output  # the same snapshot
+
+
+def test_pool_refuses_a_bad_input_with_the_fix(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"source": {"inputs": [{"format": "rise", "path": "nope.json"}]}}))
+    result = runner.invoke(app, ["pool", str(path), "-o", str(tmp_path / "out")])
+    assert (
+        result.exit_code == 2 and "source input 'rise'" in result.output and "fix the path" in result.output
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir):
+    from editthinker_data.config import load_config
+    from flows.build_dataset import build_dataset
+
+    root, path, _ = pool_config
+    out = root / "out"
+    if not (out / "_markers/pool/all.json").exists():
+        assert runner.invoke(app, ["pool", str(path), "-o", str(out)]).exit_code == 0
+    marker = json.loads((out / "_markers/pool/all.json").read_text())
+    cfg = load_config(path)
+    result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
+    stats = result["stats"]
+    assert (
+        stats["stages"]["pool"] == marker["stats"] and stats["stages"]["generate"]["input"] == marker["pairs"]
+    )
+    assert stats["licences"]["pico"] == "cc-by-nc-nd-4.0" and stats["licence_warnings"]
+    pool_ids = {r["id"]: r for r in pq.read_table(out / "pool/pairs.parquet").to_pylist()}
+    samples = [s for split in ("sft", "rl") for s in result["manifest"]["shards"][split]]
+    seen = 0
+    for shard in samples:
+        for sample in wds.WebDataset(str(out / shard["url"]), shardshuffle=False).decode():
+            meta = sample["json"]
+            pair = next(r for r in pool_ids.values() if r["key"] == meta["trajectory"])
+            assert meta["provenance"] == {k: pair[k] for k in ("source", "original_id", "label", "licence")}
+            seen += 1
+    assert seen == stats["splits"]["sft"] + stats["splits"]["rl"] > 0
+    card = (out / "README.md").read_text()
+    assert "| pico | cc-by-nc-nd-4.0 |" in card and "**Warning:**" in card
