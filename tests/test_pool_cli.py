@@ -86,8 +86,10 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir):
     if not (out / "_markers/pool/all.json").exists():
         assert runner.invoke(app, ["pool", str(path), "-o", str(out)]).exit_code == 0
     marker = json.loads((out / "_markers/pool/all.json").read_text())
+    pooled_at = (out / "pool/pairs.parquet").stat().st_mtime_ns
     cfg = load_config(path)
     result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
+    assert (out / "pool/pairs.parquet").stat().st_mtime_ns == pooled_at  # the build read the pool, not redid it
     stats = result["stats"]
     assert (
         stats["stages"]["pool"] == marker["stats"] and stats["stages"]["generate"]["input"] == marker["pairs"]
