@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import imagehash
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from editthinker_data.storage import is_remote, read_url
@@ -45,23 +46,47 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+# The 8 lowest rows of the unnormalised DCT-II on 32 points (scipy.fftpack.dct's type 2).
+_DCT8 = 2 * np.cos(np.pi * np.arange(8)[:, None] * (2 * np.arange(32) + 1) / 64)
+
+
+def phash(img: Image.Image) -> imagehash.ImageHash:
+    """imagehash.phash (hash_size 8, highfreq_factor 4), bit for bit, computing only the 8x8
+    low frequencies it keeps: about 4x faster, which is most of pooling's first-run time
+    (tests check it against imagehash.phash)."""
+    pixels = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = _DCT8 @ pixels @ _DCT8.T
+    return imagehash.ImageHash(low > np.median(low))
+
+
 def compute(data: bytes, what: str) -> Signature:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "PNG"
             img.draft("RGB", (THUMB, THUMB))  # JPEG: decode at 1/2..1/8 scale
             img.thumbnail((THUMB, THUMB))
-            ph = imagehash.phash(img)
+            ph = phash(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageProblem("image_unreadable", f"image {what} does not decode: {err}") from None
     return Signature(hashlib.sha256(data).hexdigest(), int(str(ph), 16), EXTENSIONS.get(fmt, "png"))
+
+
+def _read(url: str) -> bytes:
+    try:
+        return read_url(url)
+    except FileNotFoundError:
+        raise ImageProblem("image_missing", f"image {url} not found") from None
+    except (OSError, ValueError) as err:
+        raise ImageProblem("image_unreadable", f"image {url}: {err}") from None
 
 
 class SignatureCache:
     """Signatures by file identity (path, size, mtime_ns) or content (sha256); `path=None`
     keeps them in memory only."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int = 4):
+        self.threads = threads
+        self._executor = None
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path) if path is not None else ":memory:")
@@ -96,36 +121,68 @@ class SignatureCache:
     def close(self) -> None:
         self.flush()
         self.db.close()
+        if self._executor is not None:
+            self._executor.shutdown()
+
+    def many(self, items: list[tuple[str | None, bytes | None, str]]) -> list[Signature | ImageProblem]:
+        """Signatures of (path, bytes, what) items, in order: cache lookups here, reads and
+        decodes of the misses on a few threads (PIL and numpy release the GIL)."""
+        out: list[Signature | ImageProblem | None] = [None] * len(items)
+        todo: list[tuple[int, str, str | None, bytes | None, str]] = []
+        for i, (path, data, what) in enumerate(items):
+            try:
+                key = self._key(path, data)
+            except ImageProblem as err:
+                out[i] = err
+                continue
+            cached = self._get(key) if key else None
+            if cached is not None:
+                out[i] = cached
+            else:
+                todo.append((i, key, path, data, what))
+
+        def work(job: tuple[int, str, str | None, bytes | None, str]) -> Signature | ImageProblem:
+            _, _, path, data, what = job
+            try:
+                return compute(data if data is not None else _read(path), what)
+            except ImageProblem as err:
+                return err
+
+        for job, sig in zip(todo, self._pool().map(work, todo), strict=True):
+            out[job[0]] = sig
+            if isinstance(sig, Signature):
+                self._put(job[1] or "b:" + sig.sha256, sig)
+        return out  # type: ignore[return-value]
+
+    def _pool(self):
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(self.threads)
+        return self._executor
+
+    def _key(self, path: str | None, data: bytes | None) -> str:
+        """The cache key of an item; "" for remote files (keyed by content once read)."""
+        if data is not None:
+            return "b:" + hashlib.sha256(data).hexdigest()
+        if is_remote(path):
+            return ""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise ImageProblem("image_missing", f"image {path} not found") from None
+        except OSError as err:
+            raise ImageProblem("image_unreadable", f"image {path}: {err}") from None
+        return f"f:{path}:{st.st_size}:{st.st_mtime_ns}"
 
     def of_file(self, url: str) -> Signature:
-        if not is_remote(url):
-            try:
-                st = os.stat(url)
-            except FileNotFoundError:
-                raise ImageProblem("image_missing", f"image {url} not found") from None
-            except OSError as err:
-                raise ImageProblem("image_unreadable", f"image {url}: {err}") from None
-            key = f"f:{url}:{st.st_size}:{st.st_mtime_ns}"
-            cached = self._get(key)
-            if cached is not None:
-                return cached
-        try:
-            data = read_url(url)
-        except FileNotFoundError:
-            raise ImageProblem("image_missing", f"image {url} not found") from None
-        except (OSError, ValueError) as err:
-            raise ImageProblem("image_unreadable", f"image {url}: {err}") from None
-        if is_remote(url):
-            return self.of_bytes(data, url)
-        sig = compute(data, url)
-        self._put(key, sig)
-        return sig
+        return self._one(url, None, url)
 
     def of_bytes(self, data: bytes, what: str) -> Signature:
-        key = "b:" + hashlib.sha256(data).hexdigest()
-        cached = self._get(key)
-        if cached is not None:
-            return cached
-        sig = compute(data, what)
-        self._put(key, sig)
+        return self._one(None, data, what)
+
+    def _one(self, path: str | None, data: bytes | None, what: str) -> Signature:
+        sig = self.many([(path, data, what)])[0]
+        if isinstance(sig, ImageProblem):
+            raise sig
         return sig

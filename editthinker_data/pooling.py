@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 from editthinker_data.classify import classify
 from editthinker_data.config import BuildConfig
-from editthinker_data.imagesig import ImageProblem, SignatureCache, hamming
+from editthinker_data.imagesig import ImageProblem, Signature, SignatureCache, hamming
 from editthinker_data.schema import TASK_TYPES, safe_key
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import LabelMapper
@@ -198,7 +199,7 @@ def pool(
         row(err.source).unusable[err.reason] += 1
         failures.append(err)
 
-    for rec in records:
+    for rec, sig in _with_signatures(records, sigs):
         c = row(rec.source)
         c.read += 1
         if isinstance(rec, RecordError):
@@ -233,13 +234,8 @@ def pool(
         if isinstance(task_type, RecordError):
             fail(task_type)
             continue
-        try:
-            if rec.image_bytes is not None:
-                sig = sigs.of_bytes(rec.image_bytes, f"of record {rec.id}")
-            else:
-                sig = sigs.of_file(rec.image_path)
-        except ImageProblem as err:
-            fail(RecordError(rec.origin, rec.id, err.reason, str(err), source=rec.source))
+        if isinstance(sig, ImageProblem):
+            fail(RecordError(rec.origin, rec.id, sig.reason, str(sig), source=rec.source))
             continue
         text = normalise_instruction(rec.instruction)
         dup = dedup.check(sig.sha256, sig.phash, text)
@@ -321,11 +317,11 @@ def pool(
     assigned: list[PoolEntry] = []
     for t in TASK_TYPES:
         for entry, editor in zip(chosen[t], _weighted_cycle(names, ratios, len(chosen[t])), strict=True):
-            assigned.append(PoolEntry(**{**asdict(entry), "editor": editor}))
+            assigned.append(replace(entry, editor=editor))
     # Partitions: a stable order that mixes types, editors and sources, cut into equal units.
     assigned.sort(key=lambda e: stable_hash(cfg.seed, "order", e.key))
     size = cfg.run.partition_size
-    entries = [PoolEntry(**{**asdict(e), "partition": i // size}) for i, e in enumerate(assigned)]
+    entries = [replace(e, partition=i // size) for i, e in enumerate(assigned)]
     stats.keep(len(entries))
     for e in entries:
         counts[e.source].kept += 1
@@ -353,6 +349,23 @@ def pool(
         licences,
         stored,
     )
+
+
+def _with_signatures(
+    records: Iterable[SourceRecord | RecordError], sigs: SignatureCache, chunk: int = 256
+) -> Iterator[tuple[SourceRecord | RecordError, Signature | ImageProblem | None]]:
+    """Records with their image signatures, computed a chunk at a time on the cache's
+    threads; the order of the records is kept, and only a chunk is in memory."""
+    it = iter(records)
+    while batch := list(islice(it, chunk)):
+        recs = [r for r in batch if isinstance(r, SourceRecord)]
+        found = iter(
+            sigs.many(
+                [(None if r.image_bytes is not None else r.image_path, r.image_bytes, r.id) for r in recs]
+            )
+        )
+        for rec in batch:
+            yield rec, (next(found) if isinstance(rec, SourceRecord) else None)
 
 
 def _count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], reason: str) -> None:

@@ -89,7 +89,9 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir):
     pooled_at = (out / "pool/pairs.parquet").stat().st_mtime_ns
     cfg = load_config(path)
     result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
-    assert (out / "pool/pairs.parquet").stat().st_mtime_ns == pooled_at  # the build read the pool, not redid it
+    assert (
+        out / "pool/pairs.parquet"
+    ).stat().st_mtime_ns == pooled_at  # the build read the pool, not redid it
     stats = result["stats"]
     assert (
         stats["stages"]["pool"] == marker["stats"] and stats["stages"]["generate"]["input"] == marker["pairs"]

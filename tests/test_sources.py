@@ -270,3 +270,44 @@ def test_an_unreadable_input_is_one_error_and_the_others_are_read(tmp_path):
     out = list(read_input(cfg.source.inputs[0], prefix_ids=False))
     assert len(out) == 1 and isinstance(out[0], RecordError) and out[0].reason == "unreadable_file"
     assert "bad.parquet" in out[0].detail
+
+
+def test_fast_phash_matches_imagehash_bit_for_bit():
+    import io
+
+    import imagehash
+    from PIL import Image
+
+    from editthinker_data.imagesig import THUMB, phash
+    from tests.source_fixtures import image, jpeg
+
+    for seed in range(40):
+        for data in (png(seed), jpeg(seed, quality=70)):
+            img = Image.open(io.BytesIO(data))
+            img.thumbnail((THUMB, THUMB))
+            assert phash(img) == imagehash.phash(img), seed
+    big = image(3, size=300).convert("L")
+    assert phash(big) == imagehash.phash(big)
+
+
+def test_signature_cache_keys_files_by_identity_and_bytes_by_content(tmp_path):
+    from editthinker_data.imagesig import ImageProblem
+
+    path = tmp_path / "a.png"
+    path.write_bytes(png(1))
+    cache = SignatureCache(tmp_path / "c.sqlite")
+    first = cache.of_file(str(path))
+    assert cache.of_file(str(path)) == first and (cache.hits, cache.misses) == (1, 1)
+    path.write_bytes(png(2))  # a changed file is hashed again
+    assert cache.of_file(str(path)).sha256 != first.sha256 and cache.misses == 2
+    assert cache.of_bytes(png(1), "x") == first and cache.misses == 3
+    results = cache.many(
+        [(str(tmp_path / "nope.png"), None, "nope"), (None, b"junk", "junk"), (str(path), None, "p")]
+    )
+    assert [getattr(r, "reason", None) for r in results] == ["image_missing", "image_unreadable", None]
+    with pytest.raises(ImageProblem, match="junk does not decode"):
+        cache.of_bytes(b"junk", "junk")
+    cache.close()
+    again = SignatureCache(tmp_path / "c.sqlite")
+    assert again.of_file(str(path)).sha256 != first.sha256 and again.misses == 0
+    again.close()
