@@ -199,7 +199,10 @@ def pool(
         row(err.source).unusable[err.reason] += 1
         failures.append(err)
 
+    only = next(iter(specs)) if len(specs) == 1 else ""
     for rec, sig in _with_signatures(records, sigs):
+        if not rec.source and only:  # records read without read_input (one input)
+            rec = replace(rec, source=only)
         c = row(rec.source)
         c.read += 1
         if isinstance(rec, RecordError):

@@ -68,6 +68,9 @@ def test_bad_records_are_counted_with_reasons_and_named(tmp_path):
     assert "img/nope.png" in by_record["missing"].detail
     assert by_record["m.jsonl:8"].reason == "malformed_line"
     assert by_record["badtype"].detail.startswith("task_type 'cooking' is not one of")
+    row = result.by_source["manifest"]  # the one input, though read without read_input
+    assert set(result.by_source) == {"manifest"} and row["read"] == 12 and row["kept"] == 2
+    assert row["duplicates"] == 1 and sum(row["unusable"].values()) == 9
 
 
 def test_quotas_editor_ratio_and_partitions_are_deterministic(tmp_path):
