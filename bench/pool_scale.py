@@ -3,7 +3,7 @@ and on a rerun (signatures from the SQLite cache), and the peak RSS of each, ove
 synthetic Pico-Banana records (distinct 256 px JPEGs, 2% exact duplicates, 1% unresolvable
 sources, 35-ish edit types).
 
-    python bench/pool_scale.py [--records 50000] [--dir /tmp/pool-bench] [--keep]
+    python bench/pool_scale.py [--records 50000] [--dir /tmp/pool-bench]   # --dir keeps and reuses the data
     python bench/pool_scale.py --records 400000    # the size of Pico-Banana-400K
 """
 
@@ -99,8 +99,13 @@ def main() -> None:
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="pool-bench-"))
     t = time.perf_counter()
-    manifest = synthesize(root / "data", args.records)
-    print(f"synthesized {args.records} records in {time.perf_counter() - t:.1f}s under {root}")
+    manifest = root / "data" / "sft.jsonl"
+    if manifest.is_file() and manifest.read_bytes().count(b"\n") == args.records:
+        print(f"reusing {args.records} synthetic records under {root}")
+    else:
+        manifest = synthesize(root / "data", args.records)
+        print(f"synthesized {args.records} records in {time.perf_counter() - t:.1f}s under {root}")
+    (root / "imagesig.sqlite").unlink(missing_ok=True)
     cache = root / "imagesig.sqlite"
     results = {}
     for run in ("first", "rerun"):  # each in its own process, so peak RSS is pooling's own

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
+from sys import intern
 from typing import Any
 
 from editthinker_data.classify import classify
@@ -27,7 +28,7 @@ from editthinker_data.stats import StageStats
 ImageStore = Callable[[str, str, bytes], str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PoolEntry:
     """One pooled pair as stored in pool/pairs.parquet (image by reference), with its
     provenance: source input, the dataset's own id and label, and licence."""
@@ -151,21 +152,25 @@ def _weighted_cycle(names: list[str], ratios: list[float], n: int) -> list[str]:
 class _Dedup:
     """Exact (same bytes, same instruction) and near (pHash within `distance` bits, same
     instruction) duplicates. Near matches are searched among the images that share the
-    normalised instruction only, so the search stays small at 400K records."""
+    normalised instruction only, so the search stays small at 400K records. Keys are
+    digests (16 bytes of instruction hash + 16 of image sha256), not the strings, to keep
+    the sets small."""
 
     def __init__(self, distance: int | None):
         self.distance = distance
-        self.exact: set[tuple[str, str]] = set()
-        self.by_text: dict[str, list[int]] = defaultdict(list)
+        self.exact: set[bytes] = set()
+        self.by_text: dict[bytes, list[int]] = defaultdict(list)
 
     def check(self, sha: str, phash: int, text: str) -> str | None:
-        if (sha, text) in self.exact:
+        t = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        key = t + bytes.fromhex(sha[:32])
+        if key in self.exact:
             return "duplicate"
-        seen = self.by_text.get(text, ())
+        seen = self.by_text.get(t, ())
         if self.distance is not None and any(hamming(phash, p) <= self.distance for p in seen):
             return "near_duplicate"
-        self.exact.add((sha, text))
-        self.by_text[text].append(phash)
+        self.exact.add(key)
+        self.by_text[t].append(phash)
         return None
 
 
@@ -264,11 +269,12 @@ def pool(
                 path,
                 sig.sha256,
                 rec.origin,
-                source=rec.source,
+                # few distinct values over 400K records: one string object each
+                source=intern(rec.source),
                 original_id=rec.original_id,
-                label=rec.label or "",
-                licence=rec.licence,
-            )  # fmt: skip
+                label=intern(rec.label or ""),
+                licence=intern(rec.licence),
+            )
         )
     sigs.flush()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from editthinker_data.backends import create_backend
 from editthinker_data.config import PATH_OPTIONS, BuildConfig, ConfigError, SourceInput
-from editthinker_data.sources import FORMATS
+from editthinker_data.sources import FORMATS, check_options
 from editthinker_data.storage import StorageError, local_path
 
 
@@ -39,6 +39,9 @@ def _check_input(spec: SourceInput) -> None:
     )
     if spec.format not in FORMATS:
         raise ConfigError(f"{where}: unknown format {spec.format!r}; use one of {', '.join(FORMATS)}")
+    problem = check_options(spec.format, spec.options)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     if spec.path.startswith("s3://"):
         if spec.format != "jsonl":
             raise ConfigError(

@@ -176,7 +176,7 @@ def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = 
     for sha, url in result.stored_images.items():  # embedded images no kept pair uses
         if sha not in kept:
             storage.delete(f"{POOL_IMAGES}/{url.rsplit('/', 1)[-1]}")
-    _write_parquet(storage, POOL_FILE, [vars(e) for e in result.entries], POOL_SCHEMA)
+    _write_parquet(storage, POOL_FILE, [asdict(e) for e in result.entries], POOL_SCHEMA)
     partitions = sorted({e.partition for e in result.entries})
     report = {
         "fingerprint": fp,

@@ -204,8 +204,12 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
             }
         ),
     )
+    _write(kr / "broken" / "annotation.json", '{"1": {"ori_img": ')  # cut short: one error, not fatal
     expected["kris"] = dict(
-        read=4, kept=2, duplicates=0, unusable={"multiple_input_images": 1, "missing_field": 1}
+        read=5,
+        kept=2,
+        duplicates=0,
+        unusable={"multiple_input_images": 1, "missing_field": 1, "unreadable_file": 1},
     )
 
     # RISEBench: a list; a JPEG re-encode of an OpenGPT image with its instruction.

@@ -69,6 +69,7 @@ def test_failures_name_the_record_and_the_source(pooled):
     assert by_reason[("imgedit", "image_missing")]["record"] == "imgedit:4"
     assert by_reason[("gedit", "image_unreadable")]["record"] == "gedit:g4"
     assert by_reason[("kris", "multiple_input_images")]["record"] == "kris:count_change/2"
+    assert by_reason[("kris", "unreadable_file")]["origin"] == "broken/annotation.json"
     assert by_reason[("sharegpt", "malformed_line")]["origin"] == "text_and_image_to_image.json:3"
 
 
@@ -232,6 +233,12 @@ def test_preflight_names_the_bad_input_and_the_fix(sources, tmp_path):
         preflight(cfg_for([{**inputs[7], "path": inputs[6]["path"]}]))
     with pytest.raises(ConfigError, match="options.openimages_dir .* not found"):
         preflight(cfg_for([{**inputs[1], "options": {"openimages_dir": str(tmp_path / "none")}}]))
+    with pytest.raises(
+        ConfigError, match=r"unknown options \['languge'\] for format gedit \(it takes: language\)"
+    ):
+        preflight(cfg_for([{**inputs[5], "options": {"languge": "en"}}]))
+    with pytest.raises(ConfigError, match="options.instruction is 'medium'; use short"):
+        preflight(cfg_for([{**inputs[1], "options": {**inputs[1]["options"], "instruction": "medium"}}]))
     with pytest.raises(ConfigError, match="maps to 'cooking'"):
         cfg_for([{**inputs[5], "label_map": {"x": "cooking"}}])
     with pytest.raises(ConfigError, match="set source.max_pairs"):

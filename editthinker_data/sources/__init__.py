@@ -57,6 +57,40 @@ FORMATS: dict[str, bool | None] = {
 }
 
 
+# format -> the reader options it takes (checked in preflight: a misspelt option fails early)
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "jsonl": (),
+    "pico_banana": ("instruction", "openimages_mapping", "openimages_dir", "image_root"),
+    "opengpt4o": ("image_root",),
+    "sharegpt4o": ("image_root",),
+    "gedit": ("language",),
+    "imgedit": ("image_root",),
+    "kris": (),
+    "rise": ("image_root",),
+    "parquet": ("columns",),
+    "webdataset": (),
+    "hf_disk": ("split", "columns"),
+}
+
+
+def check_options(fmt: str, options: dict[str, Any]) -> str | None:
+    """What is wrong with a format's options, or None."""
+    unknown = sorted(set(options) - set(OPTIONS[fmt]))
+    if unknown:
+        takes = ", ".join(OPTIONS[fmt]) or "none"
+        return f"unknown options {unknown} for format {fmt} (it takes: {takes})"
+    if fmt == "pico_banana" and options.get("instruction", "short") not in ("short", "long"):
+        return (
+            f"options.instruction is {options['instruction']!r}; use short (summarized_text) or long (text)"
+        )
+    if "columns" in options and not (
+        isinstance(options["columns"], dict)
+        and all(isinstance(v, str | None) for v in options["columns"].values())
+    ):
+        return "options.columns maps id/image/instruction/task_type/label to column names"
+    return None
+
+
 def default_licence(fmt: str) -> str:
     return LICENCES.get(fmt, "")
 

@@ -41,36 +41,37 @@ def relative_to(root: str, value: Any) -> str:
     return join_url(root, str(value))
 
 
-def json_records(path: str | Path) -> Iterator[tuple[str, Any] | RecordError]:
-    """(origin, object) of a JSON array, a JSON object of records or JSON lines; a bad line
-    of a JSON-lines file is an error value, the rest is still read."""
+def json_records(path: str | Path, mapping: bool = False) -> Iterator[tuple[str, Any] | RecordError]:
+    """(origin, record) of a JSON array or of JSON lines; with `mapping`, (origin, (key,
+    record)) of a JSON object of records (the benchmarks' key -> record files). JSON lines
+    stream a line at a time (Pico-Banana's files run to hundreds of MB); a bad line is an
+    error value and the rest is still read."""
     path = Path(path)
     name = path.name
-    text = path.read_text(encoding="utf-8", errors="replace")
-    stripped = text.lstrip()
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # JSON lines whose first line is an object
-        if isinstance(data, list):
-            for i, obj in enumerate(data):
-                yield f"{name}[{i}]", obj
-            return
-        if isinstance(data, dict):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    if mapping or first.lstrip().startswith("["):
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        if mapping:
+            if not isinstance(data, dict):
+                raise ValueError(f"{name} must hold a JSON object of key -> record")
             for key, obj in data.items():
                 yield f"{name}[{key!r}]", (key, obj)
             return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        origin = f"{name}:{lineno}"
-        try:
-            yield origin, json.loads(line)
-        except json.JSONDecodeError as err:
-            yield RecordError(
-                origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
-            )
+        for i, obj in enumerate(data):
+            yield f"{name}[{i}]", obj
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            origin = f"{name}:{lineno}"
+            try:
+                yield origin, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield RecordError(
+                    origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
+                )
 
 
 def image_cell(value: Any) -> tuple[bytes | None, str | None]:

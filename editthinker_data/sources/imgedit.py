@@ -14,12 +14,12 @@ def read_imgedit(
     path: str, image_root: str | None = None, **_: object
 ) -> Iterator[SourceRecord | RecordError]:
     root = image_root or str(Path(path).parent)
-    for item in json_records(path):
+    for item in json_records(path, mapping=True):
         if isinstance(item, RecordError):
             yield item
             continue
         origin, entry = item
-        if not (isinstance(entry, tuple) and isinstance(entry[1], dict)):
+        if not isinstance(entry[1], dict):
             yield RecordError(
                 origin, origin, "malformed_record", "expected a JSON object of key -> {id, prompt, edit_type}"
             )

@@ -14,13 +14,19 @@ def read_kris(path: str, **_: object) -> Iterator[SourceRecord | RecordError]:
     root = Path(path)
     for annotation in sorted(root.glob("*/annotation.json")):
         category = annotation.parent.name
-        for item in json_records(annotation):
+        try:
+            items = list(json_records(annotation, mapping=True))  # one category: a few hundred records
+        except ValueError as err:  # a broken category file; the other categories are still read
+            where = f"{category}/annotation.json"
+            yield RecordError(where, where, "unreadable_file", f"{annotation}: {err}")
+            continue
+        for item in items:
             if isinstance(item, RecordError):
                 yield item
                 continue
             origin, entry = item
             origin = f"{category}/{origin}"
-            if not (isinstance(entry, tuple) and isinstance(entry[1], dict)):
+            if not isinstance(entry[1], dict):
                 yield RecordError(origin, origin, "malformed_record", "expected key -> {ori_img, ins_en}")
                 continue
             key, obj = entry
