@@ -77,7 +77,8 @@ def test_pool_refuses_a_bad_input_with_the_fix(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir):
+def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeypatch):
+    from editthinker_data import cli
     from editthinker_data.config import load_config
     from flows.build_dataset import build_dataset
 
@@ -107,5 +108,9 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir):
             assert meta["provenance"] == {k: pair[k] for k in ("source", "original_id", "label", "licence")}
             seen += 1
     assert seen == stats["splits"]["sft"] + stats["splits"]["rl"] > 0
+    monkeypatch.setattr(cli.console, "width", 400)
+    shown = runner.invoke(app, ["inspect", str(out)])
+    assert "licences: " in shown.output and "pico cc-by-nc-nd-4.0" in shown.output
+    assert "licence warning:" in shown.output and "non-commercial" in shown.output
     card = (out / "README.md").read_text()
     assert "| pico | cc-by-nc-nd-4.0 |" in card and "**Warning:**" in card

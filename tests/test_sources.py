@@ -318,3 +318,26 @@ def test_signature_cache_keys_files_by_identity_and_bytes_by_content(tmp_path):
     again = SignatureCache(tmp_path / "c.sqlite")
     assert again.of_file(str(path)).sha256 != first.sha256 and again.misses == 0
     again.close()
+
+
+def test_gedit_reads_arrow_streams_as_saved_by_datasets(tmp_path):
+    import pyarrow as pa
+
+    from editthinker_data.sources.gedit import read_gedit
+
+    table = pa.table(
+        {
+            "key": ["a", "a"],
+            "task_type": ["tone_transfer", "tone_transfer"],
+            "instruction": ["Give it a warm evening tone.", "给它一个温暖的色调。"],
+            "instruction_language": ["en", "cn"],
+            "input_image": [{"bytes": png(5), "path": None}, {"bytes": png(5), "path": None}],
+        }
+    )
+    with pa.ipc.new_stream(tmp_path / "data-00000-of-00001.arrow", table.schema) as writer:
+        writer.write_table(table)
+    recs = list(read_gedit(str(tmp_path)))
+    assert [type(r).__name__ for r in recs] == ["SourceRecord", "RecordError"]
+    assert recs[0].label == "tone_transfer" and recs[0].image_bytes == png(5) and recs[1].filtered
+    both = [r for r in read_gedit(str(tmp_path), language=None) if isinstance(r, SourceRecord)]
+    assert [r.id for r in both] == ["a-en", "a-cn"]
