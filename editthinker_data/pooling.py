@@ -20,6 +20,7 @@ from editthinker_data.classify import classify
 from editthinker_data.config import BuildConfig
 from editthinker_data.imagesig import ImageProblem, Signature, SignatureCache, hamming
 from editthinker_data.schema import TASK_TYPES, safe_key
+from editthinker_data.sources import default_licence
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import LabelMapper
 from editthinker_data.stats import StageStats
@@ -278,7 +279,43 @@ def pool(
         )
     sigs.flush()
 
-    # Each source's quota, spread evenly over its task types.
+    by_type = _take_source_quotas(candidates, counts, cfg, stats)
+    chosen = _take_type_quotas(by_type, counts, cfg, stats)
+    entries = _assign(chosen, cfg)
+    stats.keep(len(entries))
+    for e in entries:
+        counts[e.source].kept += 1
+        counts[e.source].by_task_type[e.task_type]["kept"] += 1
+    read_by_type = Counter()
+    for c in counts.values():
+        for t, tc in c.by_task_type.items():
+            read_by_type[t] += tc["read"]
+    by_type_counts = {
+        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]} for t in TASK_TYPES
+    }
+    for name, spec in specs.items():  # inputs that yielded nothing still list their licence
+        row(name)
+        if name not in licences:
+            licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
+        counts[name].licence = licences[name]
+    return PoolResult(
+        entries,
+        stats,
+        failures,
+        by_type_counts,
+        {n: c.to_dict() for n, c in counts.items()},
+        licences,
+        stored,
+    )
+
+
+def _take_source_quotas(
+    candidates: dict[tuple[str, str], list[PoolEntry]],
+    counts: dict[str, SourceCounts],
+    cfg: BuildConfig,
+    stats: StageStats,
+) -> dict[str, list[PoolEntry]]:
+    """Each source's quota, spread evenly over its task types (a seeded order within each)."""
     by_type: dict[str, list[PoolEntry]] = defaultdict(list)
     quotas = source_quotas(cfg)
     for name in counts:
@@ -291,9 +328,15 @@ def pool(
                 stats.filter("over_source_quota", len(entries) - take[t])
                 counts[name].filtered["over_source_quota"] += len(entries) - take[t]
             by_type[t].extend(entries[: take[t]])
+    return by_type
 
-    # Balanced sampling over the pool: per-type quotas, then an overall cap taken
-    # round-robin over types.
+
+def _take_type_quotas(
+    by_type: dict[str, list[PoolEntry]], counts: dict[str, SourceCounts], cfg: BuildConfig, stats: StageStats
+) -> dict[str, list[PoolEntry]]:
+    """Balanced sampling over the whole pool: per-type quotas, then source.max_pairs taken
+    round-robin over types."""
+    src = cfg.source
     chosen: dict[str, list[PoolEntry]] = {}
     for t in TASK_TYPES:
         entries = sorted(by_type.get(t, []), key=lambda e: stable_hash(cfg.seed, e.key))
@@ -319,45 +362,21 @@ def pool(
                 stats.filter("over_max_pairs", dropped)
                 _count_dropped(counts, chosen[t][taken[t] :], "over_max_pairs")
             chosen[t] = chosen[t][: taken[t]]
+    return chosen
 
-    # Editors: weighted round robin within each task type, so every editor sees every type.
+
+def _assign(chosen: dict[str, list[PoolEntry]], cfg: BuildConfig) -> list[PoolEntry]:
+    """Editors by weighted round robin within each task type (every editor sees every type);
+    partitions cut from a seeded order that mixes types, editors and sources."""
     names = [e.name for e in cfg.editors]
     ratios = [e.ratio for e in cfg.editors]
     assigned: list[PoolEntry] = []
     for t in TASK_TYPES:
         for entry, editor in zip(chosen[t], _weighted_cycle(names, ratios, len(chosen[t])), strict=True):
             assigned.append(replace(entry, editor=editor))
-    # Partitions: a stable order that mixes types, editors and sources, cut into equal units.
     assigned.sort(key=lambda e: stable_hash(cfg.seed, "order", e.key))
     size = cfg.run.partition_size
-    entries = [replace(e, partition=i // size) for i, e in enumerate(assigned)]
-    stats.keep(len(entries))
-    for e in entries:
-        counts[e.source].kept += 1
-        counts[e.source].by_task_type[e.task_type]["kept"] += 1
-    read_by_type = Counter()
-    for c in counts.values():
-        for t, tc in c.by_task_type.items():
-            read_by_type[t] += tc["read"]
-    by_type_counts = {
-        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]} for t in TASK_TYPES
-    }
-    for name, spec in specs.items():  # inputs that yielded nothing still list their licence
-        row(name)
-        if name not in licences:
-            from editthinker_data.sources import default_licence
-
-            licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
-        counts[name].licence = licences[name]
-    return PoolResult(
-        entries,
-        stats,
-        failures,
-        by_type_counts,
-        {n: c.to_dict() for n, c in counts.items()},
-        licences,
-        stored,
-    )
+    return [replace(e, partition=i // size) for i, e in enumerate(assigned)]
 
 
 def _with_signatures(
