@@ -98,6 +98,11 @@ def main() -> None:
         else:
             model = str(tiny_models.save_tiny_editors(model_dir, [args.family])[args.family])
         params = {"steps": steps, "pixels": size * size, "resize": "max_pixels"}
+        if kind.startswith("qwen_image_edit"):
+            # Qwen encodes its condition at 1024^2 by default: far too big for a tiny CPU model
+            params["condition_pixels"] = size * size
+        if kind == "qwen_image_edit_plus":
+            params["vl_pixels"] = 56 * 56
         spec = {
             "name": "bench",
             "kind": kind,
