@@ -21,16 +21,17 @@ from editthinker_data.storage import join_url
 
 
 class OpenImagesIndex:
-    """URL -> local file. The CSV is read once (URL and id columns only)."""
+    """URL -> local file. The CSV (1.7M rows for the train split) is streamed once and only
+    the URLs the dataset file asks for are kept, so memory follows the dataset, not Open Images."""
 
-    def __init__(self, mapping_csv: str | None, images_dir: str | None):
+    def __init__(self, mapping_csv: str | None, images_dir: str | None, wanted: set[str]):
         self.url_to_id: dict[str, str] = {}
-        if mapping_csv:
+        if mapping_csv and wanted:
             with open(mapping_csv, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
-                    url, image_id = (row.get("OriginalURL") or "").strip(), (row.get("ImageID") or "").strip()
-                    if url and image_id:
-                        self.url_to_id[url] = image_id
+                    url = (row.get("OriginalURL") or "").strip()
+                    if url in wanted and row.get("ImageID"):
+                        self.url_to_id[url] = row["ImageID"].strip()
         self.dirs: list[Path] = []
         if images_dir:
             root = Path(images_dir)
@@ -45,6 +46,30 @@ class OpenImagesIndex:
             if path.is_file():
                 return str(path)
         return None
+
+
+def _wanted_urls(path: str) -> set[str]:
+    """Source URLs of the records that have no local_input_image (a first, cheap pass)."""
+    urls = set()
+    for item in json_records(path):
+        if isinstance(item, RecordError) or not isinstance(item[1], dict):
+            continue
+        obj = item[1]
+        if obj.get("local_input_image"):
+            continue
+        url = obj.get("open_image_input_url")
+        if "files" in obj and isinstance(obj["files"], list):
+            url = next(
+                (
+                    f.get("url")
+                    for f in obj["files"]
+                    if isinstance(f, dict) and f.get("id") == "original_input_image"
+                ),
+                None,
+            )
+        if isinstance(url, str):
+            urls.add(url.strip())
+    return urls
 
 
 def _first_turn(obj: dict[str, Any]) -> tuple[str | None, str | None, str | None] | str:
@@ -67,7 +92,9 @@ def read_pico_banana(
     image_root: str | None = None,
     **_: object,
 ) -> Iterator[SourceRecord | RecordError]:
-    index = OpenImagesIndex(openimages_mapping, openimages_dir)
+    index = OpenImagesIndex(
+        openimages_mapping, openimages_dir, _wanted_urls(path) if openimages_mapping else set()
+    )
     root = image_root or str(Path(path).parent)
     key = "summarized_text" if instruction == "short" else "text"
     for item in json_records(path):
