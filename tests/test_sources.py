@@ -341,3 +341,30 @@ def test_gedit_reads_arrow_streams_as_saved_by_datasets(tmp_path):
     assert recs[0].label == "tone_transfer" and recs[0].image_bytes == png(5) and recs[1].filtered
     both = [r for r in read_gedit(str(tmp_path), language=None) if isinstance(r, SourceRecord)]
     assert [r.id for r in both] == ["a-en", "a-cn"]
+
+
+def test_pico_multi_turn_source_resolves_through_the_open_images_mapping(tmp_path):
+    import json
+
+    from editthinker_data.sources.pico_banana import read_pico_banana
+    from tests.source_fixtures import _write, jpeg
+
+    _write(tmp_path / "oi" / "train_1" / "ffee01.jpg", jpeg(9))
+    _write(
+        tmp_path / "map.csv",
+        "ImageID,OriginalURL\nffee01,https://farm.example/x_o.jpg\nother,https://farm.example/y_o.jpg\n",
+    )
+    turn = {
+        "files": [{"id": "original_input_image", "url": "https://farm.example/x_o.jpg"}, {"id": "edit_turn1", "url": "m/1.png"}],
+        "metadata_edit_turn_prompts": ["Make the door red.", "Now add a wreath."],
+    }  # fmt: skip
+    _write(tmp_path / "multi.jsonl", json.dumps(turn) + "\n")
+    recs = list(
+        read_pico_banana(
+            str(tmp_path / "multi.jsonl"),
+            openimages_mapping=str(tmp_path / "map.csv"),
+            openimages_dir=str(tmp_path / "oi"),
+        )
+    )
+    assert len(recs) == 1 and recs[0].image_path.endswith("train_1/ffee01.jpg")
+    assert recs[0].instruction == "Make the door red." and recs[0].id == "m/1"
