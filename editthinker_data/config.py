@@ -58,7 +58,12 @@ class BackendSpec(_Strict):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1")
     model: str | None = None
     max_concurrency: int | None = Field(None, ge=1, description="requests in flight per actor")
-    requests_per_minute: float | None = Field(None, gt=0)
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="for all actors of this backend together"
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="prompt + completion tokens, for all actors of this backend together"
+    )
     timeout_s: float | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
@@ -180,10 +185,30 @@ class RunConfig(_Strict):
     journal_every: int = Field(
         16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"
     )
+    llm_cache: str = Field(
+        "output",
+        description="model answer cache: output (<output>/cache/llm, shared by all nodes), local (the run "
+        "state on this machine), off, or a path / s3:// URL",
+    )
+
+    @field_validator("llm_cache")
+    @classmethod
+    def _llm_cache(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("llm_cache is empty; use output, local, off, or a path / s3:// URL")
+        return value
 
 
 # Backend fields that change throughput or cost, never the data.
-SCALING_FIELDS = ("resources", "num_actors", "max_concurrency", "requests_per_minute", "timeout_s", "price")
+SCALING_FIELDS = (
+    "resources",
+    "num_actors",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "timeout_s",
+    "price",
+)
 
 
 class BuildConfig(_Strict):

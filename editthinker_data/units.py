@@ -12,13 +12,14 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from editthinker_data.backends import prompt_templates
+from editthinker_data.backends import BackendContext, prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
@@ -36,7 +37,7 @@ from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary,
 from editthinker_data.shards import ShardInfo, ShardSink
 from editthinker_data.sources.jsonl import RecordError, read_jsonl
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import Storage, open_storage, read_url
+from editthinker_data.storage import Storage, is_remote, local_path, open_storage, read_url
 
 Executor = Callable[
     [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
@@ -49,6 +50,17 @@ DECISIONS_FILE = "selection/decisions.parquet"
 
 def output_storage(cfg: BuildConfig, url: str) -> Storage:
     return open_storage(url, endpoint_url=cfg.output.s3_endpoint_url, region=cfg.output.s3_region)
+
+
+def backend_context(cfg: BuildConfig, output: str, state_dir: str | None = None) -> BackendContext:
+    """What the backends of a build into `output` need to know about it."""
+    return BackendContext(
+        output_url=output if is_remote(output) else str(local_path(output).resolve()),
+        s3_endpoint_url=cfg.output.s3_endpoint_url,
+        s3_region=cfg.output.s3_region,
+        llm_cache=cfg.run.llm_cache,
+        local_cache_dir=str(Path(state_dir) / "cache" / "llm") if state_dir else None,
+    )
 
 
 def read_parquet(storage: Storage, name: str, filters=None) -> list[dict[str, Any]]:
@@ -84,9 +96,13 @@ def check_output(cfg: BuildConfig, storage: Storage) -> None:
             )
 
 
+KEPT_ON_CLEAR = ("_state/", "cache/")
+
+
 def clear_output(storage: Storage) -> int:
-    """Delete a previous build's objects (not the run state); returns how many."""
-    names = [n for n in storage.list("") if not n.startswith("_state/")]
+    """Delete a previous build's objects, not the run state nor the model answer cache (a
+    rebuild pays only for calls it has not made before); returns how many."""
+    names = [n for n in storage.list("") if not n.startswith(KEPT_ON_CLEAR)]
     for name in names:
         storage.delete(name)
     return len(names)

@@ -3,7 +3,8 @@
 Its "model" is the procedural expert and scorer: it decodes the two images from the data
 URLs, reads the instructions from our prompt templates, and answers in the released JSON
 formats. Latency and faults are injectable: 429 with Retry-After, 500, dropped
-connections, malformed JSON, truncated answers."""
+connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
+answers, answers truncated at max_tokens."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from editthinker_data.backends import RefineRequest
 from editthinker_data.experts.procedural import ProceduralExpert
 from editthinker_data.procedural.judge import judge
 
-FAULTS = ("429", "500", "reset", "malformed", "truncated")
+FAULTS = ("429", "500", "reset", "timeout", "badjson", "malformed", "truncated")
 
 
 def _images(message) -> list[Image.Image]:
@@ -73,14 +74,17 @@ class ChatServer:
         faults=FAULTS,
         seed: int = 0,
         canned: bool = False,
+        hang_s: float = 2.0,
     ):
         self.canned = canned
+        self.hang_s = hang_s  # the "timeout" fault: longer than the client waits
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
+        self.auth: list[str] = []
         self.injected = dict.fromkeys(FAULTS, 0)
         server = self
 
@@ -92,8 +96,15 @@ class ChatServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/v1/chat/completions":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with server.lock:
                     server.requests += 1
+                    if "Authorization" in self.headers:
+                        server.auth.append(self.headers["Authorization"])
                     fault = None
                     if server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up
                         fault = server.faults[sum(server.injected.values()) % len(server.faults)]
@@ -103,6 +114,10 @@ class ChatServer:
                 if fault == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                    return
+                if fault == "timeout":
+                    time.sleep(server.hang_s)
+                    self.close_connection = True
                     return
                 if fault in ("429", "500"):
                     payload = b'{"error": {"message": "try later"}}'
@@ -118,6 +133,7 @@ class ChatServer:
                     content = "I think the edit is mostly fine, but " + content[:10]
                 elif fault == "truncated":
                     content = content[: len(content) // 2]
+                finish = "length" if fault == "truncated" else "stop"
                 payload = json.dumps(
                     {
                         "id": "cmpl-test",
@@ -127,12 +143,14 @@ class ChatServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop",
+                                "finish_reason": finish,
                             }
                         ],
                         "usage": {"prompt_tokens": 1000, "completion_tokens": len(content) // 4},
                     }
                 ).encode()
+                if fault == "badjson":  # a 200 whose body stops mid-JSON
+                    payload = payload[: len(payload) // 2]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

@@ -119,7 +119,7 @@ class _LocalVLM:
         last = "no answer"
         for attempt in range(self.parse_retries + 1):
             if attempt:
-                self.counters["retries"] += 1
+                self.counters["reasks"] += 1
             try:
                 return self.parse(self._generate(text, images, attempt))
             except ParseError as err:
