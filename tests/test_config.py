@@ -115,3 +115,23 @@ def test_prompt_template_versions_per_role():
         {**BASE, "thinker": {"kind": "openai", "base_url": "http://x/v1", "model": "m"}}, environ={}
     )
     assert prompt_templates(thinker.backend_specs()) == {"thinker": "thinker_user_v1"}
+
+
+def test_model_service_limits_and_answer_cache_do_not_change_the_data():
+    remote = {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    a = parse_config({**BASE, "expert": remote}, environ={})
+    b = parse_config(
+        {**BASE, "expert": {**remote, "requests_per_minute": 50, "tokens_per_minute": 90_000, "max_concurrency": 64,
+                            "timeout_s": 9, "price": {"input_per_mtok": 3}, "num_actors": 3},
+         "run": {"llm_cache": "s3://bucket/llm"}},
+        environ={},
+    )  # fmt: skip
+    c = parse_config({**BASE, "expert": {**remote, "model": "m2"}}, environ={})
+    d = parse_config({**BASE, "expert": {**remote, "temperature": 0.7}}, environ={})
+    assert a.fingerprint() == b.fingerprint()
+    assert len({a.fingerprint(), c.fingerprint(), d.fingerprint()}) == 3
+    assert a.run.llm_cache == "output"
+    with pytest.raises(ConfigError, match="tokens_per_minute"):
+        parse_config({**BASE, "expert": {**remote, "tokens_per_minute": 0}}, environ={})
+    with pytest.raises(ConfigError, match="llm_cache is empty"):
+        parse_config({**BASE, "run": {"llm_cache": " "}}, environ={})

@@ -103,30 +103,43 @@ def test_missing_api_key_env_fails_at_setup(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cluster, state_dir, tmp_path):
+    """30% of calls fail in every way the server knows; every source pair is accounted
+    for at every stage, and a rebuild (--overwrite keeps <output>/cache) sends nothing."""
+    from editthinker_data.storage import LocalStorage
+    from editthinker_data.units import clear_output
     from flows.build_dataset import build_dataset
 
-    with ChatServer(fault_rate=0.3, seed=7) as server:
-        params = {"cache_dir": str(tmp_path / "llm"),
-                  "backoff_s": 0.01, "max_retries": 8, "parse_retries": 4}  # fmt: skip
+    with ChatServer(fault_rate=0.3, seed=7, hang_s=1.5) as server:
+        params = {"backoff_s": 0.01, "max_retries": 8, "parse_retries": 4}
         data = demo_cfg.model_dump()
         price = {"input_per_mtok": 2.0, "output_per_mtok": 8.0}
         data["expert"] = {"kind": "openai", "name": "vlm-expert", "base_url": server.base_url, "model": "test-vlm",
-                          "max_concurrency": 8, "params": params, "batch_size": 8, "price": price}  # fmt: skip
+                          "max_concurrency": 8, "params": params, "batch_size": 8, "price": price,
+                          "timeout_s": 0.75}  # fmt: skip
         data["scorer"] = {"kind": "openai", "name": "vlm-scorer", "base_url": server.base_url, "model": "test-vlm",
-                          "params": params, "batch_size": 8, "price": price}  # fmt: skip
+                          "params": params, "batch_size": 8, "price": price, "timeout_s": 0.75}  # fmt: skip
         data["output"]["report"] = False
-        first = build_dataset(data, str(tmp_path / "a"), str(state_dir))
-        gen = first["stats"]["stages"]["generate"]
-        assert gen["input"] == 40 == gen["kept"] + sum(gen["failed"].values())
-        assert sum(server.injected.values()) > 20
+        out = str(tmp_path / "a")
+        first = build_dataset(data, out, str(state_dir))
+        stages = first["stats"]["stages"]
+        for name, st in stages.items():
+            assert st["input"] == st["kept"] + sum(st["filtered"].values()) + sum(st["failed"].values()), name
+        gen = stages["generate"]
+        assert gen["input"] == 40 == stages["pool"]["kept"]
+        assert all(server.injected.values()) and sum(server.injected.values()) > 20, server.injected
         usage = first["stats"]["llm_usage"]
         assert usage["expert"]["retries"] > 0 and usage["scorer"]["tokens_in"] > 0
         assert usage["scorer"]["cost_usd"] == pytest.approx(
             usage["scorer"]["tokens_in"] * 2e-6 + usage["scorer"]["tokens_out"] * 8e-6, abs=1e-3
         )
+        assert usage["total"]["requests"] == usage["expert"]["requests"] + usage["scorer"]["requests"]
+        assert usage["total"]["requests"] == server.requests
         sent = server.requests
-        second = build_dataset(data, str(tmp_path / "b"), str(state_dir))
-        assert server.requests == sent  # everything came from the cache
+        assert clear_output(LocalStorage(out)) > 0
+        second = build_dataset(data, out, str(state_dir))
+        assert server.requests == sent  # everything came from <output>/cache/llm
+        usage2 = second["stats"]["llm_usage"]["total"]
+        assert usage2["requests"] == 0 and usage2["cost_usd"] == 0 and usage2["cache_hits"] > 0
         strip = lambda m: {k: [s["sha256"] for s in v] for k, v in m["shards"].items()}  # noqa: E731
         assert strip(second["manifest"]) == strip(first["manifest"])
 

@@ -38,8 +38,9 @@ def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
         units.check_output(other, storage)
     (tmp_path / "_state").mkdir()
     (tmp_path / "_state" / "keep").write_text("run state")
+    storage.write_json("cache/llm/ab/abcd.json", {"answer": "paid for"})
     assert units.clear_output(storage) == 2  # pool/pairs.parquet and its marker
-    assert storage.list("") == ["_state/keep"]
+    assert storage.list("") == ["_state/keep", "cache/llm/ab/abcd.json"]  # run state and answer cache stay
     units.check_output(other, storage)  # nothing left to conflict with
 
 
