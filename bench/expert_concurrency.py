@@ -1,7 +1,7 @@
 """Trajectories per second with the expert and scorer behind an OpenAI-compatible server
 that answers after a fixed latency, at per-actor concurrency 1 vs. N, printed as a ratio.
 
-    python bench/expert_concurrency.py [--pairs 80] [--latency 0.2] [--concurrency 32]
+    python bench/expert_concurrency.py [--pairs 80] [--latency 0.2] [--concurrency 32] [--tpm 120000]
 
 The server (tests/openai_server.py) runs on loopback; its model is the procedural expert
 and scorer, so the CPU work per answer is real too (2 cores here: it bounds the ratio).
@@ -103,17 +103,50 @@ def transport(latency: float, concurrency: int, requests: int) -> tuple[float, f
     return times[0], times[1]
 
 
+def token_limited(tpm: float, requests: int, concurrency: int) -> tuple[float, int, float]:
+    """Seconds for `requests` canned scorer calls under a tokens-per-minute limit, the tokens
+    the server counted, and the bound: every token but the first call's at the limit's rate."""
+    from editthinker_data.backends import ScoreRequest
+    from editthinker_data.experts.openai_compat import OpenAIScorer
+    from editthinker_data.procedural.scene import render_scene
+
+    img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
+    reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]
+    with ChatServer(canned=True) as server:
+        cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
+        scorer = OpenAIScorer(name="b", base_url=server.base_url, model="bench", max_concurrency=concurrency,
+                              tokens_per_minute=tpm, cache_dir=cache)  # fmt: skip
+        scorer.setup()
+        started = time.perf_counter()
+        scorer.run_batch(reqs)
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(cache, ignore_errors=True)
+    stats = scorer.stats()
+    tokens = stats["tokens_in"] + stats["tokens_out"]
+    return elapsed, tokens, (tokens - tokens / requests) / (tpm / 60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=80)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=128, help="calls in the transport measurement")
+    ap.add_argument(
+        "--tpm", type=float, default=0, help="also time --requests calls under this tokens/minute limit"
+    )
+    ap.add_argument("--skip-pipeline", action="store_true", help="transport measurements only")
     args = ap.parse_args()
+    if args.tpm:
+        took, tokens, bound = token_limited(args.tpm, args.requests, args.concurrency)
+        print(f"tokens/minute limit {args.tpm:.0f}: {args.requests} calls, {tokens} tokens in {took:.1f}s "
+              f"(the limit allows it in {bound:.1f}s; ratio {took / bound:.2f})")  # fmt: skip
     serial_t, fast_t = transport(args.latency, args.concurrency, args.requests)
     print(f"transport: {args.requests} scorer calls, server latency {args.latency:.2f}s, canned answers")
     print(f"  concurrency 1: {args.requests / serial_t:6.1f} calls/s   concurrency {args.concurrency}: "
           f"{args.requests / fast_t:6.1f} calls/s   ratio {serial_t / fast_t:.1f}x")  # fmt: skip
+    if args.skip_pipeline:
+        return
     base = load_config(ROOT / "configs" / "demo.yaml").model_dump()
     base["source"]["manifest"] = source(args.pairs)
     base["source"]["per_type_quota"] = None

@@ -292,15 +292,16 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
-def _resolve_model_path(editor: Any, base_dir: Path) -> None:
-    """`model: ./models/x` is a folder next to the config file; a Hub id (`org/name`) never
-    starts with a dot, so it is left alone."""
-    if not isinstance(editor, dict):
+def _resolve_model_path(backend: Any, base_dir: Path) -> None:
+    """`model: ./models/x` (or `params.model_path`) is a folder next to the config file; a
+    Hub id (`org/name`) or a served model name never starts with a dot, so it is left alone."""
+    if not isinstance(backend, dict):
         return
-    for holder in (editor, editor.get("params")):
-        model = holder.get("model") if isinstance(holder, dict) else None
-        if isinstance(model, str) and model.startswith(("./", "../")):
-            holder["model"] = str((base_dir / model).resolve())
+    for holder in (backend, backend.get("params")):
+        for key in ("model", "model_path"):
+            model = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(model, str) and model.startswith(("./", "../")):
+                holder[key] = str((base_dir / model).resolve())
 
 
 def parse_config(
@@ -316,9 +317,10 @@ def parse_config(
         manifest = src["manifest"]
         if "://" not in manifest and not Path(manifest).is_absolute():
             src["manifest"] = str((base_dir / manifest).resolve())
-    if base_dir is not None and isinstance(data.get("editors"), list):
-        for editor in data["editors"]:
-            _resolve_model_path(editor, base_dir)
+    if base_dir is not None:
+        editors = data.get("editors") if isinstance(data.get("editors"), list) else []
+        for backend in [*editors, data.get("expert"), data.get("scorer"), data.get("thinker")]:
+            _resolve_model_path(backend, base_dir)
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as err:

@@ -135,3 +135,22 @@ def test_model_service_limits_and_answer_cache_do_not_change_the_data():
         parse_config({**BASE, "expert": {**remote, "tokens_per_minute": 0}}, environ={})
     with pytest.raises(ConfigError, match="llm_cache is empty"):
         parse_config({**BASE, "run": {"llm_cache": " "}}, environ={})
+
+
+def test_transformers_expert_takes_the_shared_model_field_and_resolves_relative_paths(tmp_path):
+    from editthinker_data.backends import create_backend
+
+    (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "c.yaml").write_text(
+        "source: {manifest: m.jsonl}\n"
+        "expert: {kind: transformers, model: ./models/qwen, max_tokens: 64, resources: {num_gpus: 1}}\n"
+        "scorer: {kind: transformers, params: {model_path: ../elsewhere/vl}}\n"
+    )
+    cfg = load_config(tmp_path / "c.yaml", environ={})
+    expert = create_backend("expert", cfg.expert)
+    assert expert.model_path == str(tmp_path / "models" / "qwen") and expert.max_new_tokens == 64
+    assert create_backend("scorer", cfg.scorer).model_path == str(
+        (tmp_path / ".." / "elsewhere" / "vl").resolve()
+    )
+    with pytest.raises(ConfigError, match="expert 'transformers'.*no model at .*models/qwen"):
+        preflight(cfg)

@@ -93,17 +93,24 @@ class _LocalVLM:
         template: str | None = None,
         max_pixels: int = 1024 * 1024,
         model_type: str = "auto",
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
     ):
+        # `model` and `max_tokens` are the spec's fields shared with kind: openai.
+        model_path = model_path or model or ""
         if not model_path:
             raise ValueError(
-                "model_path is required: a local folder holding the model (config, weights, tokenizer)"
+                "model (or params.model_path) is required: a local folder holding the model (config, weights, "
+                "tokenizer)"
             )
         self.name = name
         self.seed = seed
         self.model_path = model_path
         self.dtype = dtype
         self.device = device
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max_tokens or max_new_tokens
+        self.temperature = temperature
         self.parse_retries = parse_retries
         self.template_name = template or self.default_template
         self.template = load_template(self.template_name)
@@ -153,9 +160,13 @@ class _LocalVLM:
         prompt = f"<|im_start|>user\n{IMAGE * len(images)}{text}<|im_end|>\n<|im_start|>assistant\n"
         inputs = self.processor(text=[prompt], images=images, return_tensors="pt").to(self.device_name)
         sampling: dict[str, Any] = {"do_sample": False}
-        if attempt:
+        if attempt or self.temperature:  # a re-ask samples, else it would repeat the same answer
             torch.manual_seed(self.seed + attempt)
-            sampling = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
+            sampling = {
+                "do_sample": True,
+                "temperature": max(self.temperature, 0.7 if attempt else 0),
+                "top_p": 0.95,
+            }
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **sampling)
         new = out[0, inputs["input_ids"].shape[1] :]
