@@ -41,10 +41,11 @@ def data_url(image) -> str:
 
 def estimate_tokens(text: str, images: list, max_tokens: int) -> int:
     """Before the call, for the tokens-per-minute limit: ~4 characters a token, an image as
-    OpenAI's high-detail tiles (85 + 170 per 512 px tile), and the completion as up to 256
-    tokens; the server's usage corrects it afterwards."""
+    OpenAI's high-detail tiles (85 + 170 per 512 px tile), and the completion as max_tokens,
+    as providers count it at admission. The server's usage settles the difference: the
+    estimate only decides how early calls in flight start, never the long-run rate."""
     tiles = sum(math.ceil(im.width / 512) * math.ceil(im.height / 512) for im in images)
-    return len(text) // 4 + 85 * len(images) + 170 * tiles + min(max_tokens, 256)
+    return len(text) // 4 + 85 * len(images) + 170 * tiles + max_tokens
 
 
 def completion(resp) -> dict[str, Any]:
