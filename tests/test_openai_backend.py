@@ -88,6 +88,27 @@ def test_api_key_is_sent_but_never_stored(tmp_path, monkeypatch):
     assert "sk-secret" not in repr(backend.stats()) + repr(vars(backend).get("api_key_env"))
 
 
+def test_missing_api_key_env_fails_preflight(tmp_path, monkeypatch):
+    from editthinker_data.config import ConfigError, parse_config
+    from editthinker_data.preflight import preflight
+
+    monkeypatch.delenv("ETD_TEST_KEY", raising=False)
+    (tmp_path / "m.jsonl").write_text("")
+    remote = {
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "model": "m",
+        "api_key_env": "ETD_TEST_KEY",
+    }
+    cfg = parse_config({"source": {"manifest": str(tmp_path / "m.jsonl")}, "scorer": remote}, environ={})
+    with pytest.raises(
+        ConfigError, match="^scorer .openai.: environment variable ETD_TEST_KEY is not set; export it"
+    ):
+        preflight(cfg)
+    monkeypatch.setenv("ETD_TEST_KEY", "sk-x")
+    preflight(cfg)
+
+
 def test_missing_api_key_env_fails_at_setup(tmp_path, monkeypatch):
     monkeypatch.delenv("ETD_TEST_KEY", raising=False)
     backend = OpenAIExpert(
@@ -134,6 +155,17 @@ def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cl
         )
         assert usage["total"]["requests"] == usage["expert"]["requests"] + usage["scorer"]["requests"]
         assert usage["total"]["requests"] == server.requests
+        from typer.testing import CliRunner
+
+        from editthinker_data.cli import app
+
+        shown = CliRunner().invoke(app, ["inspect", out], terminal_width=200)
+        assert shown.exit_code == 0, shown.output
+        assert "model calls" in shown.output
+        total_row = next(line for line in shown.output.splitlines() if line.strip("│ ").startswith("total"))
+        assert (
+            str(usage["total"]["requests"]) in total_row and f"${usage['total']['cost_usd']:.2f}" in total_row
+        )
         sent = server.requests
         assert clear_output(LocalStorage(out)) > 0
         second = build_dataset(data, out, str(state_dir))

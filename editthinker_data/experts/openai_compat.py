@@ -109,13 +109,27 @@ class _ChatRole:
         self.counters = new_counters()
         self._headers: dict[str, str] = {}
 
+    def _api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(
+                f"environment variable {self.api_key_env} is not set; export it "
+                f"(the config names the variable, never the key)"
+            )
+        return key
+
+    def preflight(self) -> None:
+        """Before any actor starts (a local cluster inherits this environment)."""
+        self._api_key()
+
     def setup(self) -> None:
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise ValueError(
-                    f"{self.role} {self.name!r}: environment variable {self.api_key_env} is not set"
-                )
+        try:
+            key = self._api_key()
+        except ValueError as err:
+            raise ValueError(f"{self.role} {self.name!r}: {err}") from None
+        if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self.cache = open_answer_cache(self.context, self.cache_dir)
 
