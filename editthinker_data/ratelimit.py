@@ -5,7 +5,10 @@ Each limit is a paced bucket with no burst (virtual scheduling, as GCRA): a call
 its cost on a timeline that advances at the allowed rate and waits until its reservation
 starts, so no window of any length, including the shorter ones providers enforce inside
 a minute, ever sees more than the rate. Tokens are estimated before the call and settled
-with the usage the server reports, so the long-run rate follows the real token count.
+with the usage the server reports, so the long-run rate follows the real token count; the
+estimates are scaled by the ratio seen so far (actual / estimated), so that calls in
+flight are neither over- nor under-charged for long (a fixed over-estimate left 10% of a
+token limit unused in bench/expert_concurrency.py, an under-estimate overshot it).
 Reservations happen without an await in between, so no lock is needed within one event
 loop; the timeline is monotonic time, so it survives one `asyncio.run` per batch.
 """
@@ -35,8 +38,9 @@ class _Pace:
 
 
 class RateLimiter:
-    """`await acquire(estimated_tokens)` before each request; `settle(estimated, actual)`
-    once the server says how many tokens it counted. Both limits are optional."""
+    """`wait, charged = await acquire(estimated_tokens)` before each request;
+    `settle(charged, estimated, actual)` once the server says how many tokens it counted.
+    Both limits are optional."""
 
     def __init__(
         self,
@@ -47,25 +51,31 @@ class RateLimiter:
         self.requests = _Pace(requests_per_minute) if requests_per_minute else None
         self.tokens = _Pace(tokens_per_minute) if tokens_per_minute else None
         self.clock = clock
+        self.scale = 1.0  # actual / estimated tokens, learnt from the settled calls
 
     @property
     def active(self) -> bool:
         return self.requests is not None or self.tokens is not None
 
-    def reserve(self, tokens: int) -> float:
+    def reserve(self, tokens: int) -> tuple[float, float]:
+        """(seconds to wait, tokens charged) for a call estimated at `tokens`."""
         now = self.clock()
         wait = self.requests.reserve(1, now) if self.requests else 0.0
+        charged = tokens * self.scale
         if self.tokens:
-            wait = max(wait, self.tokens.reserve(tokens, now))
-        return wait
+            wait = max(wait, self.tokens.reserve(charged, now))
+        return wait, charged
 
-    async def acquire(self, tokens: int = 0) -> float:
-        """Wait for a slot; returns the seconds waited."""
-        wait = self.reserve(tokens)
+    async def acquire(self, tokens: int = 0) -> tuple[float, float]:
+        """Wait for a slot; returns (seconds waited, tokens charged)."""
+        wait, charged = self.reserve(tokens)
         if wait > 0:
             await asyncio.sleep(wait)
-        return wait
+        return wait, charged
 
-    def settle(self, estimated: int, actual: int | None) -> None:
-        if self.tokens and actual is not None:
-            self.tokens.adjust(actual - estimated)
+    def settle(self, charged: float, estimated: int, actual: int | None) -> None:
+        if not self.tokens or actual is None:
+            return  # no usage reported: the charge stands
+        self.tokens.adjust(actual - charged)
+        if estimated > 0:
+            self.scale = min(4.0, max(0.05, 0.8 * self.scale + 0.2 * actual / estimated))

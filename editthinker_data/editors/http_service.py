@@ -99,7 +99,7 @@ class HTTPEditor:
         return dict(self.counters)
 
     async def _pace(self) -> None:
-        await self.limiter.acquire()
+        await self.limiter.acquire()  # requests per minute only: no token count to settle
 
     async def _edit(self, client, sem: asyncio.Semaphore, req: EditRequest) -> Image.Image:
         payload = {

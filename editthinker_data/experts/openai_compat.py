@@ -42,8 +42,8 @@ def data_url(image) -> str:
 def estimate_tokens(text: str, images: list, max_tokens: int) -> int:
     """Before the call, for the tokens-per-minute limit: ~4 characters a token, an image as
     OpenAI's high-detail tiles (85 + 170 per 512 px tile), and the completion as max_tokens,
-    as providers count it at admission. The server's usage settles the difference: the
-    estimate only decides how early calls in flight start, never the long-run rate."""
+    as providers count it at admission. The limiter scales it by what the server reported
+    so far and settles each call with its usage."""
     tiles = sum(math.ceil(im.width / 512) * math.ceil(im.height / 512) for im in images)
     return len(text) // 4 + 85 * len(images) + 170 * tiles + max_tokens
 
@@ -148,8 +148,12 @@ class _ChatRole:
         return [{"role": "user", "content": content}]
 
     async def _call(self, client, messages: list[dict[str, Any]], estimate: int) -> dict[str, Any]:
+        charged = 0.0
+
         async def pace() -> None:  # before every try: a retry costs a request too
-            self.counters["rate_wait_s"] += await self.limiter.acquire(estimate)
+            nonlocal charged
+            wait, charged = await self.limiter.acquire(estimate)
+            self.counters["rate_wait_s"] += wait
 
         body = await post_with_retries(
             client,
@@ -166,7 +170,7 @@ class _ChatRole:
         tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         self.counters["tokens_in"] += tokens_in
         self.counters["tokens_out"] += tokens_out
-        self.limiter.settle(estimate, tokens_in + tokens_out if usage else None)
+        self.limiter.settle(charged, estimate, tokens_in + tokens_out if usage else None)
         try:
             choice = body["choices"][0]
             return {
