@@ -39,11 +39,20 @@ def _text(message) -> str:
     return next(p["text"] for p in message["content"] if p.get("type") == "text")
 
 
-def answer(body: dict, canned: bool = False) -> str:
+REFINE = " Keep everything else unchanged."
+
+
+def answer(body: dict, canned: bool = False, canned_turns: int = 1) -> str:
     message = body["messages"][-1]
-    if canned:  # no model work at all: measures the transport alone
-        if "image-editing critic" in _text(message):
-            return json.dumps({"is_satisfied": True, "reason": "fine", "new_rewritten_prompt": "keep"})
+    if canned:  # no model work at all: the server costs its latency only
+        text = _text(message)
+        if (
+            "image-editing critic" in text
+        ):  # satisfied once the instruction was refined canned_turns - 1 times
+            previous = re.search(r"Instruction the editor was given: (.*)\n", text).group(1)
+            done = previous.count(REFINE) + 1 >= canned_turns
+            return json.dumps({"is_satisfied": done, "reason": "fine" if done else "not yet",
+                               "new_rewritten_prompt": previous if done else previous + REFINE})  # fmt: skip
         return json.dumps({"reasoning": "fine", "score": [8, 9, 9, 9]})
     text, (source, edited) = _text(message), _images(message)
     if "thinker of an image-editing loop" in text:
@@ -75,8 +84,10 @@ class ChatServer:
         seed: int = 0,
         canned: bool = False,
         hang_s: float = 2.0,
+        canned_turns: int = 1,
     ):
         self.canned = canned
+        self.canned_turns = canned_turns
         self.hang_s = hang_s  # the "timeout" fault: longer than the client waits
         self.latency_s = latency_s
         self.fault_rate = fault_rate
@@ -128,7 +139,7 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                content = answer(body, server.canned)
+                content = answer(body, server.canned, server.canned_turns)
                 if fault == "malformed":
                     content = "I think the edit is mostly fine, but " + content[:10]
                 elif fault == "truncated":
@@ -172,3 +183,29 @@ class ChatServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _serve(conn, kwargs) -> None:
+    with ChatServer(**kwargs) as server:
+        conn.send(server.base_url)
+        conn.recv()  # until the parent says stop
+
+
+class ChatServerProcess:
+    """The same server in a child process, so that its work does not share the caller's
+    GIL (benchmarks: the client's concurrency is measured, not the server's threads)."""
+
+    def __init__(self, **kwargs):
+        import multiprocessing as mp
+
+        self.conn, child = mp.get_context("spawn").Pipe()
+        self.process = mp.get_context("spawn").Process(target=_serve, args=(child, kwargs), daemon=True)
+
+    def __enter__(self) -> ChatServerProcess:
+        self.process.start()
+        self.base_url = self.conn.recv()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
