@@ -18,6 +18,7 @@ import base64
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from editthinker_data.backends import BackendContext, BackendError, RefineRequest, ScoreRequest
@@ -216,6 +217,11 @@ class _ChatRole:
         import httpx
 
         sem = asyncio.Semaphore(self.max_concurrency)
+        # Cache reads and writes (S3 GETs/PUTs when the cache is beside an S3 output) run in
+        # threads: as many as requests in flight, not asyncio's default of cpus + 4.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.max_concurrency, thread_name_prefix=f"{self.role}-cache")
+        )
         limits = httpx.Limits(max_connections=self.max_concurrency)
         timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
