@@ -114,7 +114,8 @@ def main() -> None:
         }
         idle = {"resources": {"num_cpus": 0}}  # the build's expert and scorer pools, unused here
         cfg = parse_config(
-            {"source": {"manifest": "unused.jsonl"}, "editors": [spec], "expert": idle, "scorer": idle}, environ={}
+            {"source": {"manifest": "unused.jsonl"}, "editors": [spec], "expert": idle, "scorer": idle},
+            environ={},
         )
         reqs = requests(n, size)
 

@@ -1,10 +1,14 @@
 """Trajectories per second with the expert and scorer behind an OpenAI-compatible server
 that answers after a fixed latency, at per-actor concurrency 1 vs. N, printed as a ratio.
 
-    python bench/expert_concurrency.py [--pairs 80] [--latency 0.2] [--concurrency 32]
+    python bench/expert_concurrency.py [--pairs 40] [--latency 0.2] [--concurrency 32]
+        [--turns 3] [--model canned|procedural] [--tpm 120000] [--skip-pipeline]
 
-The server (tests/openai_server.py) runs on loopback; its model is the procedural expert
-and scorer, so the CPU work per answer is real too (2 cores here: it bounds the ratio).
+The server (tests/openai_server.py) runs on loopback in its own process. With `--model
+canned` (default) it costs its latency only, and its expert asks for `--turns` turns; with
+`--model procedural` its answers are the procedural expert's and scorer's, whose CPU work
+(on the same cores as the build) then bounds the ratio. The editors are procedural either
+way: their CPU work per turn is real.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from editthinker_data import runenv  # noqa: E402
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
-from openai_server import ChatServer  # noqa: E402
+from openai_server import ChatServer, ChatServerProcess  # noqa: E402
 
 from editthinker_data import units  # noqa: E402
 from editthinker_data.config import load_config, parse_config  # noqa: E402
@@ -53,7 +57,7 @@ def source(pairs: int) -> str:
     return str(manifest)
 
 
-def run(cfg_data: dict, concurrency: int, server: ChatServer, in_flight: int) -> tuple[float, int]:
+def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: int) -> tuple[float, int]:
     data = json.loads(json.dumps(cfg_data))
     cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
     for role in ("expert", "scorer"):
@@ -89,7 +93,7 @@ def transport(latency: float, concurrency: int, requests: int) -> tuple[float, f
     img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
     reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]
     times = []
-    with ChatServer(latency_s=latency, canned=True) as server:
+    with ChatServerProcess(latency_s=latency, canned=True) as server:
         for c in (1, concurrency):
             cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
             scorer = OpenAIScorer(
@@ -103,31 +107,72 @@ def transport(latency: float, concurrency: int, requests: int) -> tuple[float, f
     return times[0], times[1]
 
 
+def token_limited(tpm: float, requests: int, concurrency: int) -> tuple[float, int, float]:
+    """Seconds for `requests` canned scorer calls under a tokens-per-minute limit, the tokens
+    the server counted, and the bound: every token but the first call's at the limit's rate."""
+    from editthinker_data.backends import ScoreRequest
+    from editthinker_data.experts.openai_compat import OpenAIScorer
+    from editthinker_data.procedural.scene import render_scene
+
+    img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
+    reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]
+    with ChatServer(canned=True) as server:
+        cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
+        scorer = OpenAIScorer(name="b", base_url=server.base_url, model="bench", max_concurrency=concurrency,
+                              tokens_per_minute=tpm, cache_dir=cache)  # fmt: skip
+        scorer.setup()
+        started = time.perf_counter()
+        scorer.run_batch(reqs)
+        elapsed = time.perf_counter() - started
+        shutil.rmtree(cache, ignore_errors=True)
+    stats = scorer.stats()
+    tokens = stats["tokens_in"] + stats["tokens_out"]
+    return elapsed, tokens, (tokens - tokens / requests) / (tpm / 60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=80)
+    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--turns", type=int, default=3, help="turns the canned expert asks for")
+    ap.add_argument("--model", choices=["canned", "procedural"], default="canned")
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=128, help="calls in the transport measurement")
+    ap.add_argument(
+        "--tpm", type=float, default=0, help="also time --requests calls under this tokens/minute limit"
+    )
+    ap.add_argument("--skip-pipeline", action="store_true", help="transport measurements only")
     args = ap.parse_args()
+    if args.tpm:
+        took, tokens, bound = token_limited(args.tpm, args.requests, args.concurrency)
+        print(f"tokens/minute limit {args.tpm:.0f}: {args.requests} calls, {tokens} tokens in {took:.1f}s "
+              f"(the limit allows it in {bound:.1f}s; ratio {took / bound:.2f})")  # fmt: skip
     serial_t, fast_t = transport(args.latency, args.concurrency, args.requests)
     print(f"transport: {args.requests} scorer calls, server latency {args.latency:.2f}s, canned answers")
     print(f"  concurrency 1: {args.requests / serial_t:6.1f} calls/s   concurrency {args.concurrency}: "
           f"{args.requests / fast_t:6.1f} calls/s   ratio {serial_t / fast_t:.1f}x")  # fmt: skip
+    if args.skip_pipeline:
+        return
     base = load_config(ROOT / "configs" / "demo.yaml").model_dump()
     base["source"]["manifest"] = source(args.pairs)
     base["source"]["per_type_quota"] = None
     base["run"]["partition_size"] = args.pairs
     ensure_ray(None, os.cpu_count(), STATE)
     try:
-        with ChatServer(latency_s=args.latency) as server:
+        server_args = {
+            "latency_s": args.latency,
+            "canned": args.model == "canned",
+            "canned_turns": args.turns,
+        }
+        with ChatServerProcess(**server_args) as server:
             serial_s, n = run(base, 1, server, in_flight=args.concurrency * 2)
             fast_s, _ = run(base, args.concurrency, server, in_flight=args.concurrency * 2)
     finally:
         shutdown()
         shutil.rmtree(STATE, ignore_errors=True)
     print(
-        f"pipeline: {n} pairs, server latency {args.latency:.2f}s, procedural model in the server, cpus {os.cpu_count()}"
+        f"pipeline: {n} pairs, server latency {args.latency:.2f}s, {args.model} answers"
+        f"{f' ({args.turns} turns)' if args.model == 'canned' else ''}, cpus {os.cpu_count()}"
     )
     print(f"{'concurrency':<12}{'seconds':>10}{'traj/s':>10}")
     print(f"{1:<12}{serial_s:>10.1f}{n / serial_s:>10.2f}")

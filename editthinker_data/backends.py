@@ -10,6 +10,7 @@ import time, so the core imports fast and model libraries stay optional.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,19 @@ class ScoreRequest:
     source: Image.Image
     edited: Image.Image
     instruction: str
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend may need from the build beyond its own spec, small and picklable so
+    it travels to every actor: where the output lives and where model answers are cached
+    (`run.llm_cache`). Backends whose constructor takes no `context` never see it."""
+
+    output_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    llm_cache: str = "output"
+    local_cache_dir: str | None = None
 
 
 @runtime_checkable
@@ -124,23 +138,37 @@ def prompt_templates(specs) -> dict[str, str]:
     return out
 
 
-def create_backend(role: str, spec: BackendSpec, seed: int = 0) -> Backend:
+# Spec fields passed to the constructor when set (remote model services).
+REMOTE_FIELDS = (
+    "api_key_env",
+    "base_url",
+    "model",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "timeout_s",
+    "temperature",
+    "max_tokens",
+)
+# Limits that hold for the whole cluster: each of a role's actors gets its share.
+SHARED_LIMITS = ("requests_per_minute", "tokens_per_minute")
+
+
+def create_backend(
+    role: str, spec: BackendSpec, seed: int = 0, context: BackendContext | None = None
+) -> Backend:
     """Instantiate (without setup) the backend a spec names; bad params fail here, before
-    any actor starts."""
+    any actor starts. Rate limits are divided by num_actors, so the actors together keep
+    to the configured limit."""
     module_name, _, cls_name = check_kind(role, spec).partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     kwargs = dict(spec.params)
-    remote = (
-        "api_key_env",
-        "base_url",
-        "model",
-        "max_concurrency",
-        "requests_per_minute",
-        "timeout_s",
-        "temperature",
-        "max_tokens",
-    )
-    kwargs.update({k: getattr(spec, k) for k in remote if getattr(spec, k) is not None})
+    kwargs.update({k: getattr(spec, k) for k in REMOTE_FIELDS if getattr(spec, k) is not None})
+    for k in SHARED_LIMITS:
+        if k in kwargs:
+            kwargs[k] = kwargs[k] / spec.num_actors
+    if context is not None and "context" in inspect.signature(cls).parameters:
+        kwargs["context"] = context
     try:
         return cls(name=spec.name, seed=seed, **kwargs)
     except TypeError as err:

@@ -289,11 +289,25 @@ def inspect(
     _print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
     console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
     console.print(f"stop reasons: {b.stats['stop_reasons']}")
-    for role, u in b.stats.get("llm_usage", {}).items():
-        console.print(
-            f"{role} calls: {u['requests']} requests, {u['retries']} retries, {u['failures']} failures, "
-            f"{u['cache_hits']} cache hits, {u['tokens_in']} tokens in, {u['tokens_out']} out, ~${u['cost_usd']:.2f}"
+    usage = b.stats.get("llm_usage", {})
+    if usage:
+        table = Table(title="model calls", header_style="bold")
+        cols = (
+            "requests",
+            "retries",
+            "reasks",
+            "failures",
+            "cache_hits",
+            "tokens_in",
+            "tokens_out",
+            "rate_wait_s",
         )
+        for col in ("role", *cols, "cost_usd"):
+            table.add_column(col.replace("_", " "), justify="left" if col == "role" else "right")
+        for role, u in usage.items():
+            cells = [f"{u.get(c, 0):.1f}" if c == "rate_wait_s" else str(u.get(c, 0)) for c in cols]
+            table.add_row(role, *cells, f"${u.get('cost_usd', 0):.2f}")
+        console.print(table)
     for dim, rows in b.breakdown().items():
         table = Table(title=f"per {dim.replace('_', ' ')}", header_style="bold")
         for col in (dim, "trajectories", "turns", "kept", "mean S1", "mean best", "sft steps", "rl steps"):

@@ -58,7 +58,12 @@ class BackendSpec(_Strict):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1")
     model: str | None = None
     max_concurrency: int | None = Field(None, ge=1, description="requests in flight per actor")
-    requests_per_minute: float | None = Field(None, gt=0)
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="for all actors of this backend together"
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="prompt + completion tokens, for all actors of this backend together"
+    )
     timeout_s: float | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
@@ -247,10 +252,30 @@ class RunConfig(_Strict):
     journal_every: int = Field(
         16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"
     )
+    llm_cache: str = Field(
+        "output",
+        description="model answer cache: output (<output>/cache/llm, shared by all nodes), local (the run "
+        "state on this machine), off, or a path / s3:// URL",
+    )
+
+    @field_validator("llm_cache")
+    @classmethod
+    def _llm_cache(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("llm_cache is empty; use output, local, off, or a path / s3:// URL")
+        return value
 
 
 # Backend fields that change throughput or cost, never the data.
-SCALING_FIELDS = ("resources", "num_actors", "max_concurrency", "requests_per_minute", "timeout_s", "price")
+SCALING_FIELDS = (
+    "resources",
+    "num_actors",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "timeout_s",
+    "price",
+)
 
 
 class BuildConfig(_Strict):
@@ -334,15 +359,16 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
-def _resolve_model_path(editor: Any, base_dir: Path) -> None:
-    """`model: ./models/x` is a folder next to the config file; a Hub id (`org/name`) never
-    starts with a dot, so it is left alone."""
-    if not isinstance(editor, dict):
+def _resolve_model_path(backend: Any, base_dir: Path) -> None:
+    """`model: ./models/x` (or `params.model_path`) is a folder next to the config file; a
+    Hub id (`org/name`) or a served model name never starts with a dot, so it is left alone."""
+    if not isinstance(backend, dict):
         return
-    for holder in (editor, editor.get("params")):
-        model = holder.get("model") if isinstance(holder, dict) else None
-        if isinstance(model, str) and model.startswith(("./", "../")):
-            holder["model"] = str((base_dir / model).resolve())
+    for holder in (backend, backend.get("params")):
+        for key in ("model", "model_path"):
+            model = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(model, str) and model.startswith(("./", "../")):
+                holder[key] = str((base_dir / model).resolve())
 
 
 def _resolve(value: Any, base_dir: Path) -> Any:
@@ -378,9 +404,10 @@ def parse_config(
     src = data.get("source")
     if base_dir is not None and isinstance(src, dict):
         _resolve_source_paths(src, base_dir)
-    if base_dir is not None and isinstance(data.get("editors"), list):
-        for editor in data["editors"]:
-            _resolve_model_path(editor, base_dir)
+    if base_dir is not None:
+        editors = data.get("editors") if isinstance(data.get("editors"), list) else []
+        for backend in [*editors, data.get("expert"), data.get("scorer"), data.get("thinker")]:
+            _resolve_model_path(backend, base_dir)
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as err:

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from editthinker_data.backends import Backend, create_backend
+from editthinker_data.backends import Backend, BackendContext, create_backend
 from editthinker_data.config import BuildConfig
 from editthinker_data.loop import Call, Rollout, drive
 from editthinker_data.schema import Trajectory
 
 
-def local_backends(cfg: BuildConfig) -> dict[tuple[str, str], Backend]:
-    backends = {(role, spec.name): create_backend(role, spec, cfg.seed) for role, spec in cfg.backend_specs()}
+def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:
+    backends = {
+        (role, spec.name): create_backend(role, spec, cfg.seed, context) for role, spec in cfg.backend_specs()
+    }
     for backend in backends.values():
         backend.setup()
     return backends

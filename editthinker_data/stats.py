@@ -49,3 +49,32 @@ class StageStats:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageStats:
         return cls(d["input"], d["kept"], Counter(d.get("filtered", {})), Counter(d.get("failed", {})))
+
+
+def llm_usage(cfg, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Requests, retries, re-asks, failures, cache hits, tokens, rate-limit waits and
+    estimated cost (USD, from the role's `price` per million tokens) per model role, summed
+    over its actors, plus their `total`. Cache hits cost nothing: they send no request."""
+    specs = {(role, spec.name): spec for role, spec in cfg.backend_specs() if role != "editor"}
+    usage: dict[str, dict[str, float]] = {}
+    for a in actor_info:
+        spec = specs.get((a["role"], a["name"]))
+        if spec is None or not a["counters"]:
+            continue
+        role = usage.setdefault(a["role"], {"cost_usd": 0.0})
+        for k, v in a["counters"].items():
+            role[k] = role.get(k, 0) + v
+        role["cost_usd"] += (
+            a["counters"].get("tokens_in", 0) / 1e6 * spec.price.input_per_mtok
+            + a["counters"].get("tokens_out", 0) / 1e6 * spec.price.output_per_mtok
+        )
+    if usage:
+        total: dict[str, float] = {}
+        for counters in usage.values():
+            for k, v in counters.items():
+                total[k] = total.get(k, 0) + v
+        usage["total"] = total
+    return {
+        role: {k: round(v, 4) if isinstance(v, float) else v for k, v in c.items()}
+        for role, c in usage.items()
+    }

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from editthinker_data.backends import prompt_templates
+from editthinker_data.backends import BackendContext, prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.imagesig import SignatureCache
 from editthinker_data.journal import Journal
@@ -40,7 +40,15 @@ from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
 from editthinker_data.stats import StageStats
-from editthinker_data.storage import LocalStorage, Storage, join_url, open_storage, read_url
+from editthinker_data.storage import (
+    LocalStorage,
+    Storage,
+    is_remote,
+    join_url,
+    local_path,
+    open_storage,
+    read_url,
+)
 
 Executor = Callable[
     [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
@@ -53,6 +61,17 @@ DECISIONS_FILE = "selection/decisions.parquet"
 
 def output_storage(cfg: BuildConfig, url: str) -> Storage:
     return open_storage(url, endpoint_url=cfg.output.s3_endpoint_url, region=cfg.output.s3_region)
+
+
+def backend_context(cfg: BuildConfig, output: str, state_dir: str | None = None) -> BackendContext:
+    """What the backends of a build into `output` need to know about it."""
+    return BackendContext(
+        output_url=output if is_remote(output) else str(local_path(output).resolve()),
+        s3_endpoint_url=cfg.output.s3_endpoint_url,
+        s3_region=cfg.output.s3_region,
+        llm_cache=cfg.run.llm_cache,
+        local_cache_dir=str(Path(state_dir) / "cache" / "llm") if state_dir else None,
+    )
 
 
 def read_parquet(storage: Storage, name: str, filters=None) -> list[dict[str, Any]]:
@@ -88,9 +107,13 @@ def check_output(cfg: BuildConfig, storage: Storage) -> None:
             )
 
 
+KEPT_ON_CLEAR = ("_state/", "cache/")
+
+
 def clear_output(storage: Storage) -> int:
-    """Delete a previous build's objects (not the run state); returns how many."""
-    names = [n for n in storage.list("") if not n.startswith("_state/")]
+    """Delete a previous build's objects, not the run state nor the model answer cache (a
+    rebuild pays only for calls it has not made before); returns how many."""
+    names = [n for n in storage.list("") if not n.startswith(KEPT_ON_CLEAR)]
     for name in names:
         storage.delete(name)
     return len(names)

@@ -15,35 +15,14 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
 from editthinker_data.preflight import preflight
 from editthinker_data.progress import current as progress
-from editthinker_data.units import check_output, output_storage, part_name
+from editthinker_data.stats import llm_usage
+from editthinker_data.units import backend_context, check_output, output_storage, part_name
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task
 from tasks.release import release_task
 from tasks.select import select_task
 from tasks.write_steps import write_steps_task
-
-
-def llm_usage(cfg: BuildConfig, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Requests, retries, failures, cache hits, tokens and estimated cost per remote role."""
-    specs = {(role, spec.name): spec for role, spec in cfg.backend_specs() if role != "editor"}
-    usage: dict[str, dict[str, float]] = {}
-    for a in actor_info:
-        spec = specs.get((a["role"], a["name"]))
-        if spec is None or not a["counters"]:
-            continue
-        total = usage.setdefault(a["role"], dict.fromkeys(a["counters"], 0))
-        for k, v in a["counters"].items():
-            total[k] += v
-    prices = {role: spec.price for role, spec in cfg.backend_specs()}
-    for role, total in usage.items():
-        price = prices[role]
-        total["cost_usd"] = round(
-            total.get("tokens_in", 0) / 1e6 * price.input_per_mtok
-            + total.get("tokens_out", 0) / 1e6 * price.output_per_mtok,
-            4,
-        )
-    return usage
 
 
 class BuildIncomplete(RuntimeError):
@@ -73,7 +52,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
 
     progress().set_stage("starting actors")
     started_ray = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, Path(state_dir))
-    workers = Workers(cfg)
+    workers = Workers(cfg, backend_context(cfg, output, state_dir))
     try:
         actors = workers.start()
         log.info("started %d backend actors", len(actors))

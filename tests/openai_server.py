@@ -3,7 +3,8 @@
 Its "model" is the procedural expert and scorer: it decodes the two images from the data
 URLs, reads the instructions from our prompt templates, and answers in the released JSON
 formats. Latency and faults are injectable: 429 with Retry-After, 500, dropped
-connections, malformed JSON, truncated answers."""
+connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
+answers, answers truncated at max_tokens."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from editthinker_data.backends import RefineRequest
 from editthinker_data.experts.procedural import ProceduralExpert
 from editthinker_data.procedural.judge import judge
 
-FAULTS = ("429", "500", "reset", "malformed", "truncated")
+FAULTS = ("429", "500", "reset", "timeout", "badjson", "malformed", "truncated")
 
 
 def _images(message) -> list[Image.Image]:
@@ -38,11 +39,20 @@ def _text(message) -> str:
     return next(p["text"] for p in message["content"] if p.get("type") == "text")
 
 
-def answer(body: dict, canned: bool = False) -> str:
+REFINE = " Keep everything else unchanged."
+
+
+def answer(body: dict, canned: bool = False, canned_turns: int = 1) -> str:
     message = body["messages"][-1]
-    if canned:  # no model work at all: measures the transport alone
-        if "image-editing critic" in _text(message):
-            return json.dumps({"is_satisfied": True, "reason": "fine", "new_rewritten_prompt": "keep"})
+    if canned:  # no model work at all: the server costs its latency only
+        text = _text(message)
+        if (
+            "image-editing critic" in text
+        ):  # satisfied once the instruction was refined canned_turns - 1 times
+            previous = re.search(r"Instruction the editor was given: (.*)\n", text).group(1)
+            done = previous.count(REFINE) + 1 >= canned_turns
+            return json.dumps({"is_satisfied": done, "reason": "fine" if done else "not yet",
+                               "new_rewritten_prompt": previous if done else previous + REFINE})  # fmt: skip
         return json.dumps({"reasoning": "fine", "score": [8, 9, 9, 9]})
     text, (source, edited) = _text(message), _images(message)
     if "thinker of an image-editing loop" in text:
@@ -73,14 +83,19 @@ class ChatServer:
         faults=FAULTS,
         seed: int = 0,
         canned: bool = False,
+        hang_s: float = 2.0,
+        canned_turns: int = 1,
     ):
         self.canned = canned
+        self.canned_turns = canned_turns
+        self.hang_s = hang_s  # the "timeout" fault: longer than the client waits
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
+        self.auth: list[str] = []
         self.injected = dict.fromkeys(FAULTS, 0)
         server = self
 
@@ -92,8 +107,15 @@ class ChatServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/v1/chat/completions":
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with server.lock:
                     server.requests += 1
+                    if "Authorization" in self.headers:
+                        server.auth.append(self.headers["Authorization"])
                     fault = None
                     if server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up
                         fault = server.faults[sum(server.injected.values()) % len(server.faults)]
@@ -104,6 +126,10 @@ class ChatServer:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if fault == "timeout":
+                    time.sleep(server.hang_s)
+                    self.close_connection = True
+                    return
                 if fault in ("429", "500"):
                     payload = b'{"error": {"message": "try later"}}'
                     self.send_response(int(fault))
@@ -113,11 +139,12 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                content = answer(body, server.canned)
+                content = answer(body, server.canned, server.canned_turns)
                 if fault == "malformed":
                     content = "I think the edit is mostly fine, but " + content[:10]
                 elif fault == "truncated":
                     content = content[: len(content) // 2]
+                finish = "length" if fault == "truncated" else "stop"
                 payload = json.dumps(
                     {
                         "id": "cmpl-test",
@@ -127,12 +154,14 @@ class ChatServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop",
+                                "finish_reason": finish,
                             }
                         ],
                         "usage": {"prompt_tokens": 1000, "completion_tokens": len(content) // 4},
                     }
                 ).encode()
+                if fault == "badjson":  # a 200 whose body stops mid-JSON
+                    payload = payload[: len(payload) // 2]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -154,3 +183,29 @@ class ChatServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _serve(conn, kwargs) -> None:
+    with ChatServer(**kwargs) as server:
+        conn.send(server.base_url)
+        conn.recv()  # until the parent says stop
+
+
+class ChatServerProcess:
+    """The same server in a child process, so that its work does not share the caller's
+    GIL (benchmarks: the client's concurrency is measured, not the server's threads)."""
+
+    def __init__(self, **kwargs):
+        import multiprocessing as mp
+
+        self.conn, child = mp.get_context("spawn").Pipe()
+        self.process = mp.get_context("spawn").Process(target=_serve, args=(child, kwargs), daemon=True)
+
+    def __enter__(self) -> ChatServerProcess:
+        self.process.start()
+        self.base_url = self.conn.recv()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.conn.send("stop")
+        self.process.join(10)

@@ -115,3 +115,42 @@ def test_prompt_template_versions_per_role():
         {**BASE, "thinker": {"kind": "openai", "base_url": "http://x/v1", "model": "m"}}, environ={}
     )
     assert prompt_templates(thinker.backend_specs()) == {"thinker": "thinker_user_v1"}
+
+
+def test_model_service_limits_and_answer_cache_do_not_change_the_data():
+    remote = {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    a = parse_config({**BASE, "expert": remote}, environ={})
+    b = parse_config(
+        {**BASE, "expert": {**remote, "requests_per_minute": 50, "tokens_per_minute": 90_000, "max_concurrency": 64,
+                            "timeout_s": 9, "price": {"input_per_mtok": 3}, "num_actors": 3},
+         "run": {"llm_cache": "s3://bucket/llm"}},
+        environ={},
+    )  # fmt: skip
+    c = parse_config({**BASE, "expert": {**remote, "model": "m2"}}, environ={})
+    d = parse_config({**BASE, "expert": {**remote, "temperature": 0.7}}, environ={})
+    assert a.fingerprint() == b.fingerprint()
+    assert len({a.fingerprint(), c.fingerprint(), d.fingerprint()}) == 3
+    assert a.run.llm_cache == "output"
+    with pytest.raises(ConfigError, match="tokens_per_minute"):
+        parse_config({**BASE, "expert": {**remote, "tokens_per_minute": 0}}, environ={})
+    with pytest.raises(ConfigError, match="llm_cache is empty"):
+        parse_config({**BASE, "run": {"llm_cache": " "}}, environ={})
+
+
+def test_transformers_expert_takes_the_shared_model_field_and_resolves_relative_paths(tmp_path):
+    from editthinker_data.backends import create_backend
+
+    (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "c.yaml").write_text(
+        "source: {manifest: m.jsonl}\n"
+        "expert: {kind: transformers, model: ./models/qwen, max_tokens: 64, resources: {num_gpus: 1}}\n"
+        "scorer: {kind: transformers, params: {model_path: ../elsewhere/vl}}\n"
+    )
+    cfg = load_config(tmp_path / "c.yaml", environ={})
+    expert = create_backend("expert", cfg.expert)
+    assert expert.model_path == str(tmp_path / "models" / "qwen") and expert.max_new_tokens == 64
+    assert create_backend("scorer", cfg.scorer).model_path == str(
+        (tmp_path / ".." / "elsewhere" / "vl").resolve()
+    )
+    with pytest.raises(ConfigError, match="expert 'transformers'.*no model at .*models/qwen"):
+        preflight(cfg)

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("transformers", reason="the [models] extra is not installed")
 
-from tiny_vlm import save_tiny_qwen25_vl  # noqa: E402
+from tiny_vlm import save_tiny_qwen3_vl, save_tiny_qwen25_vl  # noqa: E402
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest  # noqa: E402
 from editthinker_data.experts.transformers_vlm import (  # noqa: E402
@@ -34,6 +34,41 @@ def test_gibberish_is_rejected_cleanly_by_every_role(tiny_model):
         assert isinstance(result, BackendError) and "unusable after 2 tries" in str(result)
         stats = backend.stats()
         assert stats["requests"] == 2 and stats["tokens_out"] > 0 and stats["failures"] == 1
+
+
+@pytest.mark.parametrize("moe", [False, True], ids=["qwen3_vl", "qwen3_vl_moe"])
+def test_qwen3_vl_families_load_see_the_images_and_are_parsed_strictly(tmp_path, moe):
+    path = save_tiny_qwen3_vl(tmp_path / "tiny", moe=moe)
+    backend = TransformersScorer(name="tiny", model_path=str(path), max_new_tokens=6, parse_retries=0)
+    assert backend.preflight() == ("qwen3_vl_moe" if moe else "qwen3_vl")
+    backend.setup()
+    assert type(backend.model).__name__ == (
+        "Qwen3VLMoeForConditionalGeneration" if moe else "Qwen3VLForConditionalGeneration"
+    )
+    [result] = backend.run_batch([ScoreRequest(SRC, SRC, "Make it blue.")])
+    assert isinstance(result, BackendError) and "unusable after 1 tries" in str(result)
+    # 64 px images in 16 px patches merged 2x2: 4 placeholder tokens per image reach the model
+    inputs = backend.processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[SRC], return_tensors="pt"
+    )
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert int((inputs["input_ids"] == backend.processor.image_token_id).sum()) == 4
+
+
+def test_unsupported_model_type_fails_before_any_actor(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    with pytest.raises(ValueError, match="model_type 'llava' is not supported; use auto or one of"):
+        TransformersExpert(name="x", model_path=str(tiny_model), model_type="llava")
+    other = tmp_path / "llava"
+    shutil.copytree(tiny_model, other)
+    cfg = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**cfg, "model_type": "llava"}))
+    with pytest.raises(
+        ValueError, match="'llava' is not supported by the transformers backend; use one of qwen2_vl"
+    ):
+        TransformersExpert(name="x", model_path=str(other)).preflight()
 
 
 def test_missing_model_fails_at_setup_with_the_path(tmp_path):

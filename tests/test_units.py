@@ -38,9 +38,11 @@ def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
         units.check_output(other, storage)
     (tmp_path / "_state").mkdir(exist_ok=True)  # pooling keeps its image-signature cache there
     (tmp_path / "_state" / "keep").write_text("run state")
+    storage.write_json("cache/llm/ab/abcd.json", {"answer": "paid for"})
     assert units.clear_output(storage) == 2  # pool/pairs.parquet and its marker
     left = storage.list("")
-    assert "_state/keep" in left and all(n.startswith("_state/") for n in left)
+    assert "_state/keep" in left and "cache/llm/ab/abcd.json" in left  # run state and answer cache stay
+    assert all(n.startswith(("_state/", "cache/llm/")) for n in left)
     units.check_output(other, storage)  # nothing left to conflict with
 
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import ray
 
-from editthinker_data.backends import BackendError, BackendFatal, create_backend
+from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
 from editthinker_data.config import BackendSpec, BuildConfig
 
 
 class BackendActor:
-    def __init__(self, role: str, spec: BackendSpec, seed: int):
+    def __init__(self, role: str, spec: BackendSpec, seed: int, context: BackendContext | None = None):
         self.role = role
-        self.backend = create_backend(role, spec, seed)
+        self.backend = create_backend(role, spec, seed, context)
         started = time.perf_counter()
         self.backend.setup()
         self.setup_seconds = time.perf_counter() - started
@@ -63,6 +63,7 @@ class Pool:
     name: str
     spec: BackendSpec
     seed: int
+    context: BackendContext | None = None
     actors: list[Any] = field(default_factory=list)
     replaced: int = 0
 
@@ -73,7 +74,7 @@ class Pool:
             "max_restarts": 0,
         }
         cls = ray.remote(BackendActor)
-        return cls.options(**options).remote(self.role, self.spec, self.seed)
+        return cls.options(**options).remote(self.role, self.spec, self.seed, self.context)
 
     def start(self) -> None:
         self.actors = [self._new_actor() for _ in range(self.spec.num_actors)]
@@ -92,11 +93,13 @@ class Pool:
 
 
 class Workers:
-    """All pools of a build, keyed by (role, backend name)."""
+    """All pools of a build, keyed by (role, backend name). `context` (output location,
+    answer cache) reaches every actor's backend."""
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: BuildConfig, context: BackendContext | None = None):
         self.pools: dict[tuple[str, str], Pool] = {
-            (role, spec.name): Pool(role, spec.name, spec, cfg.seed) for role, spec in cfg.backend_specs()
+            (role, spec.name): Pool(role, spec.name, spec, cfg.seed, context)
+            for role, spec in cfg.backend_specs()
         }
 
     def check_resources(self) -> None:

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from editthinker_data.backends import BackendError, EditRequest
 from editthinker_data.http_retry import Retryable, post_with_retries
+from editthinker_data.ratelimit import RateLimiter
 from editthinker_data.schema import encode_png
 
 
@@ -78,7 +79,7 @@ class HTTPEditor:
         self.model = model
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
-        self.min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self.limiter = RateLimiter(requests_per_minute)
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -86,7 +87,6 @@ class HTTPEditor:
         self.extra = dict(extra or {})
         self.headers: dict[str, str] = {}
         self.counters = {"requests": 0, "retries": 0, "failures": 0, "edits": 0}
-        self._next_slot = 0.0
 
     def setup(self) -> None:
         if self.api_key_env:
@@ -99,13 +99,7 @@ class HTTPEditor:
         return dict(self.counters)
 
     async def _pace(self) -> None:
-        if not self.min_interval:
-            return
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.min_interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        await self.limiter.acquire()  # requests per minute only: no token count to settle
 
     async def _edit(self, client, sem: asyncio.Semaphore, req: EditRequest) -> Image.Image:
         payload = {

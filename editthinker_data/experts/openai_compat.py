@@ -3,24 +3,26 @@ self-hosted vLLM or SGLang), images sent as base64 PNG data URLs.
 
 A batch runs concurrently (asyncio + httpx) under a per-backend concurrency cap; 429, 5xx,
 timeouts and dropped connections are retried with exponential backoff and jitter,
-honouring Retry-After; a malformed answer is asked again a bounded number of times, then
-the request fails with the parser's reason. Answers are cached on disk by content (model,
-template version, messages with image bytes, sampling parameters), so a rerun never pays
-twice. The API key is read from the environment variable the config names, never logged.
+honouring Retry-After (`http_retry`, shared with the HTTP editor), under request and token
+rate limits (`ratelimit`); a malformed answer is asked again a bounded number of times,
+then the request fails with the parser's reason. Answers are cached by content
+(`answer_cache`: model, template version, messages with image bytes, sampling
+parameters), so a rerun never pays twice. The API key is read from the environment
+variable the config names, kept in memory only, never logged or stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
+import math
 import os
-import random
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
+from editthinker_data.backends import BackendContext, BackendError, RefineRequest, ScoreRequest
+from editthinker_data.experts.answer_cache import cache_key, open_answer_cache
 from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
 from editthinker_data.experts.prompting import (
     expert_job,
@@ -29,13 +31,30 @@ from editthinker_data.experts.prompting import (
     scorer_job,
     thinker_job,
 )
+from editthinker_data.http_retry import Retryable, post_with_retries
+from editthinker_data.ratelimit import RateLimiter
 from editthinker_data.schema import encode_png
-
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 def data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode()
+
+
+def estimate_tokens(text: str, images: list, max_tokens: int) -> int:
+    """Before the call, for the tokens-per-minute limit: ~4 characters a token, an image as
+    OpenAI's high-detail tiles (85 + 170 per 512 px tile), and the completion as max_tokens,
+    as providers count it at admission. The limiter scales it by what the server reported
+    so far and settles each call with its usage."""
+    tiles = sum(math.ceil(im.width / 512) * math.ceil(im.height / 512) for im in images)
+    return len(text) // 4 + 85 * len(images) + 170 * tiles + max_tokens
+
+
+def completion(resp) -> dict[str, Any]:
+    """A 2xx body as JSON; a body cut off in transit is worth another try."""
+    try:
+        return resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Retryable(f"HTTP {resp.status_code} with a body that is not JSON") from None
 
 
 class _ChatRole:
@@ -52,18 +71,23 @@ class _ChatRole:
         template: str | None = None,
         max_concurrency: int = 16,
         requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
         timeout_s: float = 120.0,
+        connect_timeout_s: float = 10.0,
         max_retries: int = 6,
         parse_retries: int = 2,
         backoff_s: float = 0.5,
         temperature: float = 0.0,
         max_tokens: int = 1024,
         cache_dir: str | None = None,
+        context: BackendContext | None = None,
     ):
         if not base_url or not model:
             raise ValueError(
                 "base_url and model are required (e.g. base_url: http://host:8000/v1, model: Qwen2.5-VL-72B)"
             )
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
         if max_concurrency < 1 or max_retries < 0 or parse_retries < 0:
             raise ValueError("max_concurrency must be >= 1, max_retries and parse_retries >= 0")
         self.name = name
@@ -73,31 +97,47 @@ class _ChatRole:
         self.template_name = template or self.default_template
         self.template = load_template(self.template_name)  # a missing template fails at config time
         self.max_concurrency = max_concurrency
-        self.min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
-        self._next_slot = 0.0
+        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.max_retries = max_retries
         self.parse_retries = parse_retries
         self.backoff_s = backoff_s
         self.sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        self.cache_dir = (
-            Path(cache_dir or os.environ.get("EDITTHINKER_CACHE_DIR") or ".editthinker/cache") / "llm"
-        )
+        self.cache_dir = cache_dir
+        self.context = context
+        self.cache = None
         self.counters = new_counters()
         self._headers: dict[str, str] = {}
 
-    def setup(self) -> None:
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                raise ValueError(
-                    f"{self.role} {self.name!r}: environment variable {self.api_key_env} is not set"
-                )
-            self._headers["Authorization"] = f"Bearer {key}"
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+    def _api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(
+                f"environment variable {self.api_key_env} is not set; export it "
+                f"(the config names the variable, never the key)"
+            )
+        return key
 
-    def stats(self) -> dict[str, int]:
-        return dict(self.counters)
+    def preflight(self) -> None:
+        """Before any actor starts (a local cluster inherits this environment)."""
+        self._api_key()
+
+    def setup(self) -> None:
+        try:
+            key = self._api_key()
+        except ValueError as err:
+            raise ValueError(f"{self.role} {self.name!r}: {err}") from None
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self.cache = open_answer_cache(self.context, self.cache_dir)
+
+    def stats(self) -> dict[str, float]:
+        out = dict(self.counters)
+        out["rate_wait_s"] = round(out["rate_wait_s"], 3)
+        return out
 
     # -- one request -------------------------------------------------------------------
 
@@ -108,96 +148,83 @@ class _ChatRole:
         content.append({"type": "text", "text": text})
         return [{"role": "user", "content": content}]
 
-    def _cache_key(self, messages: list[dict[str, Any]], attempt: int) -> str:
-        blob = json.dumps(
-            {
-                "model": self.model,
-                "template": self.template_name,
-                "messages": messages,
-                "sampling": self.sampling,
-                "attempt": attempt,
-            },
-            sort_keys=True,
+    async def _call(self, client, messages: list[dict[str, Any]], estimate: int) -> dict[str, Any]:
+        charged = 0.0
+
+        async def pace() -> None:  # before every try: a retry costs a request too
+            nonlocal charged
+            wait, charged = await self.limiter.acquire(estimate)
+            self.counters["rate_wait_s"] += wait
+
+        body = await post_with_retries(
+            client,
+            f"{self.base_url}/chat/completions",
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            counters=self.counters,
+            before=pace if self.limiter.active else None,
+            accept=completion,
+            json={"model": self.model, "messages": messages, **self.sampling},
+            headers=self._headers,
         )
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    async def _post(self, client, payload: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        for attempt in range(self.max_retries + 1):
-            wait = self.backoff_s * 2**attempt * (0.5 + random.random())
-            try:
-                await self._pace()
-                self.counters["requests"] += 1
-                resp = await client.post(
-                    f"{self.base_url}/chat/completions", json=payload, headers=self._headers
-                )
-                if resp.status_code in RETRY_STATUS:
-                    retry_after = resp.headers.get("retry-after")
-                    if retry_after and retry_after.replace(".", "", 1).isdigit():
-                        wait = float(retry_after)
-                    raise _Retryable(f"HTTP {resp.status_code}")
-                if resp.status_code >= 400:
-                    raise BackendError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-                return resp.json()
-            except (_Retryable, httpx.TransportError, json.JSONDecodeError) as err:
-                if attempt == self.max_retries:
-                    raise BackendError(
-                        f"{self.base_url}: gave up after {attempt + 1} tries ({err})"
-                    ) from None
-                self.counters["retries"] += 1
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
-
-    async def _pace(self) -> None:
-        """Requests per minute: each request takes the next free slot on a fixed grid."""
-        if not self.min_interval:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.min_interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        usage = body.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        self.counters["tokens_in"] += tokens_in
+        self.counters["tokens_out"] += tokens_out
+        self.limiter.settle(charged, estimate, tokens_in + tokens_out if usage else None)
+        try:
+            choice = body["choices"][0]
+            return {
+                "answer": choice["message"]["content"] or "",
+                "finish_reason": choice.get("finish_reason"),
+            }
+        except (KeyError, IndexError, TypeError):
+            return {"answer": "", "finish_reason": "no choices in the response"}
 
     async def _ask(self, client, sem: asyncio.Semaphore, text: str, images: list):
         messages = self._messages(text, images)
+        estimate = estimate_tokens(text, images, self.sampling["max_tokens"])
         last_error = "no answer"
         for attempt in range(self.parse_retries + 1):
-            key = self._cache_key(messages, attempt)
-            cached = self.cache_dir / key[:2] / f"{key}.json"
-            if cached.exists():
+            if attempt:
+                self.counters["reasks"] += 1
+            key = cache_key(
+                model=self.model,
+                template=self.template_name,
+                messages=messages,
+                sampling=self.sampling,
+                attempt=attempt,
+            )
+            entry = await asyncio.to_thread(self.cache.get, key) if self.cache else None
+            if entry is not None:
                 self.counters["cache_hits"] += 1
-                answer = json.loads(cached.read_text())["answer"]
             else:
-                payload = {"model": self.model, "messages": messages, **self.sampling}
                 async with sem:
-                    body = await self._post(client, payload)
-                try:
-                    answer = body["choices"][0]["message"]["content"]
-                except (KeyError, IndexError, TypeError):
-                    answer = ""
-                usage = body.get("usage") or {}
-                self.counters["tokens_in"] += int(usage.get("prompt_tokens", 0))
-                self.counters["tokens_out"] += int(usage.get("completion_tokens", 0))
-                # Every answer is kept, usable or not: a rerun replays the same attempts
-                # without a single request.
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(f".{os.getpid()}.{id(messages)}.tmp")
-                tmp.write_text(json.dumps({"answer": answer}))
-                os.replace(tmp, cached)
+                    entry = await self._call(client, messages, estimate)
+                if self.cache:
+                    # Every answer is kept, usable or not: a rerun replays the same attempts
+                    # without a single request.
+                    await asyncio.to_thread(self.cache.put, key, entry)
             try:
-                return self.parse(answer)
+                return self.parse(entry["answer"])
             except ParseError as err:
                 last_error = str(err)
+                if entry.get("finish_reason") == "length":
+                    last_error = f"answer cut off at max_tokens={self.sampling['max_tokens']} ({err})"
         raise BackendError(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}")
 
     async def _run(self, jobs: list[tuple[str, list]]) -> list[Any]:
         import httpx
 
         sem = asyncio.Semaphore(self.max_concurrency)
+        # Cache reads and writes (S3 GETs/PUTs when the cache is beside an S3 output) run in
+        # threads: as many as requests in flight, not asyncio's default of cpus + 4.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.max_concurrency, thread_name_prefix=f"{self.role}-cache")
+        )
         limits = httpx.Limits(max_connections=self.max_concurrency)
-        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
+        timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             results = await asyncio.gather(
                 *(self._ask(client, sem, t, ims) for t, ims in jobs), return_exceptions=True
             )
@@ -212,10 +239,6 @@ class _ChatRole:
 
     def parse(self, answer: str):
         raise NotImplementedError
-
-
-class _Retryable(Exception):
-    pass
 
 
 class OpenAIExpert(_ChatRole):

@@ -31,5 +31,9 @@ def thinker_job(template_name: str, r: RefineRequest) -> tuple[str, list]:
     return user_turn(meta, template_name).replace("<image>", "").strip(), [r.source, r.edited]
 
 
-def new_counters() -> dict[str, int]:
-    return {"requests": 0, "retries": 0, "failures": 0, "cache_hits": 0, "tokens_in": 0, "tokens_out": 0}
+def new_counters() -> dict[str, float]:
+    """requests sent; retries (transport: 429, 5xx, timeouts, dropped connections); reasks
+    (malformed answers asked again); failures (requests given up); cache_hits; tokens;
+    rate_wait_s (seconds spent waiting for the rate limits)."""
+    names = ("requests", "retries", "reasks", "failures", "cache_hits", "tokens_in", "tokens_out")
+    return {**dict.fromkeys(names, 0), "rate_wait_s": 0.0}

@@ -1,5 +1,8 @@
-"""Local VLMs through transformers (Qwen2.5-VL and Qwen3-VL families) as expert, scorer or
-thinker, loaded once per Ray actor from a local path or a Hugging Face cache folder.
+"""Local VLMs through transformers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE families)
+as expert, scorer or thinker, loaded once per Ray actor from a local path or a Hugging Face
+cache folder. The family is the checkpoint's `model_type` (config.json), or the
+`model_type` param when given; it picks the model class (transformers' auto mapping) and
+the processor (image patching and placeholder tokens differ between families).
 
 torch and transformers are imported in `setup()` only. Without network a missing model
 fails there, at actor start, with the path it looked for. Prompts are the same versioned
@@ -10,6 +13,7 @@ times before the request fails with the parser's reason.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +30,48 @@ from editthinker_data.experts.prompting import (
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
-def images_only_processor(path: str, tokenizer, image_processor):
+# model_type -> the transformers processor class of that family.
+FAMILIES = {
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "qwen3_vl": "Qwen3VLProcessor",
+    "qwen3_vl_moe": "Qwen3VLProcessor",
+}
+
+
+def model_family(path: Path, model_type: str = "auto") -> str:
+    """The checkpoint's family; an unsupported one fails with the list of those supported."""
+    if model_type == "auto":
+        model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+    if model_type not in FAMILIES:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported by the transformers backend; use one of "
+            f"{', '.join(FAMILIES)} (set params.model_type, or point model_path at such a checkpoint)"
+        )
+    return model_type
+
+
+SPECIAL_TOKENS = {
+    "image": "<|image_pad|>",
+    "video": "<|video_pad|>",
+    "vision_start": "<|vision_start|>",
+    "vision_end": "<|vision_end|>",
+}
+
+
+def images_only_processor(family: str, tokenizer, image_processor):
     """Qwen-VL processors insist on a video processor, which needs torchvision; the data
-    pipeline sends images only."""
-    from transformers import Qwen2_5_VLProcessor
+    pipeline sends images only, so the family's processor is built without one."""
+    import transformers
     from transformers.processing_utils import ProcessorMixin
 
-    class ImagesOnlyProcessor(Qwen2_5_VLProcessor):
+    base = getattr(transformers, FAMILIES[family])
+
+    class ImagesOnlyProcessor(base):
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            for attr, token in SPECIAL_TOKENS.items():
+                setattr(self, f"{attr}_token", token)
+                setattr(self, f"{attr}_token_id", tokenizer.convert_tokens_to_ids(token))
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     return ImagesOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer)
@@ -57,30 +92,50 @@ class _LocalVLM:
         parse_retries: int = 2,
         template: str | None = None,
         max_pixels: int = 1024 * 1024,
+        model_type: str = "auto",
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
     ):
+        # `model` and `max_tokens` are the spec's fields shared with kind: openai.
+        model_path = model_path or model or ""
         if not model_path:
             raise ValueError(
-                "model_path is required: a local folder holding the model (config, weights, tokenizer)"
+                "model (or params.model_path) is required: a local folder holding the model (config, weights, "
+                "tokenizer)"
             )
         self.name = name
         self.seed = seed
         self.model_path = model_path
         self.dtype = dtype
         self.device = device
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max_tokens or max_new_tokens
+        self.temperature = temperature
         self.parse_retries = parse_retries
         self.template_name = template or self.default_template
         self.template = load_template(self.template_name)
         self.max_pixels = max_pixels
+        if model_type != "auto" and model_type not in FAMILIES:
+            raise ValueError(
+                f"model_type {model_type!r} is not supported; use auto or one of {', '.join(FAMILIES)}"
+            )
+        self.model_type = model_type
         self.counters = new_counters()
 
-    def setup(self) -> None:
+    def preflight(self) -> str:
+        """Checks the checkpoint before any actor starts (no torch): it exists and its family
+        is supported. Returns the family."""
         path = Path(self.model_path).expanduser()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.role} {self.name!r}: no model at {path} (config.json missing); this build has no network, "
                 f"so point model_path at a local copy or a Hugging Face cache snapshot folder"
             )
+        return model_family(path, self.model_type)
+
+    def setup(self) -> None:
+        family = self.preflight()
+        path = Path(self.model_path).expanduser()
         import torch
         from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
 
@@ -92,7 +147,8 @@ class _LocalVLM:
         self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, max_pixels=self.max_pixels)
-        self.processor = images_only_processor(str(path), tokenizer, image_processor)
+        self.processor = images_only_processor(family, tokenizer, image_processor)
+        self.family = family
         self.tokenizer = tokenizer
         self.device_name = device
 
@@ -104,9 +160,13 @@ class _LocalVLM:
         prompt = f"<|im_start|>user\n{IMAGE * len(images)}{text}<|im_end|>\n<|im_start|>assistant\n"
         inputs = self.processor(text=[prompt], images=images, return_tensors="pt").to(self.device_name)
         sampling: dict[str, Any] = {"do_sample": False}
-        if attempt:
+        if attempt or self.temperature:  # a re-ask samples, else it would repeat the same answer
             torch.manual_seed(self.seed + attempt)
-            sampling = {"do_sample": True, "temperature": 0.7, "top_p": 0.95}
+            sampling = {
+                "do_sample": True,
+                "temperature": max(self.temperature, 0.7 if attempt else 0),
+                "top_p": 0.95,
+            }
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **sampling)
         new = out[0, inputs["input_ids"].shape[1] :]
@@ -119,7 +179,7 @@ class _LocalVLM:
         last = "no answer"
         for attempt in range(self.parse_retries + 1):
             if attempt:
-                self.counters["retries"] += 1
+                self.counters["reasks"] += 1
             try:
                 return self.parse(self._generate(text, images, attempt))
             except ParseError as err:
