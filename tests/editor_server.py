@@ -13,8 +13,8 @@ import json
 import random
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback_http import Handler, LoopbackServer
 from PIL import Image, ImageOps
 
 FAULTS = ("429", "500", "reset", "timeout", "malformed", "truncated")
@@ -43,23 +43,9 @@ class EditorServer:
         self.injected: dict[str, int] = {}
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, payload: bytes, content_type="application/json", extra=()):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                for k, v in extra:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class EditHandler(Handler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.read_body())
                 with server.lock:
                     server.requests += 1
                     server.in_flight += 1
@@ -84,18 +70,16 @@ class EditorServer:
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 if fault == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
+                    return self.drop_connection()
                 if fault == "timeout":
                     time.sleep(server.timeout_sleep_s)
                 if fault in ("429", "500", "400"):
                     extra = [("Retry-After", "0.05")] if fault == "429" else []
-                    return self._send(int(fault), b'{"error": "not now"}', extra=extra)
+                    return self.reply(int(fault), b'{"error": "not now"}', headers=extra)
                 if fault == "malformed":
-                    return self._send(200, b"<html>gateway hiccup</html>", "text/html")
+                    return self.reply(200, b"<html>gateway hiccup</html>", "text/html")
                 if fault == "noimage":
-                    return self._send(200, b'{"error": "prompt refused by the safety filter"}')
+                    return self.reply(200, b'{"error": "prompt refused by the safety filter"}')
                 src = Image.open(io.BytesIO(base64.b64decode(body["image"]))).convert("RGB")
                 out = ImageOps.invert(src).resize(
                     (src.width * server.scale, src.height * server.scale), Image.Resampling.NEAREST
@@ -106,21 +90,18 @@ class EditorServer:
                 if fault == "truncated":
                     png = png[: len(png) // 2]
                 if server.raw:
-                    return self._send(200, png, "image/png")
-                return self._send(200, json.dumps({"image": base64.b64encode(png).decode()}).encode())
+                    return self.reply(200, png, "image/png")
+                return self.reply(200, json.dumps({"image": base64.b64encode(png).decode()}).encode())
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd = LoopbackServer(EditHandler)
 
     @property
     def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.httpd.url
 
     def __enter__(self) -> EditorServer:
-        self.thread.start()
+        self.httpd.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.stop()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import http.client
 import random
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from loopback_http import Handler, LoopbackServer
 
 SLOWDOWN = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
 INTERNAL = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>'
@@ -21,15 +22,9 @@ class FaultyProxy:
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class ProxyHandler(Handler):
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 with proxy.lock:
                     proxy.requests += 1
                     roll = proxy.rng.random()
@@ -38,17 +33,11 @@ class FaultyProxy:
                         kind = ("slowdown", "internal", "reset")[proxy.rng.randrange(3)]
                         proxy.faults[kind] += 1
                 if kind == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
+                    return self.drop_connection()
+                if kind == "slowdown":
+                    return self.reply(503, SLOWDOWN, "application/xml")
                 if kind:
-                    payload = SLOWDOWN if kind == "slowdown" else INTERNAL
-                    self.send_response(503 if kind == "slowdown" else 500)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
+                    return self.reply(500, INTERNAL, "application/xml")
                 conn = http.client.HTTPConnection(upstream_host, upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = f"{upstream_host}:{upstream_port}"
@@ -67,18 +56,15 @@ class FaultyProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = LoopbackServer(ProxyHandler)
 
     @property
     def endpoint(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server.url
 
     def __enter__(self) -> FaultyProxy:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()

@@ -15,8 +15,8 @@ import random
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback_http import Handler, LoopbackServer
 from PIL import Image
 
 from editthinker_data.backends import RefineRequest
@@ -99,19 +99,11 @@ class ChatServer:
         self.injected = dict.fromkeys(FAULTS, 0)
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class ChatHandler(Handler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.read_body())
                 if self.path != "/v1/chat/completions":
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
+                    return self.reply(404, b"")
                 with server.lock:
                     server.requests += 1
                     if "Authorization" in self.headers:
@@ -123,22 +115,14 @@ class ChatServer:
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 if fault == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
+                    return self.drop_connection()
                 if fault == "timeout":
                     time.sleep(server.hang_s)
                     self.close_connection = True
                     return
                 if fault in ("429", "500"):
-                    payload = b'{"error": {"message": "try later"}}'
-                    self.send_response(int(fault))
-                    if fault == "429":
-                        self.send_header("Retry-After", "0.05")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
+                    retry = [("Retry-After", "0.05")] if fault == "429" else []
+                    return self.reply(int(fault), b'{"error": {"message": "try later"}}', headers=retry)
                 content = answer(body, server.canned, server.canned_turns)
                 if fault == "malformed":
                     content = "I think the edit is mostly fine, but " + content[:10]
@@ -162,27 +146,20 @@ class ChatServer:
                 ).encode()
                 if fault == "badjson":  # a 200 whose body stops mid-JSON
                     payload = payload[: len(payload) // 2]
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.reply(200, payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.httpd = LoopbackServer(ChatHandler)
 
     @property
     def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.httpd.url}/v1"
 
     def __enter__(self) -> ChatServer:
-        self.thread.start()
+        self.httpd.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.stop()
 
 
 def _serve(conn, kwargs) -> None:
