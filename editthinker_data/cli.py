@@ -128,6 +128,24 @@ def _pool_tables(report: dict) -> list[Table]:
     return [sources, types]
 
 
+def _open_output(cfg, output: str | None, overwrite: bool):
+    """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
+    hold nothing of another config (or cleared first with --overwrite)."""
+    from editthinker_data.storage import is_remote
+    from editthinker_data.units import check_output, clear_output, output_storage
+
+    target = output or cfg.output.dir
+    out_dir = target if is_remote(target) else str(Path(target).resolve())
+    try:
+        storage = output_storage(cfg, out_dir)
+        if overwrite:
+            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
+        check_output(cfg, storage)
+    except ConfigError as err:
+        _fail(str(err))
+    return out_dir, storage
+
+
 @app.command()
 def pool(
     config: Annotated[Path, typer.Argument(help="build config (YAML) with source.inputs or source.manifest")],
@@ -147,18 +165,9 @@ def pool(
         check_sources(cfg)
     except ConfigError as err:
         _fail(str(err))
-    from editthinker_data.storage import is_remote
-    from editthinker_data.units import check_output, clear_output, output_storage, run_pool
+    from editthinker_data.units import run_pool
 
-    target = output or cfg.output.dir
-    out_dir = target if is_remote(target) else str(Path(target).resolve())
-    try:
-        storage = output_storage(cfg, out_dir)
-        if overwrite:
-            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
-        check_output(cfg, storage)
-    except ConfigError as err:
-        _fail(str(err))
+    out_dir, storage = _open_output(cfg, output, overwrite)
     with console.status("pooling ..."):
         report = run_pool(cfg, storage)
     for table in _pool_tables(report):
@@ -199,23 +208,12 @@ def build(
         preflight(cfg)
     except ConfigError as err:
         _fail(str(err))
-    target = output or cfg.output.dir
+    out_dir, storage = _open_output(cfg, output, overwrite)
+    if resume and not storage.exists("_markers/pool/all.json"):
+        _fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     from editthinker_data.storage import is_remote
 
-    remote = is_remote(target)
-    out_dir = target if remote else Path(target).resolve()
-    from editthinker_data.units import check_output, clear_output, output_storage
-
-    try:
-        storage = output_storage(cfg, str(out_dir))
-        if overwrite:
-            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
-        check_output(cfg, storage)
-        if resume and not storage.exists("_markers/pool/all.json"):
-            raise ConfigError(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    except ConfigError as err:
-        _fail(str(err))
-    if remote:
+    if is_remote(out_dir):
         default_state = Path(".editthinker") / hashlib.sha256(str(out_dir).encode()).hexdigest()[:12]
     else:
         default_state = Path(out_dir) / "_state"

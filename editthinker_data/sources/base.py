@@ -5,7 +5,7 @@ problem, and pooling counts it per source."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,10 @@ def relative_to(root: str, value: Any) -> str:
 
 
 def json_records(path: str | Path, mapping: bool = False) -> Iterator[tuple[str, Any] | RecordError]:
-    """(origin, record) of a JSON array or of JSON lines; with `mapping`, (origin, (key,
-    record)) of a JSON object of records (the benchmarks' key -> record files). JSON lines
-    stream a line at a time (Pico-Banana's files run to hundreds of MB); a bad line is an
-    error value and the rest is still read."""
+    """(origin, record) of a JSON array or of JSON lines, each record a JSON object; with
+    `mapping`, (origin, (key, record)) of a JSON object of records (the benchmarks' key ->
+    record files). JSON lines stream a line at a time (Pico-Banana's files run to hundreds
+    of MB); a bad line or record is an error value and the rest is still read."""
     path = Path(path)
     name = path.name
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -59,19 +59,34 @@ def json_records(path: str | Path, mapping: bool = False) -> Iterator[tuple[str,
                 yield f"{name}[{key!r}]", (key, obj)
             return
         for i, obj in enumerate(data):
-            yield f"{name}[{i}]", obj
+            origin = f"{name}[{i}]"
+            if isinstance(obj, dict):
+                yield origin, obj
+            else:
+                yield RecordError(origin, origin, "malformed_record", "a record must be a JSON object")
         return
     with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            origin = f"{name}:{lineno}"
-            try:
-                yield origin, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield RecordError(
-                    origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
-                )
+        yield from json_lines(f, name)
+
+
+def json_lines(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict] | RecordError]:
+    """(`name:lineno`, object) of each non-blank line; a line that is not one JSON object
+    is an error value."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        origin = f"{name}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield RecordError(
+                origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
+            )
+            continue
+        if isinstance(obj, dict):
+            yield origin, obj
+        else:
+            yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
 
 
 def image_cell(value: Any) -> tuple[bytes | None, str | None]:

@@ -4,10 +4,9 @@ name the line and the problem; the reader never stops on them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.base import RecordError, SourceRecord, json_lines
 from editthinker_data.storage import join_url, read_url, split_url
 
 __all__ = ["RecordError", "SourceRecord", "read_jsonl"]
@@ -17,20 +16,11 @@ def read_jsonl(manifest: str, **_: object) -> Iterator[SourceRecord | RecordErro
     """`manifest` may be a local path or s3://bucket/key; image paths are relative to it."""
     base, file_name = split_url(str(manifest))
     text = read_url(manifest).decode("utf-8", errors="replace")
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        origin = f"{file_name}:{lineno}"
-        if not line.strip():
+    for item in json_lines(text.splitlines(), file_name):
+        if isinstance(item, RecordError):
+            yield item
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield RecordError(
-                origin, origin, "malformed_line", f"not valid JSON ({err.msg} at column {err.colno})"
-            )
-            continue
-        if not isinstance(obj, dict):
-            yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
-            continue
+        origin, obj = item
         rid = obj.get("id")
         name = str(rid) if rid not in (None, "") else origin
         missing = [k for k in ("id", "image", "instruction") if obj.get(k) in (None, "")]

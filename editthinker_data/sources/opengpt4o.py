@@ -21,9 +21,6 @@ def read_opengpt4o(
             yield item
             continue
         origin, obj = item
-        if not isinstance(obj, dict):
-            yield RecordError(origin, origin, "malformed_line", "a record must be a JSON object")
-            continue
         output = string_field(obj, "output_image")
         rid = string_field(obj, "id") or (output.rsplit(".", 1)[0] if output else None)
         if rid is None:

@@ -52,7 +52,7 @@ def _wanted_urls(path: str) -> set[str]:
     """Source URLs of the records that have no local_input_image (a first, cheap pass)."""
     urls = set()
     for item in json_records(path):
-        if isinstance(item, RecordError) or not isinstance(item[1], dict):
+        if isinstance(item, RecordError):
             continue
         obj = item[1]
         if obj.get("local_input_image"):
@@ -102,9 +102,6 @@ def read_pico_banana(
             yield item
             continue
         origin, obj = item
-        if not isinstance(obj, dict):
-            yield RecordError(origin, origin, "malformed_line", "a line must hold one JSON object")
-            continue
         if "files" in obj:
             turn = _first_turn(obj)
             if isinstance(turn, str):

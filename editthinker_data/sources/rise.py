@@ -18,9 +18,6 @@ def read_rise(path: str, image_root: str | None = None, **_: object) -> Iterator
             yield item
             continue
         origin, obj = item
-        if not isinstance(obj, dict):
-            yield RecordError(origin, origin, "malformed_record", "a record must be a JSON object")
-            continue
         rid = string_field(obj, "index")
         image, text, label = obj.get("image"), obj.get("instruction"), obj.get("category")
         if rid is None or not isinstance(text, str):
