@@ -6,34 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-
 
 def _byte_tokenizer():
-    from transformers import Qwen2Tokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    """The tiny Qwen editors' byte-alphabet tokenizer, and the ids of its special tokens."""
+    from editthinker_data.editors.tiny_models import QWEN_SPECIALS, byte_qwen_tokenizer
 
-    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
-    for s in SPECIALS:
-        vocab[s] = len(vocab)
-    tok = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=[],
-        unk_token=None,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-    )
-    tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
-    return tok, {s: tok.convert_tokens_to_ids(s) for s in SPECIALS}
+    tok = byte_qwen_tokenizer()
+    return tok, {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
 
 
 def _save(model, tok, ids, path: Path, image_processor) -> None:
