@@ -20,26 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.editors.diffusers_base import DiffusersEditor
+from editthinker_data.qwen_vl import images_only_processor
 
 _DIFFUSERS_AREA = 1024 * 1024
 _PATCH_LOCK = threading.Lock()
-
-
-def images_only_qwen_processor(tokenizer, image_processor, chat_template: str | None = None):
-    """A `Qwen2VLProcessor` without a video processor."""
-    from transformers import Qwen2VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class ImagesOnlyQwen2VLProcessor(Qwen2VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return ImagesOnlyQwen2VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
-    )
 
 
 class QwenImageEditEditor(DiffusersEditor):
@@ -62,7 +46,7 @@ class QwenImageEditEditor(DiffusersEditor):
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
         processor_dir = root / "processor"
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(processor_dir)
-        return {"processor": images_only_qwen_processor(tokenizer, image_processor)}
+        return {"processor": images_only_processor("qwen2_vl", tokenizer, image_processor)}
 
     @contextlib.contextmanager
     def _areas(self):

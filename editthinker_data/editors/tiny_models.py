@@ -124,7 +124,7 @@ def save_qwen_image_edit(path: Path, plus: bool = False) -> Path:
     )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from editthinker_data.editors.qwen_image_edit import images_only_qwen_processor
+    from editthinker_data.qwen_vl import images_only_processor
 
     torch.manual_seed(0)
     tok = byte_qwen_tokenizer()
@@ -152,7 +152,7 @@ def save_qwen_image_edit(path: Path, plus: bool = False) -> Path:
         ),
         text_encoder=Qwen2_5_VLForConditionalGeneration(config),
         tokenizer=tok,
-        processor=images_only_qwen_processor(tok, Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=64 * 64)),
+        processor=images_only_processor("qwen2_vl", tok, Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=64 * 64)),
         transformer=QwenImageTransformer2DModel(
             patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
             joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4),

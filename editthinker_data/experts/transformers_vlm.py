@@ -26,17 +26,9 @@ from editthinker_data.experts.prompting import (
     scorer_job,
     thinker_job,
 )
+from editthinker_data.qwen_vl import FAMILIES, images_only_processor
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
-
-
-# model_type -> the transformers processor class of that family.
-FAMILIES = {
-    "qwen2_vl": "Qwen2VLProcessor",
-    "qwen2_5_vl": "Qwen2_5_VLProcessor",
-    "qwen3_vl": "Qwen3VLProcessor",
-    "qwen3_vl_moe": "Qwen3VLProcessor",
-}
 
 
 def model_family(path: Path, model_type: str = "auto") -> str:
@@ -49,32 +41,6 @@ def model_family(path: Path, model_type: str = "auto") -> str:
             f"{', '.join(FAMILIES)} (set params.model_type, or point model_path at such a checkpoint)"
         )
     return model_type
-
-
-SPECIAL_TOKENS = {
-    "image": "<|image_pad|>",
-    "video": "<|video_pad|>",
-    "vision_start": "<|vision_start|>",
-    "vision_end": "<|vision_end|>",
-}
-
-
-def images_only_processor(family: str, tokenizer, image_processor):
-    """Qwen-VL processors insist on a video processor, which needs torchvision; the data
-    pipeline sends images only, so the family's processor is built without one."""
-    import transformers
-    from transformers.processing_utils import ProcessorMixin
-
-    base = getattr(transformers, FAMILIES[family])
-
-    class ImagesOnlyProcessor(base):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            for attr, token in SPECIAL_TOKENS.items():
-                setattr(self, f"{attr}_token", token)
-                setattr(self, f"{attr}_token_id", tokenizer.convert_tokens_to_ids(token))
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return ImagesOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 class _LocalVLM:
