@@ -139,6 +139,7 @@ class SourceConfig(_Strict):
     manifest: str | None = Field(
         None, description="JSONL manifest (one jsonl input); relative paths resolve against the config file"
     )
+    manifest_licence: str | None = Field(None, description="licence id of the manifest's pairs")
     inputs: list[SourceInput] = Field(default_factory=list, description="datasets to pool from")
     task_type: Literal["given", "classify", "given_or_classify"] = "given_or_classify"
     quotas: dict[str, int] = Field(
@@ -180,7 +181,11 @@ class SourceConfig(_Strict):
 
     def all_inputs(self) -> list[SourceInput]:
         """The inputs to read, in order; a `manifest` is one jsonl input named 'manifest'."""
-        manifest = [SourceInput(format="jsonl", path=self.manifest, name="manifest")] if self.manifest else []
+        manifest = (
+            [SourceInput(format="jsonl", path=self.manifest, name="manifest", licence=self.manifest_licence)]
+            if self.manifest
+            else []
+        )
         return manifest + list(self.inputs)
 
 

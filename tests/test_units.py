@@ -29,6 +29,17 @@ def test_finished_units_are_not_redone(demo_cfg, tmp_path):
     assert storage.exists("_markers/generate/part-00000.json")
 
 
+def test_manifest_licence_travels_and_silences_the_unset_warning(demo_cfg, tmp_path):
+    report = units.run_pool(demo_cfg, LocalStorage(tmp_path / "a"))
+    assert report["licences"] == {"manifest": "Apache-2.0"} and report["licence_warnings"] == []
+    unset = demo_cfg.model_copy(
+        update={"source": demo_cfg.source.model_copy(update={"manifest_licence": None})}
+    )
+    report = units.run_pool(unset, LocalStorage(tmp_path / "b"))
+    assert report["licences"] == {"manifest": ""}
+    assert any("licence not set: manifest" in w for w in report["licence_warnings"])
+
+
 def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     storage = LocalStorage(tmp_path)
     units.run_pool(demo_cfg, storage)
