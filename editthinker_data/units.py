@@ -314,7 +314,9 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
     stats = StageStats()
     failures: list[dict[str, str]] = []
     pairs: list[SourcePair] = []
+    origins: dict[str, dict[str, str]] = {}  # pair id -> provenance, for every turn's metadata
     for entry in load_partition(storage, partition):
+        origins[entry.id] = provenance(entry)
         try:
             image = load_source_image(entry)
         except (OSError, ValueError) as err:
@@ -364,7 +366,8 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         stats.keep()
         if traj.error:
             failures.append(_failure("generate", traj.pair.origin, traj.pair.id, "turn_failed", traj.error))
-        for sample in trajectory_turn_records(traj, {"prompt_templates": templates}):
+        extra = {"prompt_templates": templates, "provenance": origins[traj.pair.id]}
+        for sample in trajectory_turn_records(traj, extra):
             sink.write(sample)
         rows.extend(_turn_rows(traj, partition, ""))
 

@@ -108,6 +108,15 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
             assert meta["provenance"] == {k: pair[k] for k in ("source", "original_id", "label", "licence")}
             seen += 1
     assert seen == stats["splits"]["sft"] + stats["splits"]["rl"] > 0
+    turns = 0
+    for shard in result["manifest"]["shards"]["trajectories"]:
+        for sample in wds.WebDataset(str(out / shard["url"]), shardshuffle=False).decode():
+            pair = pool_ids[sample["json"]["pair_id"]]
+            assert sample["json"]["provenance"] == {
+                k: pair[k] for k in ("source", "original_id", "label", "licence")
+            }
+            turns += 1
+    assert turns == result["manifest"]["totals"]["trajectories"] > 0
     monkeypatch.setattr(cli.console, "width", 400)
     shown = runner.invoke(app, ["inspect", str(out)])
     assert "licences: " in shown.output and "pico cc-by-nc-nd-4.0" in shown.output
