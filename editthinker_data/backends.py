@@ -152,14 +152,15 @@ REMOTE_FIELDS = (
 )
 # Limits that hold for the whole cluster: each of a role's actors gets its share.
 SHARED_LIMITS = ("requests_per_minute", "tokens_per_minute")
+SHARED_CAPS = ("max_concurrency",)  # whole requests, rounded down; each actor gets at least one
 
 
 def create_backend(
     role: str, spec: BackendSpec, seed: int = 0, context: BackendContext | None = None
 ) -> Backend:
     """Instantiate (without setup) the backend a spec names; bad params fail here, before
-    any actor starts. Rate limits are divided by num_actors, so the actors together keep
-    to the configured limit."""
+    any actor starts. Rate limits and the concurrency cap are divided by num_actors, so the
+    actors together keep to what the config sets for the endpoint."""
     module_name, _, cls_name = check_kind(role, spec).partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     kwargs = dict(spec.params)
@@ -167,6 +168,9 @@ def create_backend(
     for k in SHARED_LIMITS:
         if k in kwargs:
             kwargs[k] = kwargs[k] / spec.num_actors
+    for k in SHARED_CAPS:
+        if k in kwargs:
+            kwargs[k] = max(1, kwargs[k] // spec.num_actors)
     if context is not None and "context" in inspect.signature(cls).parameters:
         kwargs["context"] = context
     try:

@@ -57,7 +57,9 @@ class BackendSpec(_Strict):
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1")
     model: str | None = None
-    max_concurrency: int | None = Field(None, ge=1, description="requests in flight per actor")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="requests in flight to the endpoint, shared by the actors"
+    )
     requests_per_minute: float | None = Field(
         None, gt=0, description="for all actors of this backend together"
     )

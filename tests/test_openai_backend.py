@@ -207,10 +207,12 @@ def test_rate_limits_are_shared_by_the_actors_of_a_role():
     from editthinker_data.config import BackendSpec
 
     spec = BackendSpec(kind="openai", base_url="http://127.0.0.1:9/v1", model="m", num_actors=4,
-                       requests_per_minute=400, tokens_per_minute=100_000)  # fmt: skip
+                       requests_per_minute=400, tokens_per_minute=100_000, max_concurrency=30)  # fmt: skip
     backend = create_backend("scorer", spec)
     assert backend.limiter.requests.per_second == pytest.approx(100 / 60)
     assert backend.limiter.tokens.per_second == pytest.approx(25_000 / 60)
+    assert backend.max_concurrency == 7  # 30 over 4 actors, rounded down: together never above the cap
+    assert create_backend("scorer", spec.model_copy(update={"max_concurrency": 2})).max_concurrency == 1
 
 
 def test_cache_on_s3_output_and_off(tmp_path, s3_endpoint):
