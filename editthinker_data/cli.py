@@ -6,7 +6,8 @@ well under a second with the key, the value and the fix.
 
 from __future__ import annotations
 
-import hashlib
+import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -56,17 +57,21 @@ def _progress_table(snap: dict[str, float]) -> Table:
     return table
 
 
+def _counts(d: dict, sep: str = ", ") -> str:
+    """{'sft': 36, 'rl': 16} -> 'sft 36, rl 16' (never a raw dict on screen)."""
+    return sep.join(f"{k} {v}" for k, v in d.items()) or "0"
+
+
 def _summary_table(stats: dict) -> Table:
     table = Table(title="build summary", header_style="bold")
     for col in ("stage", "input", "kept", "filtered", "failed"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-
-    def reasons(d: dict) -> str:
-        return ", ".join(f"{k} {v}" for k, v in d.items()) or "0"
-
+        numeric = col in ("input", "kept")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "stage")
     for name in STAGES:
         s = stats["stages"][name]
-        table.add_row(name, str(s["input"]), str(s["kept"]), reasons(s["filtered"]), reasons(s["failed"]))
+        table.add_row(
+            name, str(s["input"]), str(s["kept"]), _counts(s["filtered"], "\n"), _counts(s["failed"], "\n")
+        )
     return table
 
 
@@ -84,14 +89,10 @@ def _pool_tables(report: dict) -> list[Table]:
     per source and task type."""
     from editthinker_data.schema import TASK_TYPES
 
-    def reasons(d: dict) -> str:
-        return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
-
     sources = Table(title="pool per source", header_style="bold")
-    for col in ("source", "licence", "read", "unusable", "duplicates", "filtered", "kept"):
-        sources.add_column(
-            col, justify="left" if col in ("source", "licence", "unusable", "filtered") else "right"
-        )
+    for col in ("source", "licence", "read", "unusable", "dups", "filtered", "kept"):
+        text = col in ("source", "licence", "unusable", "filtered")
+        sources.add_column(col, justify="left" if text else "right", no_wrap=not text)
     types = Table(title="pool per source and task type (kept / usable)", header_style="bold")
     types.add_column("source")
     for t in TASK_TYPES:
@@ -101,8 +102,8 @@ def _pool_tables(report: dict) -> list[Table]:
         unusable = sum(c["unusable"].values())
         sources.add_row(
             name, c["licence"] or "not set", str(c["read"]),
-            f"{unusable}" + (f" ({reasons(c['unusable'])})" if unusable else ""),
-            str(c["duplicates"]), reasons(c["filtered"]) or "0", str(c["kept"]),
+            "\n".join([str(unusable), *(f"{k} {v}" for k, v in sorted(c["unusable"].items()))]),
+            str(c["duplicates"]), _counts(dict(sorted(c["filtered"].items())), "\n"), str(c["kept"]),
         )  # fmt: skip
         types.add_row(
             name, *(f"{c['by_task_type'][t]['kept']} / {c['by_task_type'][t]['read']}" for t in TASK_TYPES)
@@ -128,6 +129,27 @@ def _pool_tables(report: dict) -> list[Table]:
     return [sources, types]
 
 
+def _check_local_output(path: Path) -> None:
+    """A local output must be a folder we can write: say so in one line, before Prefect and
+    Ray start (their state would go inside it)."""
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == path else f"is inside {parent}, which is a file"
+            _fail(f"output {path} {where}, not a folder; choose a folder path (it is created if missing)")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        _fail(
+            f"output {path} is not writable ({err.strerror or err}); choose a folder you can write, "
+            "or fix its permissions"
+        )
+
+
 def _open_output(cfg, output: str | None, overwrite: bool):
     """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
     hold nothing of another config (or cleared first with --overwrite)."""
@@ -135,7 +157,9 @@ def _open_output(cfg, output: str | None, overwrite: bool):
     from editthinker_data.units import check_output, clear_output, output_storage
 
     target = output or cfg.output.dir
-    out_dir = target if is_remote(target) else str(Path(target).resolve())
+    out_dir = target if is_remote(target) else str(Path(target).expanduser().resolve())
+    if not is_remote(out_dir):
+        _check_local_output(Path(out_dir))
     try:
         storage = output_storage(cfg, out_dir)
         if overwrite:
@@ -143,7 +167,36 @@ def _open_output(cfg, output: str | None, overwrite: bool):
         check_output(cfg, storage)
     except ConfigError as err:
         _fail(str(err))
+    except Exception as err:  # the object store answered with an error: name it, no traceback
+        message = _storage_problem(err)
+        if message is None:
+            raise
+        _fail(f"output {out_dir}: {message}")
     return out_dir, storage
+
+
+def _storage_problem(err: Exception) -> str | None:
+    """One line for an object-store or file-system error a user can fix; None for a bug."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return None
+    if isinstance(err, NoCredentialsError):
+        return "no S3 credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "?")
+        hint = {
+            "NoSuchBucket": "the bucket does not exist; create it first",
+            "AccessDenied": "access denied; check the credentials' permissions on this bucket",
+            "403": "access denied; check the credentials' permissions on this bucket",
+            "404": "the bucket does not exist; create it first",
+        }.get(str(code), "check the bucket, the credentials and the endpoint")
+        return f"the object store answered {code}: {hint}"
+    if isinstance(err, BotoCoreError):
+        return f"{err}; check AWS_ENDPOINT_URL_S3 / output.s3_endpoint_url and the network"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}"
+    return None
 
 
 @app.command()
@@ -188,7 +241,11 @@ def build(
         str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")
     ] = None,
     state_dir: Annotated[
-        str | None, typer.Option(help="Prefect/Ray state (default: <output>/_state)")
+        str | None,
+        typer.Option(
+            help="Prefect/Ray state, a local folder (default: <output>/_state; for s3:// outputs "
+            "~/.local/state/editthinker-data/<hash>)"
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
@@ -201,6 +258,7 @@ def build(
     ] = False,
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
+    command_started = time.monotonic()
     try:
         cfg = load_config(config)
         from editthinker_data.preflight import preflight
@@ -211,16 +269,15 @@ def build(
     out_dir, storage = _open_output(cfg, output, overwrite)
     if resume and not storage.exists("_markers/pool/all.json"):
         _fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    from editthinker_data.storage import is_remote
-
-    if is_remote(out_dir):
-        default_state = Path(".editthinker") / hashlib.sha256(str(out_dir).encode()).hexdigest()[:12]
-    else:
-        default_state = Path(out_dir) / "_state"
-    state = Path(state_dir or cfg.run.state_dir or default_state)
     from editthinker_data import runenv
 
-    runenv.prepare(state)
+    try:
+        state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))
+    except OSError as err:
+        _fail(
+            f"cannot create the run state folder ({err.strerror}: {err.filename}); pass --state-dir "
+            "with a writable local folder, or set EDITTHINKER_STATE_HOME"
+        )
     from editthinker_data.progress import reset
 
     progress = reset()
@@ -245,7 +302,11 @@ def build(
     totals = result["manifest"]["totals"]
     console.print(
         f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
-        f"{stats['failures']} records failed (see failures.jsonl); {stats['elapsed_s']:.1f}s"
+        f"{stats['failures']} records failed (see failures.jsonl)"
+    )
+    console.print(
+        f"time: {time.monotonic() - command_started:.1f}s in all (start-up of Prefect and Ray, the build "
+        f"and its release); the build's stages {stats['elapsed_s']:.1f}s (pooling to stats.json)"
     )
     release = result.get("release", {})
     for name, r in release.get("exports", {}).items():
@@ -285,37 +346,50 @@ def inspect(
         return
     console.print(_summary_table(b.stats))
     _print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
-    console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
-    console.print(f"stop reasons: {b.stats['stop_reasons']}")
+    console.print(
+        f"steps per split: {_counts(b.stats['splits'])}; trajectories per split: "
+        f"{_counts(b.stats['trajectory_splits'])}"
+    )
+    console.print(f"stop reasons: {_counts(b.stats['stop_reasons'])}")
     usage = b.stats.get("llm_usage", {})
     if usage:
         table = Table(title="model calls", header_style="bold")
-        cols = (
-            "requests",
-            "retries",
-            "reasks",
-            "failures",
-            "cache_hits",
-            "tokens_in",
-            "tokens_out",
-            "rate_wait_s",
-        )
-        for col in ("role", *cols, "cost_usd"):
-            table.add_column(col.replace("_", " "), justify="left" if col == "role" else "right")
+        cols = {
+            "requests": "calls",
+            "retries": "retry",
+            "reasks": "reask",
+            "failures": "fail",
+            "cache_hits": "cached",
+            "tokens_in": "tok in",
+            "tokens_out": "tok out",
+            "rate_wait_s": "wait s",
+        }
+        table.add_column("role", no_wrap=True)
+        for header in (*cols.values(), "cost"):
+            table.add_column(header, justify="right", no_wrap=True)
         for role, u in usage.items():
             cells = [f"{u.get(c, 0):.1f}" if c == "rate_wait_s" else str(u.get(c, 0)) for c in cols]
             table.add_row(role, *cells, f"${u.get('cost_usd', 0):.2f}")
         console.print(table)
+        console.print(
+            "  retry: transport retries; reask: unparseable answers asked again; wait s: seconds held "
+            "by the rate limits"
+        )
     for dim, rows in b.breakdown().items():
         table = Table(title=f"per {dim.replace('_', ' ')}", header_style="bold")
-        for col in (dim, "trajectories", "turns", "kept", "mean S1", "mean best", "sft steps", "rl steps"):
-            table.add_column(col, justify="left" if col == dim else "right")
+        table.add_column(dim.replace("_", " "), no_wrap=True)
+        for col in ("traj", "turns", "kept", "S1", "best", "sft", "rl"):
+            table.add_column(col, justify="right", no_wrap=True)
         for name, r in rows.items():
             table.add_row(
                 name, str(r["trajectories"]), str(r["turns"]), str(r["kept"]), f"{r['mean_first']:.2f}",
                 f"{r['mean_best']:.2f}", str(r["sft_steps"]), str(r["rl_steps"]),
             )  # fmt: skip
         console.print(table)
+        console.print(
+            "  traj: trajectories; S1, best: mean overall score of turn 1 and of the best turn; "
+            "sft, rl: step samples"
+        )
     for name, counts in b.histograms().items():
         console.print(f"[bold]overall score, {name}[/]")
         top = max(counts)
@@ -449,8 +523,9 @@ def tiny_editors(
         list[str] | None, typer.Option("--name", help="only these (flux-kontext, qwen-image-edit, ...)")
     ] = None,
 ) -> None:
-    """Save tiny random diffusers editors (FLUX.1 Kontext, Qwen-Image-Edit[-Plus],
-    InstructPix2Pix) for CPU runs of configs/tiny-diffusers.yaml; needs the [models] extra."""
+    """Save tiny random diffusers editors (FLUX.1 Kontext, Qwen-Image-Edit(-Plus),
+    InstructPix2Pix) for CPU runs of configs/tiny-diffusers.yaml; needs the models extra:
+    pip install -e '.\\[models]'."""
     try:
         from editthinker_data.editors.tiny_models import save_tiny_editors
     except ImportError as err:
@@ -463,5 +538,18 @@ def tiny_editors(
         console.print(f"{editor}: {path}")
 
 
+def main() -> None:
+    """The console entry point. A file-system or object-store error a user can fix is one
+    paragraph, never a traceback; EDITTHINKER_DEBUG=1 shows the traceback instead."""
+    try:
+        app()
+    except Exception as err:
+        message = _storage_problem(err)
+        if message is None or os.environ.get("EDITTHINKER_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -6,12 +6,13 @@ names the environment variable that holds its key (`api_key_env`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -336,33 +337,85 @@ class BuildConfig(_Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format_errors(err: ValidationError, origin: str) -> str:
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at `loc` (list indexes skipped), for "did you mean"."""
+    model: type[BaseModel] = BuildConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = _inner_model(field.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc)
+    if model is None or not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _format_errors(
+    err: ValidationError, origin: str, overrides: dict[tuple[str, ...], str] | None = None
+) -> str:
+    overrides = overrides or {}
     lines = [f"invalid config {origin}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against configs/demo.yaml"
+            msg = "unknown key" + (
+                _did_you_mean(e["loc"]) or "; check the spelling against configs/demo.yaml"
+            )
         elif e["type"] == "missing":
             msg = "required key is missing; add it (see configs/demo.yaml)"
         got = e.get("input")
         shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {loc}: {msg}{shown}")
+        path = tuple(str(p) for p in e["loc"] if not isinstance(p, int))
+        var = next((v for p, v in overrides.items() if path[: len(p)] == p), None)
+        where = f" (set by the environment variable {var})" if var else ""
+        lines.append(f"  {loc}{where}: {msg}{shown}")
     return "\n".join(lines)
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """EDITTHINKER__RUN__MAX_IN_FLIGHT=64 sets run.max_in_flight (value parsed as YAML)."""
+def _apply_env_overrides(
+    data: dict[str, Any], environ: dict[str, str], overrides: dict[tuple[str, ...], str] | None = None
+) -> dict[str, Any]:
+    """EDITTHINKER__RUN__MAX_IN_FLIGHT=64 sets run.max_in_flight (value parsed as YAML);
+    `overrides` collects which key each variable set, so an error names the variable."""
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            raise ConfigError(f"{name}: names no config key; use e.g. EDITTHINKER__LOOP__MAX_TURNS=8")
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{name}: {'.'.join(path)} does not name a config key")
-        node[path[-1]] = yaml.safe_load(raw)
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{name}: its value {raw!r} is not valid YAML ({err.problem})") from None
+        if overrides is not None:
+            overrides[tuple(path)] = name
     return data
 
 
@@ -405,8 +458,9 @@ def parse_config(
 ) -> BuildConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping of sections")
+    overrides: dict[tuple[str, ...], str] = {}
     data = _apply_env_overrides(
-        json.loads(json.dumps(data)), dict(os.environ if environ is None else environ)
+        json.loads(json.dumps(data)), dict(os.environ if environ is None else environ), overrides
     )
     src = data.get("source")
     if base_dir is not None and isinstance(src, dict):
@@ -418,7 +472,7 @@ def parse_config(
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, origin)) from None
+        raise ConfigError(_format_errors(err, origin, overrides)) from None
 
 
 def load_config(path: str | Path, *, environ=None) -> BuildConfig:

@@ -17,6 +17,7 @@ class Progress:
         self.total_pairs = 0
         self.stage = "starting"
         self.generate_started: float | None = None
+        self.generate_ended: float | None = None
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -28,9 +29,12 @@ class Progress:
 
     def set_stage(self, stage: str) -> None:
         with self._lock:
-            self.stage = stage
+            now = time.monotonic()
             if stage == "generating" and self.generate_started is None:
-                self.generate_started = time.monotonic()
+                self.generate_started = now
+            elif self.stage == "generating" and stage != "generating":
+                self.generate_ended = now  # the pairs/s rate covers generation only
+            self.stage = stage
 
     def snapshot(self) -> dict[str, float | str]:
         now = time.monotonic()
@@ -38,7 +42,8 @@ class Progress:
             snap: dict[str, float | str] = dict(self._counts)
             snap["total_pairs"] = self.total_pairs
             snap["stage"] = self.stage
-            snap["generate_s"] = now - self.generate_started if self.generate_started else 0.0
+            end = self.generate_ended or now
+            snap["generate_s"] = end - self.generate_started if self.generate_started else 0.0
         snap["elapsed_s"] = now - self.started
         return snap
 

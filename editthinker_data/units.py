@@ -25,6 +25,7 @@ from editthinker_data.imagesig import SignatureCache
 from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
 from editthinker_data.pooling import PoolEntry, pool
+from editthinker_data.runenv import state_dir_for
 from editthinker_data.schema import (
     Scores,
     SourcePair,
@@ -41,7 +42,6 @@ from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
 from editthinker_data.stats import StageStats
 from editthinker_data.storage import (
-    LocalStorage,
     Storage,
     is_remote,
     join_url,
@@ -168,13 +168,8 @@ def pool_records(cfg: BuildConfig) -> Iterator[SourceRecord | RecordError]:
 
 
 def signature_cache_path(cfg: BuildConfig, storage: Storage) -> Path:
-    """Image signatures survive reruns: in the run state of a local output, else in
-    .editthinker/ beside the working directory."""
-    if cfg.run.state_dir:
-        return Path(cfg.run.state_dir) / "imagesig.sqlite"
-    if isinstance(storage, LocalStorage):
-        return storage.root / "_state" / "imagesig.sqlite"
-    return Path(".editthinker") / "imagesig.sqlite"
+    """Image signatures survive reruns: in the build's run state (always a local folder)."""
+    return state_dir_for(storage.url, cfg.run.state_dir) / "imagesig.sqlite"
 
 
 def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = None) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
-from conftest import BUCKET
+from conftest import BUCKET, ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
@@ -43,15 +46,23 @@ def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_build_to_s3_then_inspect_verify_and_detect_damage(s3_endpoint, demo_cfg, state_dir, ray_cluster):
-    from flows.build_dataset import build_dataset
-
+def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoint, tmp_path):
+    """The README's command, as a user types it: a fresh process, relative config path, the
+    endpoint from AWS_ENDPOINT_URL_S3; run state goes to an absolute per-user folder."""
     url = f"s3://{BUCKET}/builds/demo"
-    data = demo_cfg.model_dump()
-    data["output"]["s3_endpoint_url"] = s3_endpoint
-    result = build_dataset(data, url, str(state_dir))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
+    env.update(XDG_STATE_HOME=str(tmp_path / "xdg-state"), AWS_ENDPOINT_URL_S3=s3_endpoint, COLUMNS="100")
+    cli = Path(sys.executable).parent / "editthinker-data"
+    done = subprocess.run(
+        [str(cli), "build", "configs/demo.yaml", "--output", url],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    states = list((tmp_path / "xdg-state" / "editthinker-data").iterdir())
+    assert len(states) == 1 and (states[0] / "prefect").is_dir() and (states[0] / "imagesig.sqlite").exists()
     storage = open_storage(url, endpoint_url=s3_endpoint)
-    assert storage.read_json("manifest.json") == result["manifest"]
+    result = {"manifest": storage.read_json("manifest.json")}
     for items in result["manifest"]["shards"].values():
         for s in items:
             assert hashlib.sha256(storage.read_bytes(s["url"])).hexdigest() == s["sha256"]

@@ -55,7 +55,9 @@ class AnswerCache:
 
 
 def local_cache_root() -> str:
-    return os.path.join(os.environ.get("EDITTHINKER_CACHE_DIR") or ".editthinker/cache", "llm")
+    from editthinker_data.runenv import user_state_root
+
+    return os.path.join(os.environ.get("EDITTHINKER_CACHE_DIR") or str(user_state_root() / "cache"), "llm")
 
 
 def open_answer_cache(context: BackendContext | None, cache_dir: str | None = None) -> AnswerCache | None:
