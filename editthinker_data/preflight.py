@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from editthinker_data.backends import create_backend
@@ -23,6 +24,30 @@ def preflight(cfg: BuildConfig) -> None:
                 raise
             raise ConfigError(f"{role} {spec.name!r}: {err}") from None
     check_sources(cfg)
+    check_ray_address(cfg.run.ray_address)
+
+
+def check_ray_address(address: str | None, timeout_s: float = 10.0) -> None:
+    """A configured Ray head must answer before anything starts: Ray's own connect retries
+    for minutes (ignoring SIGTERM) when nothing listens there."""
+    if not address or address == "auto":
+        return  # auto: the cluster this node belongs to, found by Ray itself
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"run.ray_address {address!r} is not host:port; use the head's GCS address "
+            "(e.g. 10.0.0.1:6379), ray://head:10001 for Ray Client, or auto on a cluster node"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ConfigError(
+            f"run.ray_address {address}: cannot reach a Ray head there ({reason}). Check that "
+            f"`ray start --head --port={port}` runs on {host}, that this machine can reach that port "
+            "(firewall, security group), or leave run.ray_address unset to start a local cluster."
+        ) from None
 
 
 def check_sources(cfg: BuildConfig) -> None:

@@ -48,7 +48,11 @@ def prepare(state_dir: str | Path) -> Path:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
-        "RAY_AUTH_MODE": "disabled",
+        # A token in the environment means a cluster with token authentication (Ray's security
+        # guide); without one, a local cluster needs none.
+        "RAY_AUTH_MODE": "token"
+        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        else "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
         "EDITTHINKER_CACHE_DIR": str(state / "cache"),

@@ -27,6 +27,25 @@ def ray_temp_dir(state_dir: Path) -> Path:
     return short
 
 
+class RayJoinError(ConnectionError):
+    """The head answered on its port but Ray could not join it: most often token
+    authentication that this process was not given."""
+
+    def __init__(self, address: str, err: Exception):
+        mode = os.environ.get("RAY_AUTH_MODE", "disabled")
+        hint = (
+            "If the cluster uses token authentication (RAY_AUTH_MODE=token on its nodes), export "
+            "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or "
+            "the file ~/.ray/auth_token) before the build"
+            if mode != "token"
+            else "RAY_AUTH_MODE=token is set: check that RAY_AUTH_TOKEN is the cluster's token"
+        )
+        super().__init__(
+            f"could not join the Ray cluster at {address} ({err}). {hint}; `ray status --address "
+            f"{address}` from this machine tells whether it can connect."
+        )
+
+
 def ensure_ray(address: str | None, num_cpus: int | None, state_dir: Path) -> bool:
     """Returns True when this call started Ray (and so should shut it down)."""
     if ray.is_initialized():
@@ -34,7 +53,11 @@ def ensure_ray(address: str | None, num_cpus: int | None, state_dir: Path) -> bo
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as err:
+            raise RayJoinError(address, err) from None
+        log.info("joined the Ray cluster at %s", address)
         return True
     temp = ray_temp_dir(state_dir)
     temp.mkdir(parents=True, exist_ok=True)
