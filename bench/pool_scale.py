@@ -1,7 +1,7 @@
 """Pooling at scale: records/s on a first run (every image read, hashed and thumbnailed)
 and on a rerun (signatures from the SQLite cache), and the peak RSS of each, over N
 synthetic Pico-Banana records (distinct 256 px JPEGs, 2% exact duplicates, 1% unresolvable
-sources, 35-ish edit types).
+sources, the dataset's 35 edit types).
 
     python bench/pool_scale.py [--records 50000] [--dir /tmp/pool-bench]   # --dir keeps and reuses the data
     python bench/pool_scale.py --records 400000    # the size of Pico-Banana-400K
@@ -23,12 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LABELS = [
-    "Add a new object to the scene", "Remove an existing object", "Replace one object category with another",
-    "Change the season", "Replace the background", "Strong artistic style transfer (e.g., Van Gogh/anime/etc.)",
-    "Add film grain or vintage filter", "Change a person's clothing", "Add new text (sign/label/poster)",
-    "Zoom in on a region",
-]  # fmt: skip
+from editthinker_data.sources.defaults import PICO_BANANA  # noqa: E402
+
+LABELS = list(PICO_BANANA)  # the dataset's own 35 edit_type strings
 
 
 def synthesize(root: Path, n: int) -> Path:

@@ -84,6 +84,22 @@ def _print_licences(licences: dict[str, str], warnings: list[str]) -> None:
         console.print(f"[bold yellow]licence warning:[/] {w}")
 
 
+def _print_unmapped_labels(by_source: dict) -> None:
+    """Labels no table maps: their records were classified by instruction, not dropped."""
+    from rich.markup import escape
+
+    for name, c in by_source.items():
+        labels = c.get("unmapped_labels") or {}
+        if labels:
+            shown = ", ".join(f"{label!r} {n}" for label, n in sorted(labels.items())[:5])
+            more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
+            console.print(
+                f"[bold yellow]labels not in the table:[/] {escape(name)}: {escape(shown)}{more}; "
+                "classified by instruction (map them in the input's label_map, or set strict_labels: "
+                "true to count them unknown_label)"
+            )
+
+
 def _pool_tables(report: dict) -> list[Table]:
     """Per source: read, unusable (with reasons), duplicates, other drops, kept; then kept
     per source and task type."""
@@ -226,11 +242,11 @@ def pool(
     for table in _pool_tables(report):
         console.print(table)
     _print_licences(report.get("licences", {}), report.get("licence_warnings", []))
+    _print_unmapped_labels(report.get("by_source", {}))
     s = report["stats"]
     console.print(
         f"{report['pairs']} pairs in {len(report['partitions'])} partitions -> {out_dir}/pool/pairs.parquet; "
-        f"{sum(s['failed'].values())} unusable records named in the pool marker "
-        f"({out_dir}/_markers/pool/all.json)"
+        f"{sum(s['failed'].values())} unusable records named in {out_dir}/failures.jsonl"
     )
 
 

@@ -115,6 +115,9 @@ class SourceInput(_Strict):
     licence: str | None = Field(None, description="licence id; default: the format's known licence")
     label_map: dict[str, str] = Field(default_factory=dict, description="dataset label -> task type")
     default_labels: bool = Field(True, description="use the built-in label table of the format")
+    strict_labels: bool = Field(
+        False, description="a label no table maps is counted unknown_label, not classified"
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("label_map")
@@ -135,6 +138,11 @@ class SourceInput(_Strict):
             raise ValueError(f"name {self.name!r} may only hold letters, digits, '-' and '_'")
         if self.quota is not None and self.ratio is not None:
             raise ValueError(f"input {self.name!r} has both quota and ratio; keep one")
+        if self.strict_labels and not self.default_labels and not self.label_map:
+            raise ValueError(
+                f"input {self.name!r} has strict_labels but no label table (default_labels is false "
+                "and label_map is empty), so every labelled record would be dropped; add a label_map"
+            )
         return self
 
 

@@ -49,6 +49,9 @@ class PoolEntry:
     licence: str = ""
 
 
+MAX_UNMAPPED, OTHER_LABELS = 50, "(other labels)"
+
+
 @dataclass
 class SourceCounts:
     """One input's row of the pooling table."""
@@ -60,12 +63,21 @@ class SourceCounts:
     duplicates: int = 0
     kept: int = 0
     by_task_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    # labels no table maps -> records classified by instruction instead (at most
+    # MAX_UNMAPPED distinct labels; the rest under "(other labels)")
+    unmapped_labels: Counter = field(default_factory=Counter)
+
+    def count_unmapped(self, label: str) -> None:
+        if label not in self.unmapped_labels and len(self.unmapped_labels) >= MAX_UNMAPPED:
+            label = OTHER_LABELS
+        self.unmapped_labels[label] += 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["unusable"], d["filtered"] = (
+        d["unusable"], d["filtered"], d["unmapped_labels"] = (
             dict(sorted(self.unusable.items())),
             dict(sorted(self.filtered.items())),
+            dict(sorted(self.unmapped_labels.items())),
         )
         return d
 
@@ -239,10 +251,16 @@ def pool(
                 )
             )
             continue
-        task_type = _task_type(rec, src.task_type, mappers.get(rec.source))
+        spec = specs.get(rec.source)
+        unmapped: list[str] = []
+        task_type = _task_type(
+            rec, src.task_type, mappers.get(rec.source), spec is not None and spec.strict_labels, unmapped
+        )
         if isinstance(task_type, RecordError):
             fail(task_type)
             continue
+        for label in unmapped:
+            c.count_unmapped(label)
         if isinstance(sig, ImageProblem):
             fail(RecordError(rec.origin, rec.id, sig.reason, str(sig), source=rec.source))
             continue
@@ -401,8 +419,12 @@ def _count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], re
         counts[e.source].filtered[reason] += 1
 
 
-def _task_type(rec: SourceRecord, mode: str, mapper: LabelMapper | None) -> str | RecordError:
-    """The record's task type: given by the source, mapped from its label, or classified."""
+def _task_type(
+    rec: SourceRecord, mode: str, mapper: LabelMapper | None, strict: bool, unmapped: list[str]
+) -> str | RecordError:
+    """The record's task type: given by the source, mapped from its label, or classified.
+    A label no table maps is classified too (appended to `unmapped`, to be counted), unless
+    the input is strict or the source's task types must be given."""
     if mode != "classify" and rec.task_type is not None:
         if rec.task_type not in TASK_TYPES:
             return RecordError(
@@ -412,12 +434,17 @@ def _task_type(rec: SourceRecord, mode: str, mapper: LabelMapper | None) -> str 
         return rec.task_type
     if mode != "classify" and rec.label is not None and mapper is not None:
         mapped = mapper(rec.label)
-        if mapped is None:
+        if mapped is not None:
+            return mapped
+        if strict or mode == "given":
             return RecordError(
                 rec.origin, rec.id, "unknown_label",
-                f"label {rec.label!r} is not in the label table; add it to the input's label_map", source=rec.source,
+                f"label {rec.label!r} is not in the label table; add it to the input's label_map"
+                + (" (or drop strict_labels to classify it by its instruction)" if strict else ""),
+                source=rec.source,
             )  # fmt: skip
-        return mapped
+        unmapped.append(rec.label)
+        return classify(rec.instruction)
     if mode == "given":
         return RecordError(
             rec.origin, rec.id, "missing_task_type", "source.task_type is 'given' but the record has none",

@@ -138,6 +138,17 @@ def _failures(errors: list[RecordError], stage: str) -> list[dict[str, str]]:
     return [{"stage": stage, **asdict(e)} for e in errors]
 
 
+FAILURES_FILE = "failures.jsonl"
+
+
+def write_failures(storage: Storage, failures: list[dict[str, Any]]) -> None:
+    """failures.jsonl: one JSON object a line, keys sorted. `pool` writes the pool's;
+    a build's finalize rewrites it whole, with every stage's."""
+    storage.write_bytes(
+        FAILURES_FILE, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode()
+    )
+
+
 # ---------------------------------------------------------------- pool
 
 POOL_SCHEMA = pa.schema(
@@ -178,6 +189,8 @@ def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = 
     fp = cfg.fingerprint()
     done = read_marker(storage, "pool", "all", fp)
     if done:
+        if not storage.exists(FAILURES_FILE):  # pooled by an older version; a build's file stays
+            write_failures(storage, done["failures"])
         return done
 
     def store(sha: str, ext: str, data: bytes) -> str:
@@ -209,6 +222,7 @@ def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = 
         "signature_cache": {"hits": sigs.hits, "misses": sigs.misses},
         "failures": _failures(result.failures, "pool"),
     }
+    write_failures(storage, report["failures"])  # before the marker: a marked pool has its file
     write_marker(storage, "pool", "all", report)
     return report
 
@@ -609,9 +623,7 @@ def finalize(
         "failures": len(failures),
         **(extra or {}),
     }
-    storage.write_bytes(
-        "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode()
-    )
+    write_failures(storage, failures)
     manifest = {
         "name": cfg.name,
         "config_fingerprint": cfg.fingerprint(),

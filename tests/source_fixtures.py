@@ -67,16 +67,18 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
             {**sft, "summarized_text": "Remove the lamp post.", "output_image": "images/positive-edit/2.png",
              "open_image_input_url": "https://farm.example/2_o.jpg", "edit_type": "Remove an existing object"},
             {**sft, "summarized_text": "Make it snow.", "output_image": "images/positive-edit/3.png",
-             "open_image_input_url": "https://farm.example/404_o.jpg", "edit_type": "Change weather conditions"},
+             "open_image_input_url": "https://farm.example/404_o.jpg", "edit_type": "Change weather conditions (sunny/rainy/snowy)"},
             {**sft, "summarized_text": "Add a cat.", "open_image_input_url": "https://farm.example/2_o.jpg"},
             '{"text": "truncated',
+            # a real label of another dataset (ImgEdit's "extract"): no Pico-Banana table maps
+            # it, so the instruction classifier decides (unknown_label only with strict_labels)
             {**sft, "summarized_text": "Do the thing.", "output_image": "images/positive-edit/6.png",
-             "local_input_image": "local/a.png", "edit_type": "Juggle the quux"},
+             "local_input_image": "local/a.png", "edit_type": "extract"},
         ],
     )  # fmt: skip
     expected["pico"] = dict(
-        read=6, kept=2, duplicates=0,
-        unusable={"source_image_unresolved": 1, "missing_field": 1, "malformed_line": 1, "unknown_label": 1},
+        read=6, kept=3, duplicates=0, unmapped_labels={"extract": 1},
+        unusable={"source_image_unresolved": 1, "missing_field": 1, "malformed_line": 1},
     )  # fmt: skip
     # Pico-Banana multi-turn: read as single pairs from the first turn.
     _write(pico / "local" / "m.png", png(3))

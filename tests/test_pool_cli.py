@@ -66,6 +66,42 @@ def test_pool_prints_a_table_per_source_and_task_type(pool_config, monkeypatch):
     assert again.exit_code == 0 and f"{marker['pairs']} pairs" in again.output  # the same snapshot
 
 
+def pool_failure_lines(out) -> list[str]:
+    return (out / "failures.jsonl").read_text().splitlines()
+
+
+def test_pool_alone_names_unusable_records_in_failures_jsonl(pool_config, monkeypatch):
+    from editthinker_data import cli
+
+    monkeypatch.setattr(cli.console, "width", 400)
+    root, path, expected = pool_config
+    out = root / "out-failures"
+    result = runner.invoke(app, ["pool", str(path), "-o", str(out)], terminal_width=220)
+    assert result.exit_code == 0, result.output
+    assert f"unusable records named in {out}/failures.jsonl" in result.output
+    marker = json.loads((out / "_markers/pool/all.json").read_text())
+    lines = pool_failure_lines(out)
+    # the same lines a build's finalize writes: the marker's records, keys sorted
+    assert lines == [json.dumps(f, sort_keys=True) for f in marker["failures"]]
+    rows = [json.loads(x) for x in lines]
+    assert {r["stage"] for r in rows} == {"pool"}
+    assert all(list(r) == sorted(r) and {"origin", "record", "reason", "detail"} <= set(r) for r in rows)
+    want = {n: sum(e["unusable"].values()) for n, e in expected.items()}
+    got = {n: sum(1 for r in rows if r["source"] == n) for n in expected}
+    assert got == want and len(rows) == sum(marker["stats"]["failed"].values()) > 0
+    bad = next(r for r in rows if r["reason"] == "source_image_unresolved")
+    assert bad["record"] == "pico:images/positive-edit/3" and "openimages_mapping" in bad["detail"]
+    # a label no table maps is classified, not failed, and the pool says which
+    assert not any(r["reason"] == "unknown_label" for r in rows)
+    assert "labels not in the table" in result.output and "'extract' 1" in result.output
+    # a rerun reuses the pool and leaves the file; an output pooled before the file existed gets it
+    again = runner.invoke(app, ["pool", str(path), "-o", str(out)], terminal_width=220)
+    assert again.exit_code == 0 and pool_failure_lines(out) == lines
+    (out / "failures.jsonl").unlink()
+    assert runner.invoke(app, ["pool", str(path), "-o", str(out)]).exit_code == 0
+    assert pool_failure_lines(out) == lines
+
+
 def test_pool_refuses_a_bad_input_with_the_fix(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"source": {"inputs": [{"format": "rise", "path": "nope.json"}]}}))
@@ -88,6 +124,7 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
         assert runner.invoke(app, ["pool", str(path), "-o", str(out)]).exit_code == 0
     marker = json.loads((out / "_markers/pool/all.json").read_text())
     pooled_at = (out / "pool/pairs.parquet").stat().st_mtime_ns
+    pool_lines = pool_failure_lines(out)
     cfg = load_config(path)
     result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
     assert (
@@ -98,6 +135,10 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
         stats["stages"]["pool"] == marker["stats"] and stats["stages"]["generate"]["input"] == marker["pairs"]
     )
     assert stats["licences"]["pico"] == "cc-by-nc-nd-4.0" and stats["licence_warnings"]
+    # the build's finalize rewrites failures.jsonl whole: the pool's lines, then later stages'
+    lines = pool_failure_lines(out)
+    assert lines[: len(pool_lines)] == pool_lines and len(lines) == stats["failures"] >= len(pool_lines)
+    assert all(json.loads(x)["stage"] != "pool" for x in lines[len(pool_lines) :])
     pool_ids = {r["id"]: r for r in pq.read_table(out / "pool/pairs.parquet").to_pylist()}
     samples = [s for split in ("sft", "rl") for s in result["manifest"]["shards"][split]]
     seen = 0

@@ -54,6 +54,7 @@ def test_every_format_is_read_and_its_bad_records_counted_by_reason(pooled, sour
         assert got["duplicates"] == want["duplicates"], name
         assert got["kept"] == want["kept"], name
         assert got["filtered"] == want.get("filtered", {}), name
+        assert got["unmapped_labels"] == want.get("unmapped_labels", {}), name
     s = report["stats"]
     assert s["input"] == sum(w["read"] for w in expected.values())
     assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values())
@@ -64,7 +65,7 @@ def test_failures_name_the_record_and_the_source(pooled):
     _, _, report = pooled
     by_reason = {(f["source"], f["reason"]): f for f in report["failures"]}
     assert by_reason[("pico", "source_image_unresolved")]["record"] == "pico:images/positive-edit/3"
-    assert "label_map" in by_reason[("pico", "unknown_label")]["detail"]
+    assert ("pico", "unknown_label") not in by_reason  # classified, see unmapped_labels
     assert by_reason[("opengpt", "multiple_input_images")]["record"] == "opengpt:output/o4"
     assert by_reason[("imgedit", "image_missing")]["record"] == "imgedit:4"
     assert by_reason[("gedit", "image_unreadable")]["record"] == "gedit:g4"
@@ -76,12 +77,14 @@ def test_failures_name_the_record_and_the_source(pooled):
 def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
     out, _, report = pooled
     rows = {r["id"]: r for r in pq.read_table(out / units.POOL_FILE).to_pylist()}
-    assert len(rows) == report["pairs"] == 20
+    assert len(rows) == report["pairs"] == 21
     pico = rows["pico:images/positive-edit/1"]
     assert pico["source"] == "pico" and pico["original_id"] == "images/positive-edit/1"
     assert pico["task_type"] == "style" and pico["label"].startswith("Strong artistic style")
     assert pico["licence"] == "cc-by-nc-nd-4.0"
     assert rows["pico:images/positive-edit/2"]["image_path"].endswith("train_0/0001abc.jpg")
+    unmapped = rows["pico:images/positive-edit/6"]  # label kept as provenance, type classified
+    assert unmapped["label"] == "extract" and unmapped["task_type"] == "other"
     assert rows["pico_multi:images/multi/7_1"]["instruction"] == "Replace the bicycle with a horse."
     assert rows["gedit:g1"]["task_type"] == "background" and rows["gedit:g1"]["label"] == "background_change"
     assert rows["imgedit:2"]["task_type"] == "background"
@@ -190,13 +193,24 @@ def test_label_tables_cover_the_benchmarks_and_fall_back_to_keywords():
     )
     assert None not in {
         imgedit(k)
-        for k in ("add", "remove", "replace", "adjust", "extract", "background", "style", "hybrid", "action")
+        for k in (
+            "add",
+            "remove",
+            "replace",
+            "alter",
+            "adjust",
+            "extract",
+            "background",
+            "style",
+            "compose",
+            "action",
+        )
     }
     assert (
         pico("Change the season of the scene") == "background"
         and pico("Translate text on the sign") == "other"
     )
-    assert pico("Juggle the quux") is None
+    assert pico("Juggle the quux") is None  # the pool classifies it (tests/test_labels.py)
     assert LabelMapper("kris")("anything at all") == "reasoning"
     assert LabelMapper("gedit", {"style_change": "other"})("style_change") == "other"
     assert LabelMapper("gedit", use_defaults=False)("style_change") is None

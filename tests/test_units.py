@@ -50,7 +50,7 @@ def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     (tmp_path / "_state").mkdir(exist_ok=True)  # pooling keeps its image-signature cache there
     (tmp_path / "_state" / "keep").write_text("run state")
     storage.write_json("cache/llm/ab/abcd.json", {"answer": "paid for"})
-    assert units.clear_output(storage) == 2  # pool/pairs.parquet and its marker
+    assert units.clear_output(storage) == 3  # pool/pairs.parquet, its marker, failures.jsonl
     left = storage.list("")
     assert "_state/keep" in left and "cache/llm/ab/abcd.json" in left  # run state and answer cache stay
     assert all(n.startswith(("_state/", "cache/llm/")) for n in left)
