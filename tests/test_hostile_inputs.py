@@ -343,3 +343,32 @@ def test_containment_of_s3_and_mapped_ipv6_references():
     with pytest.raises(Refused) as err:
         check("gopher://example.com/a.png", policy)
     assert err.value.reason == "url_not_allowed"
+
+
+def test_pico_banana_paths_from_its_mapping_script_stay_usable(tmp_path):
+    """apple/pico-banana-400k's map_openimage_url_to_local.py writes `local_input_image` as
+    os.path.join(<its image_root>, train_*/<ImageID>.jpg): relative to where it ran, or
+    absolute. Both resolve inside the folders the input names, and nowhere else."""
+    images = tmp_path / "openimages" / "openimage_source_images" / "train_0"
+    write(images / "0001abc.jpg", png(11))
+    row = {"summarized_text": "Make the sky purple.", "output_image": "images/positive-edit/1.png"}
+    lines = {
+        "relative": {**row, "local_input_image": "openimages/openimage_source_images/train_0/0001abc.jpg"},
+        "absolute": {**row, "local_input_image": str(images / "0001abc.jpg")},
+    }
+    data = tmp_path / "data"
+    for name, obj in lines.items():
+        write(data / f"{name}.jsonl", json.dumps(obj) + "\n")
+    base = {"format": "pico_banana", "name": "pico"}
+    relative = {**base, "path": str(data / "relative.jsonl"), "options": {"image_root": str(tmp_path)}}
+    absolute = {**base, "path": str(data / "absolute.jsonl")}
+    (rec,) = read_input(config([relative]).source.inputs[0], False)
+    assert isinstance(rec, SourceRecord), rec
+    (err,) = read_input(config([absolute]).source.inputs[0], False)
+    assert err.reason == "path_outside_source" and str(images / "0001abc.jpg") in err.detail
+    for fix in (
+        {"options": {"openimages_dir": str(tmp_path / "openimages")}},
+        {"allowed_roots": [str(tmp_path)]},
+    ):
+        (rec,) = read_input(config([{**absolute, **fix}]).source.inputs[0], False)
+        assert isinstance(rec, SourceRecord) and rec.image_path == str(images / "0001abc.jpg")
