@@ -251,8 +251,8 @@ class SignatureCache:
             st = os.stat(path)
         except FileNotFoundError:
             raise ImageProblem("image_missing", f"image {path} not found") from None
-        except OSError as err:
-            raise ImageProblem("image_unreadable", f"image {path}: {err}") from None
+        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+            raise ImageProblem("image_unreadable", f"image {path!r}: {err}") from None
         return f"f:{path}:{st.st_size}:{st.st_mtime_ns}"
 
     def of_file(self, url: str) -> Signature:

@@ -115,6 +115,8 @@ def hostile_corpus(root: Path, server_url: str) -> tuple[list[dict], dict, set[s
             ("private", "http://10.0.0.7/cat.png", "Make it brighter."),
             ("metadata", "http://169.254.169.254/latest/meta-data/", "Make it brighter."),
             ("loopback", f"{server_url}/good.png", "Make it brighter."),
+            ("nul", "images/good1.png\x00.txt", "Make it brighter."),
+            ("badport", "http://example.com:99999/a.png", "Make it brighter."),
         ],
     )
     strict = manifest(
@@ -187,6 +189,8 @@ def hostile_corpus(root: Path, server_url: str) -> tuple[list[dict], dict, set[s
         "main:private": ("url_private_address", "10.0.0.7"),
         "main:metadata": ("url_private_address", "169.254.169.254, a link-local address"),
         "main:loopback": ("url_private_address", "allow_loopback"),
+        "main:nul": ("bad_image_reference", "embedded null byte"),
+        "main:badport": ("bad_image_reference", "http://example.com:99999/a.png"),
         "strict:passwd": ("url_not_allowed", "file:///etc/passwd"),
         "strict:web": ("url_not_allowed", "https://example.com/a.png"),
         "web:redirect": ("url_private_address", "169.254.169.254"),
@@ -233,7 +237,7 @@ def test_a_hostile_corpus_gives_named_per_record_errors_and_keeps_every_good_rec
     kinds = {reason for reason, _ in expected.values()}
     assert kinds == {
         "image_too_large", "image_unreadable", "image_too_small", "path_outside_source",
-        "url_private_address", "url_not_allowed", "image_missing", "bad_encoding",
+        "url_private_address", "url_not_allowed", "image_missing", "bad_encoding", "bad_image_reference",
     }  # fmt: skip
     assert sum(sum(s["unusable"].values()) for s in report["by_source"].values()) == len(expected)
     print(f"hostile corpus: {len(expected)} records rejected in {len(kinds)} kinds, {len(pairs)} kept")
@@ -372,3 +376,46 @@ def test_pico_banana_paths_from_its_mapping_script_stay_usable(tmp_path):
     ):
         (rec,) = read_input(config([{**absolute, **fix}]).source.inputs[0], False)
         assert isinstance(rec, SourceRecord) and rec.image_path == str(images / "0001abc.jpg")
+
+
+@pytest.mark.slow
+def test_a_build_beside_a_bomb_and_an_escape_finishes_and_names_them(
+    ray_cluster, state_dir, demo_cfg, tmp_path
+):
+    """The issue's report: one 20000x20000 PNG aborted the whole build. Now the demo's pairs
+    are built and the bomb (in a manifest and in a tar) and a `../` escape are named."""
+    from flows.build_dataset import build_dataset
+
+    bad = tmp_path / "bad"
+    write(bad / "bomb.png", bomb_png())
+    write(tmp_path / "secret.png", png(12))
+    m = manifest(
+        bad / "bad.jsonl",
+        [("bomb", "bomb.png", "Make it brighter."), ("escape", "../secret.png", "Make it brighter.")],
+    )
+    with tarfile.open(bad / "shard-000000.tar", "w") as tar:
+        for name, data in (("bomb.png", bomb_png()), ("bomb.json", b'{"instruction": "Add snow."}')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = demo_cfg.model_dump()
+    data["source"]["inputs"] = [
+        {"format": "jsonl", "path": str(m), "name": "bad"},
+        {"format": "webdataset", "path": str(bad / "shard-000000.tar"), "name": "tar"},
+    ]
+    cfg = parse_config(data, environ={})
+    out = tmp_path / "out"
+    result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
+    assert result["manifest"]["totals"]["sft"] + result["manifest"]["totals"]["rl"] > 0
+    failures = {f["record"]: f for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
+    assert (
+        failures["bad:bomb"]["reason"] == "image_too_large"
+        and str(bad / "bomb.png") in failures["bad:bomb"]["detail"]
+    )
+    assert (
+        failures["tar:bomb"]["reason"] == "image_too_large"
+        and "shard-000000.tar:bomb" in failures["tar:bomb"]["detail"]
+    )
+    assert failures["bad:escape"]["reason"] == "path_outside_source"
+    pairs = pq.read_table(out / "pool/pairs.parquet").to_pylist()
+    assert pairs and not any(p["source"] in ("bad", "tar") for p in pairs)

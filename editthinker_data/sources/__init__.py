@@ -132,6 +132,9 @@ def _guarded(rec: SourceRecord, policy: ImagePolicy) -> SourceRecord | RecordErr
             return dataclasses.replace(rec, image_bytes=guard.fetch(location, policy))
     except guard.Refused as err:
         return RecordError(rec.origin, rec.id, err.reason, str(err), source=rec.source)
+    except ValueError as err:  # a NUL byte in a path, a port out of range: the record's problem
+        detail = f"image {rec.image_path!r} is not a usable path or URL: {err}"
+        return RecordError(rec.origin, rec.id, "bad_image_reference", detail, source=rec.source)
     return dataclasses.replace(rec, image_path=location)
 
 
