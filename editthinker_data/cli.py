@@ -237,8 +237,11 @@ def pool(
     from editthinker_data.units import run_pool
 
     out_dir, storage = _open_output(cfg, output, overwrite)
-    with console.status("pooling ..."):
-        report = run_pool(cfg, storage)
+    try:
+        with console.status("pooling ..."):
+            report = run_pool(cfg, storage)
+    except ConfigError as err:  # an input found empty or in the wrong encoding while read
+        _fail(str(err))
     for table in _pool_tables(report):
         console.print(table)
     _print_licences(report.get("licences", {}), report.get("licence_warnings", []))

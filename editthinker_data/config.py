@@ -6,6 +6,7 @@ names the environment variable that holds its key (`api_key_env`).
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import json
@@ -119,6 +120,29 @@ class SourceInput(_Strict):
         False, description="a label no table maps is counted unknown_label, not classified"
     )
     options: dict[str, Any] = Field(default_factory=dict)
+    encoding: str | None = Field(
+        None, description="text encoding of the input's manifest/JSON files; default: UTF-8, strictly"
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="folders (or s3:// prefixes) outside the input's own folder that its image paths may reach",
+    )
+    allow_urls: bool = Field(False, description="accept http(s):// and file:// image references")
+    allow_loopback: bool = Field(
+        False, description="with allow_urls: fetch from loopback addresses too (a local image server)"
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str | None) -> str | None:
+        if encoding is not None:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(
+                    f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, latin-1, utf-16"
+                ) from None
+        return encoding
 
     @field_validator("label_map")
     @classmethod
@@ -159,6 +183,17 @@ class SourceConfig(_Strict):
     per_type_quota: int | None = Field(None, ge=1)
     max_pairs: int | None = Field(None, ge=1)
     max_instruction_chars: int = Field(1000, ge=8)
+    max_image_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        # PIL refuses to open anything above twice its own limit (2 * 89,478,485 pixels)
+        le=178_956_970,
+        description="images with more pixels are rejected from the header, before decoding (bombs)",
+    )
+    min_image_side: int = Field(16, ge=1, description="images with a narrower side are rejected (degenerate)")
+    max_image_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="image files (or downloads) larger than this are rejected"
+    )
     near_duplicate_distance: int | None = Field(
         4,
         ge=0,
@@ -454,6 +489,9 @@ def _resolve_source_paths(src: dict[str, Any], base_dir: Path) -> None:
             continue
         if "path" in spec:
             spec["path"] = _resolve(spec["path"], base_dir)
+        roots = spec.get("allowed_roots")
+        if isinstance(roots, list):
+            spec["allowed_roots"] = [_resolve(r, base_dir) for r in roots]
         options = spec.get("options")
         if isinstance(options, dict):
             for key in PATH_OPTIONS:

@@ -17,8 +17,8 @@ from sys import intern
 from typing import Any
 
 from editthinker_data.classify import classify
-from editthinker_data.config import BuildConfig
-from editthinker_data.imagesig import ImageProblem, Signature, SignatureCache, hamming
+from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.imagesig import ImageLimits, ImageProblem, Signature, SignatureCache, hamming
 from editthinker_data.schema import TASK_TYPES, safe_key
 from editthinker_data.sources import default_licence
 from editthinker_data.sources.base import RecordError, SourceRecord
@@ -218,7 +218,8 @@ def pool(
         failures.append(err)
 
     only = next(iter(specs)) if len(specs) == 1 else ""
-    for rec, sig in _with_signatures(records, sigs):
+    limits = ImageLimits(src.max_image_pixels, src.min_image_side, src.max_image_bytes)
+    for rec, sig in _with_signatures(records, sigs, limits):
         if not rec.source and only:  # records read without read_input (one input)
             rec = replace(rec, source=only)
         c = row(rec.source)
@@ -296,6 +297,7 @@ def pool(
             )
         )
     sigs.flush()
+    _check_not_empty(specs, counts)
 
     by_type = _take_source_quotas(candidates, counts, cfg, stats)
     chosen = _take_type_quotas(by_type, counts, cfg, stats)
@@ -398,20 +400,42 @@ def _assign(chosen: dict[str, list[PoolEntry]], cfg: BuildConfig) -> list[PoolEn
 
 
 def _with_signatures(
-    records: Iterable[SourceRecord | RecordError], sigs: SignatureCache, chunk: int = 256
+    records: Iterable[SourceRecord | RecordError],
+    sigs: SignatureCache,
+    limits: ImageLimits | None = None,
+    chunk: int = 256,
 ) -> Iterator[tuple[SourceRecord | RecordError, Signature | ImageProblem | None]]:
     """Records with their image signatures, computed a chunk at a time on the cache's
     threads; the order of the records is kept, and only a chunk is in memory."""
     it = iter(records)
     while batch := list(islice(it, chunk)):
         recs = [r for r in batch if isinstance(r, SourceRecord)]
-        found = iter(
-            sigs.many(
-                [(None if r.image_bytes is not None else r.image_path, r.image_bytes, r.id) for r in recs]
-            )
-        )
+        found = iter(sigs.many([_image_item(r) for r in recs], limits))
         for rec in batch:
             yield rec, (next(found) if isinstance(rec, SourceRecord) else None)
+
+
+class EmptySourceError(ConfigError):
+    """An input that holds no records: almost always a wrong path or an unfinished download,
+    so it fails the build (before any GPU work) instead of quietly building less."""
+
+
+def _check_not_empty(specs: dict[str, Any], counts: dict[str, SourceCounts]) -> None:
+    for name, spec in specs.items():
+        if name not in counts or counts[name].read == 0:
+            where = "source.manifest" if name == "manifest" else f"source input {name!r}"
+            raise EmptySourceError(
+                f"{where}: {spec.path} holds no records (an empty file, only blank lines, or a folder "
+                f"without {spec.format} files); fix the path or remove the input"
+            )
+
+
+def _image_item(rec: SourceRecord) -> tuple[str | None, bytes | None, str]:
+    """(path, bytes, what) for the signature cache: errors name the file, or for embedded
+    bytes the URL they came from or the container and member (`shard.tar:key`, `t.parquet#3`)."""
+    if rec.image_bytes is not None:
+        return None, rec.image_bytes, rec.image_path or rec.origin
+    return rec.image_path, None, rec.image_path
 
 
 def _count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], reason: str) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from editthinker_data.backends import create_backend
 from editthinker_data.config import PATH_OPTIONS, BuildConfig, ConfigError, SourceInput
-from editthinker_data.sources import FORMATS, check_options
+from editthinker_data.sources import FORMATS, TEXT_FORMATS, check_options
+from editthinker_data.sources.base import SourceFileError, check_utf8_head
 from editthinker_data.storage import StorageError, local_path
 
 
@@ -89,6 +90,16 @@ def _check_input(spec: SourceInput) -> None:
         value = spec.options.get(key)
         if value is not None and not Path(value).exists():
             raise ConfigError(f"{where}: options.{key} {value} not found; {fix}")
+    for root in spec.allowed_roots:
+        if "://" not in root and not Path(root).is_dir():
+            raise ConfigError(f"{where}: allowed_roots entry {root} is not a folder; {fix}")
+    if spec.encoding is not None and spec.format not in TEXT_FORMATS:
+        raise ConfigError(
+            f"{where}: encoding applies to JSON text formats ({', '.join(TEXT_FORMATS)}), not {spec.format}; "
+            "remove it"
+        )
+    if path.is_file():
+        _check_file_head(path, spec, where)
     if spec.format == "hf_disk":
         try:
             import datasets  # noqa: F401
@@ -96,3 +107,16 @@ def _check_input(spec: SourceInput) -> None:
             raise ConfigError(
                 f"{where}: format hf_disk needs the datasets library: pip install datasets"
             ) from None
+
+
+def _check_file_head(path: Path, spec: SourceInput, where: str) -> None:
+    """An empty file, or a JSON text file plainly not in UTF-8, fails before any work."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        raise ConfigError(f"{where}: {path} is empty (0 bytes); fix the path or remove the input")
+    if spec.format in TEXT_FORMATS and spec.encoding is None:
+        try:
+            check_utf8_head(head, path.name)
+        except SourceFileError as err:
+            raise ConfigError(f"{where}: {err}") from None

@@ -175,7 +175,7 @@ def pool_records(cfg: BuildConfig) -> Iterator[SourceRecord | RecordError]:
     """Every configured input's records, in config order."""
     inputs = cfg.source.all_inputs()
     for spec in inputs:
-        yield from read_input(spec, prefix_ids=len(inputs) > 1)
+        yield from read_input(spec, prefix_ids=len(inputs) > 1, max_image_bytes=cfg.source.max_image_bytes)
 
 
 def signature_cache_path(cfg: BuildConfig, storage: Storage) -> Path:

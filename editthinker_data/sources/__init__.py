@@ -5,11 +5,14 @@ with the input's name, licence and, when several inputs are mixed, `<name>:<id>`
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources import guard
+from editthinker_data.sources.base import RecordError, SourceFileError, SourceRecord
 from editthinker_data.sources.defaults import LICENCES
+from editthinker_data.sources.guard import ImagePolicy
 
 Reader = Callable[..., Iterator[SourceRecord | RecordError]]
 
@@ -95,12 +98,60 @@ def default_licence(fmt: str) -> str:
     return LICENCES.get(fmt, "")
 
 
-def read_input(spec: Any, prefix_ids: bool) -> Iterator[SourceRecord | RecordError]:
-    """Records of one `source.inputs` entry. A reader that fails outright (an unreadable
-    file) yields one error naming the input; the other inputs are still read."""
-    licence = spec.licence if spec.licence is not None else default_licence(spec.format)
+# formats whose records are JSON text (the `encoding` input setting applies to them)
+TEXT_FORMATS = ("jsonl", "pico_banana", "opengpt4o", "sharegpt4o", "imgedit", "kris", "rise")
+# reader options that name folders the input's image paths may reach
+ROOT_OPTIONS = ("image_root", "openimages_dir")
+
+
+def image_policy(spec: Any, max_image_bytes: int = 64 * 1024 * 1024) -> ImagePolicy:
+    """Where the input's images may come from: its own folder (a file's folder, or the
+    folder it names), the folders its options name, and its `allowed_roots`."""
+    path = str(spec.path)
+    if path.startswith("s3://"):
+        own = path.rsplit("/", 1)[0]
+    else:
+        own = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    roots = [own, *(spec.options.get(k) for k in ROOT_OPTIONS), *spec.allowed_roots]
+    return ImagePolicy.of(
+        [r for r in roots if isinstance(r, str)],
+        allow_urls=spec.allow_urls,
+        allow_loopback=spec.allow_loopback,
+        max_bytes=max_image_bytes,
+    )
+
+
+def _guarded(rec: SourceRecord, policy: ImagePolicy) -> SourceRecord | RecordError:
+    """The record with its image reference checked (and an allowed URL fetched), or the
+    error naming why it was refused."""
+    if not rec.image_path or rec.image_bytes is not None:
+        return rec
     try:
-        for rec in _reader(spec.format)(spec.path, **spec.options):
+        location = guard.check(rec.image_path, policy)
+        if guard.is_url(location):
+            return dataclasses.replace(rec, image_bytes=guard.fetch(location, policy))
+    except guard.Refused as err:
+        return RecordError(rec.origin, rec.id, err.reason, str(err), source=rec.source)
+    except ValueError as err:  # a NUL byte in a path, a port out of range: the record's problem
+        detail = f"image {rec.image_path!r} is not a usable path or URL: {err}"
+        return RecordError(rec.origin, rec.id, "bad_image_reference", detail, source=rec.source)
+    return dataclasses.replace(rec, image_path=location)
+
+
+def read_input(
+    spec: Any, prefix_ids: bool, max_image_bytes: int = 64 * 1024 * 1024
+) -> Iterator[SourceRecord | RecordError]:
+    """Records of one `source.inputs` entry, their image references checked against the
+    input's folders (`image_policy`). A reader that fails outright (an unreadable file)
+    yields one error naming the input; the other inputs are still read. A file in the wrong
+    encoding is a configuration error (`SourceFileError`) and fails the build."""
+    licence = spec.licence if spec.licence is not None else default_licence(spec.format)
+    policy = image_policy(spec, max_image_bytes)
+    kwargs = {"encoding": spec.encoding} if spec.format in TEXT_FORMATS else {}
+    try:
+        for rec in _reader(spec.format)(spec.path, **spec.options, **kwargs):
+            if isinstance(rec, SourceRecord):
+                rec = _guarded(rec, policy)
             if isinstance(rec, RecordError):  # named like the pair it would have been
                 named = prefix_ids and rec.record != rec.origin
                 yield dataclasses.replace(
@@ -114,6 +165,8 @@ def read_input(spec: Any, prefix_ids: bool) -> Iterator[SourceRecord | RecordErr
                 source=spec.name,
                 licence=licence,
             )
+    except SourceFileError as err:
+        raise SourceFileError(f"source input {spec.name!r} ({spec.path}): {err}") from None
     except (OSError, ValueError, UnicodeDecodeError) as err:
         yield RecordError(
             spec.path, spec.name, "unreadable_input", f"input {spec.name!r}: {err}", source=spec.name

@@ -4,19 +4,23 @@ name the line and the problem; the reader never stops on them."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
-from editthinker_data.sources.base import RecordError, SourceRecord, json_lines
+from editthinker_data.sources.base import RecordError, SourceRecord, json_lines, text_lines
 from editthinker_data.storage import join_url, read_url, split_url
 
 __all__ = ["RecordError", "SourceRecord", "read_jsonl"]
 
 
-def read_jsonl(manifest: str, **_: object) -> Iterator[SourceRecord | RecordError]:
-    """`manifest` may be a local path or s3://bucket/key; image paths are relative to it."""
+def read_jsonl(
+    manifest: str, encoding: str | None = None, **_: object
+) -> Iterator[SourceRecord | RecordError]:
+    """`manifest` may be a local path or s3://bucket/key; image paths are relative to it.
+    UTF-8 unless `encoding` is given (see `text_lines`)."""
     base, file_name = split_url(str(manifest))
-    text = read_url(manifest).decode("utf-8", errors="replace")
-    for item in json_lines(text.splitlines(), file_name):
+    lines = text_lines(io.BytesIO(read_url(manifest)), file_name, encoding)
+    for item in json_lines(lines, file_name):
         if isinstance(item, RecordError):
             yield item
             continue

@@ -7,15 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from editthinker_data.sources.base import RecordError, SourceRecord, json_records
+from editthinker_data.sources.base import RecordError, SourceFileError, SourceRecord, json_records
 
 
-def read_kris(path: str, **_: object) -> Iterator[SourceRecord | RecordError]:
+def read_kris(path: str, encoding: str | None = None, **_: object) -> Iterator[SourceRecord | RecordError]:
     root = Path(path)
     for annotation in sorted(root.glob("*/annotation.json")):
         category = annotation.parent.name
         try:
-            items = list(json_records(annotation, mapping=True))  # one category: a few hundred records
+            items = list(
+                json_records(annotation, mapping=True, encoding=encoding)
+            )  # one category: a few hundred records
+        except SourceFileError:  # the wrong encoding is the config's problem: fail
+            raise
         except ValueError as err:  # a broken category file; the other categories are still read
             where = f"{category}/annotation.json"
             yield RecordError(where, where, "unreadable_file", f"{annotation}: {err}")

@@ -48,10 +48,10 @@ class OpenImagesIndex:
         return None
 
 
-def _wanted_urls(path: str) -> set[str]:
+def _wanted_urls(path: str, encoding: str | None) -> set[str]:
     """Source URLs of the records that have no local_input_image (a first, cheap pass)."""
     urls = set()
-    for item in json_records(path):
+    for item in json_records(path, encoding=encoding):
         if isinstance(item, RecordError):
             continue
         obj = item[1]
@@ -90,14 +90,15 @@ def read_pico_banana(
     openimages_mapping: str | None = None,
     openimages_dir: str | None = None,
     image_root: str | None = None,
+    encoding: str | None = None,
     **_: object,
 ) -> Iterator[SourceRecord | RecordError]:
     index = OpenImagesIndex(
-        openimages_mapping, openimages_dir, _wanted_urls(path) if openimages_mapping else set()
+        openimages_mapping, openimages_dir, _wanted_urls(path, encoding) if openimages_mapping else set()
     )
     root = image_root or str(Path(path).parent)
     key = "summarized_text" if instruction == "short" else "text"
-    for item in json_records(path):
+    for item in json_records(path, encoding=encoding):
         if isinstance(item, RecordError):
             yield item
             continue

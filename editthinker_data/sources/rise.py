@@ -11,9 +11,11 @@ from editthinker_data.sources.base import RecordError, SourceRecord, json_record
 from editthinker_data.storage import join_url
 
 
-def read_rise(path: str, image_root: str | None = None, **_: object) -> Iterator[SourceRecord | RecordError]:
+def read_rise(
+    path: str, image_root: str | None = None, encoding: str | None = None, **_: object
+) -> Iterator[SourceRecord | RecordError]:
     root = image_root or str(Path(path).parent)
-    for item in json_records(path):
+    for item in json_records(path, encoding=encoding):
         if isinstance(item, RecordError):
             yield item
             continue

@@ -27,7 +27,10 @@ def read_webdataset(path: str, **_: object) -> Iterator[SourceRecord | RecordErr
         errors.append(RecordError(path, path, "unreadable_file", f"{type(exn).__name__}: {exn}"))
         return True  # go on with the next shard
 
-    dataset = wds.WebDataset(_urls(path), shardshuffle=False, handler=handler, empty_check=False)
+    urls = _urls(path)
+    if not urls:  # a folder without shards: nothing to read (pooling reports the empty input)
+        return
+    dataset = wds.WebDataset(urls, shardshuffle=False, handler=handler, empty_check=False)
     for sample in dataset:
         yield from errors
         errors.clear()
@@ -36,16 +39,33 @@ def read_webdataset(path: str, **_: object) -> Iterator[SourceRecord | RecordErr
         meta: dict = {}
         if "json" in sample:
             try:
-                meta = json.loads(sample["json"])
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                yield RecordError(origin, key, "bad_field", f"json member is not valid JSON: {err}")
+                meta = json.loads(sample["json"].decode("utf-8"))  # UTF-8 only, like manifests
+            except UnicodeDecodeError as err:
+                yield RecordError(
+                    origin,
+                    key,
+                    "bad_encoding",
+                    f"{origin}.json: byte offset {err.start} is not UTF-8 ({err.reason})",
+                )
+                continue
+            except json.JSONDecodeError as err:
+                yield RecordError(origin, key, "bad_field", f"{origin}.json is not valid JSON: {err}")
                 continue
             if not isinstance(meta, dict):
                 yield RecordError(origin, key, "bad_field", "json member must hold an object")
                 continue
         text = meta.get("instruction")
         if text is None and "txt" in sample:
-            text = sample["txt"].decode("utf-8", errors="replace")
+            try:
+                text = sample["txt"].decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield RecordError(
+                    origin,
+                    key,
+                    "bad_encoding",
+                    f"{origin}.txt: byte offset {err.start} is not UTF-8 ({err.reason})",
+                )
+                continue
         image = next((sample[e] for e in IMAGE_EXTS if e in sample), None)
         rid = str(meta.get("id") or key)
         if not isinstance(text, str) or image is None:
