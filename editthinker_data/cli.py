@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
 )
 console = Console()
-STAGES = ("pool", "generate", "trajectory_filter", "steps")
+STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
 OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
 EndpointOption = Annotated[
     str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
@@ -64,9 +64,33 @@ def _summary_table(stats: dict) -> Table:
     def reasons(d: dict) -> str:
         return ", ".join(f"{k} {v}" for k, v in d.items()) or "0"
 
-    for name in STAGES:
+    for name in (n for n in STAGES if n in stats["stages"]):
         s = stats["stages"][name]
         table.add_row(name, str(s["input"]), str(s["kept"]), reasons(s["filtered"]), reasons(s["failed"]))
+    return table
+
+
+def _balance_table(stats: dict) -> Table | None:
+    """Trajectories and step samples per split and task type, before and after balancing."""
+    sel = stats.get("selection")
+    if not sel:
+        return None
+    before, after = sel["before_balance"], sel["after_balance"]
+    table = Table(title="balancing (whole trajectories)", header_style="bold")
+    for col in ("split", "task type", "traj. before", "traj. after", "steps before", "steps after"):
+        table.add_column(col, justify="left" if col in ("split", "task type") else "right")
+    for split in ("sft", "rl"):
+        b, a = before["by_task_type"][split], after["by_task_type"][split]
+        for task in sorted(set(b) | set(a)):
+            nb, na = b.get(task, {}), a.get(task, {})
+            table.add_row(
+                split, task, str(nb.get("trajectories", 0)), str(na.get("trajectories", 0)),
+                str(nb.get("steps", 0)), str(na.get("steps", 0)),
+            )  # fmt: skip
+        table.add_row(
+            split, "[bold]all[/]", str(before["trajectory_splits"][split]), str(after["trajectory_splits"][split]),
+            str(before["splits"][split]), str(after["splits"][split]), end_section=True,
+        )  # fmt: skip
     return table
 
 
@@ -286,6 +310,16 @@ def inspect(
     console.print(_summary_table(b.stats))
     _print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
     console.print(f"splits (steps): {b.stats['splits']}   trajectories: {b.stats['trajectory_splits']}")
+    balance_table = _balance_table(b.stats)
+    if balance_table is not None:
+        after = b.stats["selection"]["after_balance"]
+        kept = sum(after["trajectory_splits"].values())
+        console.print(balance_table)
+        console.print(
+            f"released trajectories with zero gain (best S_t = S_1): {after['zero_gain']} of {kept} "
+            f"(selection.min_gain {b.config.selection.min_gain:g}); with a failed turn: {after['failed_turn']} "
+            f"(selection.failed_turns {b.config.selection.failed_turns})"
+        )
     console.print(f"stop reasons: {b.stats['stop_reasons']}")
     usage = b.stats.get("llm_usage", {})
     if usage:
