@@ -191,6 +191,11 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     """The whole chain without Ray: every count in stats.json is what the shards hold."""
     import json
 
+    from typer.testing import CliRunner
+
+    from editthinker_data.cli import app
+    from editthinker_data.exports.card import render_card
+    from editthinker_data.report import Build
     from editthinker_data.schema import Trajectory
     from editthinker_data.selection import best_gain
 
@@ -254,6 +259,26 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     assert stats["selection"]["after_balance"]["zero_gain"] == 0  # min_gain 0.5 leaves none
     released = {t for s in ("sft", "rl") for t in found[s][3]}
     assert released == {k for k, d in decisions.items() if d["keep"]}
+
+    after = stats["selection"]["after_balance"]
+    bal = stages["balance"]
+    card = render_card(Build(str(tmp_path)), [])
+    assert (
+        f"| balance | {bal['input']} | {bal['kept']} | balanced_out {bal['filtered']['balanced_out']} |"
+        in card
+    )
+    for split in ("sft", "rl"):
+        row = (
+            f"| {split} | {before['trajectory_splits'][split]} | {after['trajectory_splits'][split]} | "
+            f"{before['splits'][split]} | {after['splits'][split]} |"
+        )
+        assert row in card
+    assert f"Released trajectories: {bal['kept']}; with zero gain" in card and "min_gain` = 0.5): 0;" in card
+    shown = CliRunner().invoke(app, ["inspect", str(tmp_path)], terminal_width=160)
+    assert shown.exit_code == 0, shown.output
+    assert "balancing (whole trajectories)" in shown.output
+    assert f"zero gain (best S_t = S_1): 0 of {bal['kept']}" in shown.output
+    assert "selection re-check: all 40 decisions follow" in shown.output
 
     first = (tmp_path / units.STEPS_FILE).read_bytes()
     units.run_select(cfg, storage, pool["partitions"])

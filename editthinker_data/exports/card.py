@@ -9,6 +9,8 @@ import yaml
 
 from editthinker_data.exports.common import TEMPLATE_VERSION
 
+STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
+
 
 def size_category(n: int) -> str:
     for limit, label in [
@@ -96,9 +98,9 @@ def _selection_section(stats: dict[str, Any], sel) -> str:
 |---|---|---|---|---|
 {rows}
 
-Of the {kept} released trajectories, {after["zero_gain"]} have zero gain (their best score equals
-S_1: the paper's rule keeps them; `selection.min_gain` = {sel.min_gain:g}) and
-{after["failed_turn"]} had a turn that failed (`selection.failed_turns` = {sel.failed_turns}).
+Released trajectories: {kept}; with zero gain (best score equal to S_1, which the paper's rule
+keeps; `selection.min_gain` = {sel.min_gain:g}): {after["zero_gain"]}; with a turn that failed
+(`selection.failed_turns` = {sel.failed_turns}): {after["failed_turn"]}.
 """
 
 
@@ -109,7 +111,7 @@ def render_card(build, figures: list[str], exports: dict[str, Any] | None = None
         f"| {name} | {s['input']} | {s['kept']} | "
         f"{', '.join(f'{k} {v}' for k, v in s['filtered'].items()) or 0} | "
         f"{', '.join(f'{k} {v}' for k, v in s['failed'].items()) or 0} |"
-        for name, s in stats["stages"].items()
+        for name, s in ((n, stats["stages"][n]) for n in STAGES if n in stats["stages"])
     )
     figs = "\n\n".join(f"![{f}]({f})" for f in figures)
     editors = ", ".join(_backend(e) + f" x{e.ratio:g}" for e in cfg.editors)
