@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
 )
 console = Console()
-STAGES = ("pool", "generate", "trajectory_filter", "steps")
+STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
 OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
 EndpointOption = Annotated[
     str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
@@ -67,11 +67,35 @@ def _summary_table(stats: dict) -> Table:
     for col in ("stage", "input", "kept", "filtered", "failed"):
         numeric = col in ("input", "kept")
         table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "stage")
-    for name in STAGES:
+    for name in (n for n in STAGES if n in stats["stages"]):
         s = stats["stages"][name]
         table.add_row(
             name, str(s["input"]), str(s["kept"]), _counts(s["filtered"], "\n"), _counts(s["failed"], "\n")
         )
+    return table
+
+
+def _balance_table(stats: dict) -> Table | None:
+    """Trajectories and step samples per split and task type, before and after balancing."""
+    sel = stats.get("selection")
+    if not sel:
+        return None
+    before, after = sel["before_balance"], sel["after_balance"]
+    table = Table(title="balancing (whole trajectories): before -> after", header_style="bold")
+    for col in ("split", "task type", "trajectories", "steps"):
+        table.add_column(col, justify="left" if col in ("split", "task type") else "right", no_wrap=True)
+    for split in ("sft", "rl"):
+        b, a = before["by_task_type"][split], after["by_task_type"][split]
+        for task in sorted(set(b) | set(a)):
+            nb, na = b.get(task, {}), a.get(task, {})
+            table.add_row(
+                split, task, f"{nb.get('trajectories', 0)} -> {na.get('trajectories', 0)}",
+                f"{nb.get('steps', 0)} -> {na.get('steps', 0)}",
+            )  # fmt: skip
+        table.add_row(
+            split, "[bold]all[/]", f"{before['trajectory_splits'][split]} -> {after['trajectory_splits'][split]}",
+            f"{before['splits'][split]} -> {after['splits'][split]}", end_section=True,
+        )  # fmt: skip
     return table
 
 
@@ -369,6 +393,16 @@ def inspect(
         f"steps per split: {_counts(b.stats['splits'])}; trajectories per split: "
         f"{_counts(b.stats['trajectory_splits'])}"
     )
+    balance_table = _balance_table(b.stats)
+    if balance_table is not None:
+        after = b.stats["selection"]["after_balance"]
+        kept = sum(after["trajectory_splits"].values())
+        console.print(balance_table)
+        console.print(
+            f"released trajectories with zero gain (best S_t = S_1): {after['zero_gain']} of {kept} "
+            f"(selection.min_gain {b.config.selection.min_gain:g}); with a failed turn: {after['failed_turn']} "
+            f"(selection.failed_turns {b.config.selection.failed_turns})"
+        )
     console.print(f"stop reasons: {_counts(b.stats['stop_reasons'])}")
     usage = b.stats.get("llm_usage", {})
     if usage:

@@ -246,7 +246,10 @@ class BalanceConfig(_Strict):
     enabled: bool = True
     score_bins: list[float] = Field(default_factory=lambda: [0.0, 4.0, 6.0, 8.0, 10.0])
     max_cell_ratio: float = Field(
-        3.0, ge=1.0, description="a (task type, score bin) cell keeps at most this many times the median cell"
+        3.0,
+        ge=1.0,
+        description="whole trajectories are kept or dropped: a (task type, bin of S_1) cell of a split keeps "
+        "at most this many times the median cell's step samples",
     )
 
     @field_validator("score_bins")
@@ -272,7 +275,30 @@ class SelectionConfig(_Strict):
     include_stop_steps: bool = Field(
         True, description="a stop after the best turn becomes a sample that teaches when to stop"
     )
+    min_gain: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="drop a refined trajectory whose best later score max_{t>1} S_t exceeds S_1 by less "
+        "than this (reason below_min_gain); 0 is the paper's rule, which keeps trajectories that never "
+        "improved (counted as zero_gain). Single-turn trajectories follow keep_single_turn",
+    )
+    failed_turns: Literal["drop", "judge_stored"] = Field(
+        "drop",
+        description="a trajectory with a turn that failed for good (an unparseable answer, say): drop "
+        "(reason turn_failed), or judge_stored: apply the filter to the turns stored before the failure "
+        "(genuine, but cut short: its best step and RL/SFT variance are those of a prefix)",
+    )
     balance: BalanceConfig = BalanceConfig()
+
+    @model_validator(mode="after")
+    def _single_turn_needs_stop_steps(self) -> SelectionConfig:
+        if self.keep_single_turn and not self.include_stop_steps:
+            raise ValueError(
+                "keep_single_turn keeps trajectories whose only sample is the stop sample; set "
+                "include_stop_steps: true, or keep_single_turn: false"
+            )
+        return self
 
 
 class OutputConfig(_Strict):

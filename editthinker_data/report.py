@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.selection import decide
+from editthinker_data.selection import select
 from editthinker_data.storage import Storage, open_storage
 from editthinker_data.units import DECISIONS_FILE, STEPS_FILE, load_trajectory_summaries, read_parquet
 
@@ -50,18 +50,23 @@ class Build:
         return self._steps
 
     def recheck_selection(self) -> tuple[int, list[str]]:
-        """(decisions checked, mismatches) between the stored decisions and the rules
-        applied afresh to the stored scores."""
+        """(decisions checked, mismatches) between the stored decisions and steps and the
+        rules (filter, split and balancing) applied afresh to the stored scores."""
         stored = self.decisions()
-        steps = Counter(r["trajectory"] for r in self.steps())
+        fresh = select(self.trajectories, self.config.selection, self.config.seed)
         mismatches = []
         for traj in self.trajectories:
-            d = decide(traj, self.config.selection)
+            d = fresh.decisions[traj.key]
             s = stored.get(traj.key)
-            if s is None or (s["keep"], s["reason"], s["best_turn"]) != (d.keep, d.reason, d.best_turn):
-                mismatches.append(f"{traj.key}: stored {s} but the rule gives {d}")
-            elif not d.keep and steps.get(traj.key):
-                mismatches.append(f"{traj.key}: filtered out but has {steps[traj.key]} step samples")
+            got = None if s is None else (s["keep"], s["reason"], s["best_turn"], s.get("split"))
+            if got != (d.keep, d.reason, d.best_turn, d.split):
+                mismatches.append(f"{traj.key}: stored {s} but the rules give {d}")
+        stored_steps = {(r["key"], r["split"]) for r in self.steps()}
+        fresh_steps = {(p.key, p.split) for p in fresh.steps}
+        for key, split in sorted(stored_steps - fresh_steps):
+            mismatches.append(f"step {key} ({split}) is stored but the rules do not select it")
+        for key, split in sorted(fresh_steps - stored_steps):
+            mismatches.append(f"step {key} ({split}) is selected by the rules but not stored")
         return len(self.trajectories), mismatches
 
     def breakdown(self) -> dict[str, dict[str, dict[str, float]]]:

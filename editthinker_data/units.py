@@ -443,7 +443,13 @@ STEP_SCHEMA = pa.schema(
     ]
 )
 DECISION_SCHEMA = pa.schema(
-    [("trajectory", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()), ("best_turn", pa.int32())]
+    [
+        ("trajectory", pa.string()),
+        ("keep", pa.bool_()),
+        ("reason", pa.string()),
+        ("best_turn", pa.int32()),
+        ("split", pa.string()),
+    ]
 )
 
 
@@ -468,6 +474,7 @@ def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> li
             TrajectorySummary(
                 key, first["partition"], first["task_type"], first["editor"], first["source_instruction"],
                 first["stop_reason"], turns, first["final_reasoning"], first["final_instruction"],
+                first.get("error"),
             )
         )  # fmt: skip
     return out
@@ -486,10 +493,12 @@ def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) ->
     return {
         "fingerprint": cfg.fingerprint(),
         "trajectory_filter": result.trajectory_stats.to_dict(),
+        "balance": result.balance_stats.to_dict(),
         "steps": result.step_stats.to_dict(),
         "splits": result.splits,
         "trajectory_splits": result.trajectory_splits,
-        "by_task_type": dict(sorted(Counter(f"{s.split}/{s.task_type}" for s in result.steps).items())),
+        "by_task_type": result.after_balance["by_task_type"],
+        "selection": {"before_balance": result.before_balance, "after_balance": result.after_balance},
     }
 
 
@@ -610,10 +619,13 @@ def finalize(
             "pool": pool_report["stats"],
             "generate": generate.to_dict(),
             "trajectory_filter": select_report["trajectory_filter"],
+            "balance": select_report["balance"],
             "steps": select_report["steps"],
         },
         "splits": select_report["splits"],
         "trajectory_splits": select_report["trajectory_splits"],
+        "by_task_type": select_report["by_task_type"],
+        "selection": select_report["selection"],
         "stop_reasons": dict(sorted(stop_reasons.items())),
         "pool_by_task_type": pool_report["by_task_type"],
         "pool_by_editor": pool_report["by_editor"],

@@ -36,6 +36,40 @@ def test_every_stage_accounts_for_its_input(demo_build):
     assert {f["record"] for f in failures} >= {"missing-image", "empty-instruction", "absurd-instruction"}
 
 
+def test_stats_counts_equal_what_the_step_shards_hold(demo_build):
+    """splits, trajectory_splits, by_task_type and the balance and steps stages, counted
+    from the shards; the before-balancing numbers add up to the after and the dropped."""
+    out, _ = demo_build
+    stats = json.loads((out / "stats.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    released = set()
+    for split in ("sft", "rl"):
+        metas = [s["json"] for s in wds.WebDataset(shards(out, manifest, split), shardshuffle=False).decode()]
+        trajs = {m["trajectory"] for m in metas}
+        released |= trajs
+        assert stats["splits"][split] == len(metas)
+        assert stats["trajectory_splits"][split] == len(trajs)
+        by_type = {
+            t: {
+                "trajectories": len({m["trajectory"] for m in metas if m["task_type"] == t}),
+                "steps": sum(1 for m in metas if m["task_type"] == t),
+            }
+            for t in {m["task_type"] for m in metas}
+        }
+        assert stats["by_task_type"][split] == by_type
+    bal, steps = stats["stages"]["balance"], stats["stages"]["steps"]
+    assert bal["kept"] == len(released) and steps["kept"] == sum(stats["splits"].values())
+    before = stats["selection"]["before_balance"]
+    assert (
+        bal["input"]
+        == sum(before["trajectory_splits"].values())
+        == stats["stages"]["trajectory_filter"]["kept"]
+    )
+    assert steps["input"] == sum(before["splits"].values())
+    decisions = pq.read_table(out / "selection" / "decisions.parquet").to_pylist()
+    assert {d["trajectory"] for d in decisions if d["keep"]} == released
+
+
 def test_manifest_lists_every_shard_with_true_hashes(demo_build):
     out, result = demo_build
     manifest = json.loads((out / "manifest.json").read_text())

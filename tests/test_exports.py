@@ -117,6 +117,6 @@ def test_gallery_shows_every_trajectory_with_its_images(demo_build):
     page.feed((out / "gallery" / "index.html").read_text())
     stats = result["stats"]["stages"]
     assert page.sections == stats["trajectory_filter"]["input"] == 40
-    assert page.kept == stats["trajectory_filter"]["kept"]
+    assert page.kept == stats["balance"]["kept"]  # released: passed the filter and the balancing
     assert len(page.images) == 40 + result["manifest"]["totals"]["trajectories"]  # sources + every turn
     assert all((out / "gallery" / src).is_file() for src in page.images)

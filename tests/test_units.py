@@ -162,3 +162,124 @@ def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(dem
     # and "satisfied" read the same; everything else is identical.
     same = {"unchanged_instruction": "expert_satisfied"}
     assert runs["thinker"] == [(k, same.get(r, r), turns) for k, r, turns in runs["pair"]]
+
+
+def _step_shard_counts(out, manifest):
+    """(samples, distinct trajectories, {task type: [trajectories, samples]}, samples by
+    trajectory) per split, read from the step shards themselves."""
+    import webdataset as wds
+
+    found = {}
+    for split in ("sft", "rl"):
+        metas = [
+            s["json"]
+            for shard in manifest["shards"][split]
+            for s in wds.WebDataset(str(out / shard["url"]), shardshuffle=False).decode()
+        ]
+        by_type = {}
+        for task in {m["task_type"] for m in metas}:
+            mine = [m for m in metas if m["task_type"] == task]
+            by_type[task] = {"trajectories": len({m["trajectory"] for m in mine}), "steps": len(mine)}
+        by_traj = {}
+        for m in metas:
+            by_traj.setdefault(m["trajectory"], []).append((m["turn"], m["stop"]))
+        found[split] = (len(metas), len({m["trajectory"] for m in metas}), by_type, by_traj)
+    return found
+
+
+def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed_turn(demo_cfg, tmp_path):
+    """The whole chain without Ray: every count in stats.json is what the shards hold."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from editthinker_data.cli import app
+    from editthinker_data.exports.card import render_card
+    from editthinker_data.report import Build
+    from editthinker_data.schema import Trajectory
+    from editthinker_data.selection import best_gain
+
+    data = demo_cfg.model_dump()
+    data["selection"]["min_gain"] = 0.5
+    data["selection"]["balance"]["max_cell_ratio"] = 1.0
+    cfg = type(demo_cfg).model_validate(data)
+    storage = LocalStorage(tmp_path)
+    pool = units.run_pool(cfg, storage)
+    plain = local_executor(cfg)
+    victims = []
+
+    def one_refine_fails(items, make, on_done):
+        def done(i, traj):
+            if not victims and len(traj.turns) >= 3:  # what loop.py returns when turn 3's refine fails
+                victims.append(traj.key)
+                traj = Trajectory(traj.pair, traj.turns[:3], "failed", error="turn 3 refine: unparseable")
+            on_done(i, traj)
+
+        return plain(items, make, done)
+
+    gens = [units.run_generate(cfg, storage, p, one_refine_fails) for p in pool["partitions"]]
+    select = units.run_select(cfg, storage, pool["partitions"])
+    writes = [units.run_write_steps(cfg, storage, p) for p in pool["partitions"]]
+    units.finalize(cfg, storage, pool, gens, select, writes)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    found = _step_shard_counts(tmp_path, manifest)
+
+    for split in ("sft", "rl"):
+        samples, trajectories, by_type, by_traj = found[split]
+        assert stats["splits"][split] == samples == manifest["totals"][split]
+        assert stats["trajectory_splits"][split] == trajectories
+        assert stats["by_task_type"][split] == by_type
+        assert stats["selection"]["after_balance"]["by_task_type"][split] == by_type
+        for turns in by_traj.values():  # whole: refinements 2..k, then at most the stop sample
+            k = max(t for t, stop in turns if not stop)
+            assert sorted(turns) == [(t, False) for t in range(2, k + 1)] + (
+                [(k + 1, True)] if len(turns) == k else []
+            )
+    stages = stats["stages"]
+    assert stages["steps"]["kept"] == sum(found[s][0] for s in ("sft", "rl"))
+    assert stages["balance"]["kept"] == sum(found[s][1] for s in ("sft", "rl"))
+    assert stages["balance"]["input"] == stages["trajectory_filter"]["kept"]
+    assert stages["balance"]["filtered"]["balanced_out"] > 0  # the cap really bit
+    before = stats["selection"]["before_balance"]
+    assert stages["steps"]["input"] == sum(before["splits"].values()) > stages["steps"]["kept"]
+
+    [victim] = victims
+    summaries = {t.key: t for t in units.load_trajectory_summaries(storage, pool["partitions"])}
+    assert summaries[victim].error == "turn 3 refine: unparseable"
+    decisions = {r["trajectory"]: r for r in units.read_parquet(storage, units.DECISIONS_FILE)}
+    assert decisions[victim]["reason"] == "turn_failed" and not decisions[victim]["keep"]
+    below = [
+        k
+        for k, t in summaries.items()
+        if not t.error and len(t.turns) > 1 and 0 <= best_gain(t, "overall") < 0.5
+    ]
+    assert below and stages["trajectory_filter"]["filtered"]["below_min_gain"] == len(below)
+    assert stages["trajectory_filter"]["filtered"]["turn_failed"] == 1
+    assert stats["selection"]["after_balance"]["zero_gain"] == 0  # min_gain 0.5 leaves none
+    released = {t for s in ("sft", "rl") for t in found[s][3]}
+    assert released == {k for k, d in decisions.items() if d["keep"]}
+
+    after = stats["selection"]["after_balance"]
+    bal = stages["balance"]
+    card = render_card(Build(str(tmp_path)), [])
+    assert (
+        f"| balance | {bal['input']} | {bal['kept']} | balanced_out {bal['filtered']['balanced_out']} |"
+        in card
+    )
+    for split in ("sft", "rl"):
+        row = (
+            f"| {split} | {before['trajectory_splits'][split]} | {after['trajectory_splits'][split]} | "
+            f"{before['splits'][split]} | {after['splits'][split]} |"
+        )
+        assert row in card
+    assert f"Released trajectories: {bal['kept']}; with zero gain" in card and "min_gain` = 0.5): 0;" in card
+    shown = CliRunner().invoke(app, ["inspect", str(tmp_path)], terminal_width=160)
+    assert shown.exit_code == 0, shown.output
+    assert "balancing (whole trajectories)" in shown.output
+    assert f"zero gain (best S_t = S_1): 0 of {bal['kept']}" in shown.output
+    assert "selection re-check: all 40 decisions follow" in shown.output
+
+    first = (tmp_path / units.STEPS_FILE).read_bytes()
+    units.run_select(cfg, storage, pool["partitions"])
+    assert (tmp_path / units.STEPS_FILE).read_bytes() == first  # the same seed, the same selection

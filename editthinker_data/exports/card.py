@@ -9,6 +9,8 @@ import yaml
 
 from editthinker_data.exports.common import TEMPLATE_VERSION
 
+STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
+
 
 def size_category(n: int) -> str:
     for limit, label in [
@@ -69,6 +71,39 @@ original id and label, and licence. Their terms apply to the samples made from t
 """
 
 
+def _balance_rule(sel) -> str:
+    if not sel.balance.enabled:
+        return "off"
+    return (
+        f"whole trajectories (a trajectory's steps and stop sample are kept or dropped together); "
+        f"in each split a (task type, bin of S_1) cell keeps at most {sel.balance.max_cell_ratio:g}x the "
+        f"median cell's step samples; bins {sel.balance.score_bins}"
+    )
+
+
+def _selection_section(stats: dict[str, Any], sel) -> str:
+    """Before/after balancing and the zero-gain count, when the build recorded them."""
+    info = stats.get("selection")
+    if not info:
+        return ""
+    before, after = info["before_balance"], info["after_balance"]
+    rows = "\n".join(
+        f"| {split} | {before['trajectory_splits'][split]} | {after['trajectory_splits'][split]} | "
+        f"{before['splits'][split]} | {after['splits'][split]} |"
+        for split in ("sft", "rl")
+    )
+    kept = sum(after["trajectory_splits"].values())
+    return f"""
+| split | trajectories before balancing | after | samples before balancing | after |
+|---|---|---|---|---|
+{rows}
+
+Released trajectories: {kept}; with zero gain (best score equal to S_1, which the paper's rule
+keeps; `selection.min_gain` = {sel.min_gain:g}): {after["zero_gain"]}; with a turn that failed
+(`selection.failed_turns` = {sel.failed_turns}): {after["failed_turn"]}.
+"""
+
+
 def render_card(build, figures: list[str], exports: dict[str, Any] | None = None) -> str:
     cfg, stats, manifest = build.config, build.stats, build.manifest
     sel = cfg.selection
@@ -76,7 +111,7 @@ def render_card(build, figures: list[str], exports: dict[str, Any] | None = None
         f"| {name} | {s['input']} | {s['kept']} | "
         f"{', '.join(f'{k} {v}' for k, v in s['filtered'].items()) or 0} | "
         f"{', '.join(f'{k} {v}' for k, v in s['failed'].items()) or 0} |"
-        for name, s in ((n, stats["stages"][n]) for n in ("pool", "generate", "trajectory_filter", "steps"))
+        for name, s in ((n, stats["stages"][n]) for n in STAGES if n in stats["stages"])
     )
     figs = "\n\n".join(f"![{f}]({f})" for f in figures)
     editors = ", ".join(_backend(e) + f" x{e.ratio:g}" for e in cfg.editors)
@@ -102,16 +137,17 @@ Built with editthinker-data (config fingerprint `{cfg.fingerprint()}`).
 | rl | {manifest["totals"].get("rl", 0)} | {stats["trajectory_splits"]["rl"]} |
 
 Trajectories whose score variance over the kept turns exceeds theta = {sel.rl_variance_threshold:g} form
-the RL split; the rest form SFT.
-
+the RL split; the rest form SFT. Every trajectory's samples are in one split, whole.
+{_selection_section(stats, sel)}
 ## How it was built
 
 - Editors: {editors}
 - Expert: {_backend(cfg.expert)}; scorer: {_backend(cfg.scorer)} (VIEScore style, overall = sqrt(semantic x quality))
 - Loop: up to {cfg.loop.max_turns} turns, seed {cfg.seed} ({cfg.loop.seed_policy}); the editor always edits the source image
-- Trajectory filter: keep if max over t>1 of S_t >= S_1 (score: {sel.score}), truncate at the best turn;
-  single-turn trajectories {"kept" if sel.keep_single_turn else "dropped"}; stop samples {"included" if sel.include_stop_steps else "left out"}
-- Balancing: (task type, score bin) cells capped at {sel.balance.max_cell_ratio:g}x the median cell; bins {sel.balance.score_bins}
+- Trajectory filter: keep if max over t>1 of S_t >= S_1 + {sel.min_gain:g} (min_gain; score: {sel.score}), truncate at the best turn;
+  single-turn trajectories {"kept" if sel.keep_single_turn else "dropped"}; stop samples {"included" if sel.include_stop_steps else "left out"};
+  trajectories with a failed turn {"dropped (turn_failed)" if sel.failed_turns == "drop" else "judged on the turns stored before the failure"}
+- Balancing: {_balance_rule(sel)}
 - Thinker prompt template: `{TEMPLATE_VERSION}`
 
 | stage | input | kept | filtered | failed |
