@@ -39,7 +39,8 @@ def test_expert_and_scorer_answers(tmp_path):
 
 
 def test_faults_are_retried_and_answers_cached(tmp_path):
-    reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(32)]
+    # 16 scores, 32 calls (two a score)
+    reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(16)]
     with ChatServer(fault_rate=0.3, seed=3, hang_s=1.0) as server:
         scorer = make(
             OpenAIScorer, server, tmp_path, max_concurrency=8, parse_retries=4, max_retries=8, timeout_s=0.3
