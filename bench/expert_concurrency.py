@@ -96,8 +96,13 @@ def transport(latency: float, concurrency: int, requests: int) -> tuple[float, f
     with ChatServerProcess(latency_s=latency, canned=True) as server:
         for c in (1, concurrency):
             cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
-            scorer = OpenAIScorer(
-                name="b", base_url=server.base_url, model="bench", max_concurrency=c, cache_dir=cache
+            scorer = OpenAIScorer(  # one call a request: the transport is measured, not the protocol
+                name="b",
+                base_url=server.base_url,
+                model="bench",
+                max_concurrency=c,
+                cache_dir=cache,
+                protocol="merged",
             )
             scorer.setup()
             started = time.perf_counter()
@@ -119,7 +124,7 @@ def token_limited(tpm: float, requests: int, concurrency: int) -> tuple[float, i
     with ChatServer(canned=True) as server:
         cache = tempfile.mkdtemp(prefix="etd-bench-llm-")
         scorer = OpenAIScorer(name="b", base_url=server.base_url, model="bench", max_concurrency=concurrency,
-                              tokens_per_minute=tpm, cache_dir=cache)  # fmt: skip
+                              tokens_per_minute=tpm, cache_dir=cache, protocol="merged")  # fmt: skip
         scorer.setup()
         started = time.perf_counter()
         scorer.run_batch(reqs)

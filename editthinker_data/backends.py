@@ -127,13 +127,17 @@ def check_kind(role: str, spec: BackendSpec) -> str:
 def prompt_templates(specs) -> dict[str, str]:
     """Role -> prompt template version of the model backends ("procedural" for the
     procedural ones), recorded in every sample so data made with different prompts can be
-    told apart."""
+    told apart. A backend that asks with more than one prompt (the VIEScore scorer) names
+    them all through its `template_version(params)`."""
     out = {}
     for role, spec in specs:
         if role == "editor":
             continue
         module_name, _, cls_name = check_kind(role, spec).partition(":")
         cls = getattr(importlib.import_module(module_name), cls_name)
+        if hasattr(cls, "template_version"):
+            out[role] = cls.template_version(spec.params)
+            continue
         out[role] = spec.params.get("template") or getattr(cls, "default_template", "") or spec.kind
     return out
 

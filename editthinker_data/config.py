@@ -489,12 +489,13 @@ def _apply_env_overrides(
 
 
 def _resolve_model_path(backend: Any, base_dir: Path) -> None:
-    """`model: ./models/x` (or `params.model_path`) is a folder next to the config file; a
-    Hub id (`org/name`) or a served model name never starts with a dot, so it is left alone."""
+    """`model: ./models/x` (or `params.model_path`, a scorer's `params.prompt_dir`) is a folder
+    next to the config file; a Hub id (`org/name`) or a served model name never starts with a
+    dot, so it is left alone."""
     if not isinstance(backend, dict):
         return
     for holder in (backend, backend.get("params")):
-        for key in ("model", "model_path"):
+        for key in ("model", "model_path", "prompt_dir"):
             model = holder.get(key) if isinstance(holder, dict) else None
             if isinstance(model, str) and model.startswith(("./", "../")):
                 holder[key] = str((base_dir / model).resolve())

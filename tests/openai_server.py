@@ -1,8 +1,9 @@
 """A local OpenAI-compatible chat completions server for tests and benchmarks.
 
-Its "model" is the procedural expert and scorer: it decodes the two images from the data
-URLs, reads the instructions from our prompt templates, and answers in the released JSON
-formats. Latency and faults are injectable: 429 with Retry-After, 500, dropped
+Its "model" is the procedural expert and scorer: it decodes the images from the data URLs,
+reads the instructions from our prompt templates, and answers in the released JSON formats
+(VIEScore's two calls: the semantic one by the procedural judge, the quality one, on the
+edited image alone, from its residual noise). Latency and faults are injectable: 429 with Retry-After, 500, dropped
 connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
 answers, answers truncated at max_tokens."""
 
@@ -16,12 +17,13 @@ import re
 import threading
 import time
 
+import numpy as np
 from loopback_http import Handler, LoopbackServer
 from PIL import Image
 
 from editthinker_data.backends import RefineRequest
 from editthinker_data.experts.procedural import ProceduralExpert
-from editthinker_data.procedural.judge import judge
+from editthinker_data.procedural.judge import _residual_noise, judge
 
 FAULTS = ("429", "500", "reset", "timeout", "badjson", "malformed", "truncated")
 
@@ -40,6 +42,14 @@ def _text(message) -> str:
 
 
 REFINE = " Keep everything else unchanged."
+VIE_DELIMITER = "||V^=^V||"
+
+
+def quality_of(image: Image.Image) -> tuple[float, float]:
+    """The server's [naturalness, artifacts] for one image: both fall with its residual
+    noise (as the procedural judge measures it), artifacts twice as fast."""
+    noise = _residual_noise(np.asarray(image, dtype=np.float32))
+    return round(10 * max(0.0, 1 - noise / 24), 2), round(10 * max(0.0, 1 - noise / 12), 2)
 
 
 def answer(body: dict, canned: bool = False, canned_turns: int = 1) -> str:
@@ -53,8 +63,28 @@ def answer(body: dict, canned: bool = False, canned_turns: int = 1) -> str:
             done = previous.count(REFINE) + 1 >= canned_turns
             return json.dumps({"is_satisfied": done, "reason": "fine" if done else "not yet",
                                "new_rewritten_prompt": previous if done else previous + REFINE})  # fmt: skip
+        if "Editing instruction:" in text:  # VIEScore's semantic call (ours or its own wording)
+            return json.dumps({"score": [8, 9], "reasoning": "fine"})
+        if sum(p.get("type") == "image_url" for p in message["content"]) == 1:  # its quality call
+            return json.dumps({"score": [9, 7], "reasoning": "fine"})
         return json.dumps({"reasoning": "fine", "score": [8, 9, 9, 9]})
-    text, (source, edited) = _text(message), _images(message)
+    text, images = _text(message), _images(message)
+    if len(images) == 1:  # VIEScore's quality call sees the edited image alone
+        return (
+            VIE_DELIMITER
+            + "\n"
+            + json.dumps({"score": list(quality_of(images[0])), "reasoning": "seen"})
+            + "\n"
+            + VIE_DELIMITER
+        )
+    source, edited = images
+    semantic = re.search(r"Editing instruction: (.*)", text)
+    if semantic:
+        _, _, d = judge(source, edited, semantic.group(1)).scores()
+        scores = [round(d["success"], 2), round(d["no_over_editing"], 2)]
+        return (
+            "Here is my rating.\n```json\n" + json.dumps({"score": scores, "reasoning": "measured"}) + "\n```"
+        )
     if "thinker of an image-editing loop" in text:
         original = re.search(r"Original instruction: (.*)\n", text).group(1)
         previous = re.search(r"Previous instruction: (.*)\n", text).group(1)
@@ -95,6 +125,7 @@ class ChatServer:
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
+        self.bodies: list[dict] = []  # every request's JSON body, in arrival order
         self.auth: list[str] = []
         self.injected = dict.fromkeys(FAULTS, 0)
         server = self
@@ -106,6 +137,7 @@ class ChatServer:
                     return self.reply(404, b"")
                 with server.lock:
                     server.requests += 1
+                    server.bodies.append(body)
                     if "Authorization" in self.headers:
                         server.auth.append(self.headers["Authorization"])
                     fault = None

@@ -107,10 +107,18 @@ def test_prompt_template_versions_per_role():
 
     cfg = parse_config(
         {**BASE, "expert": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
-         "scorer": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m", "params": {"template": "scorer_v1"}}},
+         "scorer": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m",
+                    "params": {"protocol": "merged", "template": "scorer_v1"}}},
         environ={},
     )  # fmt: skip
     assert prompt_templates(cfg.backend_specs()) == {"expert": "expert_v1", "scorer": "scorer_v1"}
+    for kind, where in (
+        ("openai", {"base_url": "http://127.0.0.1:1/v1", "model": "m"}),
+        ("transformers", {"model": "/m"}),
+    ):
+        # by default, a model scorer asks with VIEScore's two prompts
+        default = parse_config({**BASE, "scorer": {"kind": kind, **where}}, environ={})
+        assert prompt_templates(default.backend_specs())["scorer"] == "viescore_sc_v1+viescore_pq_v1"
     thinker = parse_config(
         {**BASE, "thinker": {"kind": "openai", "base_url": "http://x/v1", "model": "m"}}, environ={}
     )

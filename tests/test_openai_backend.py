@@ -34,11 +34,13 @@ def test_expert_and_scorer_answers(tmp_path):
             ]
         )
         assert good.semantic > 9 and bad.semantic < 1
-        assert scorer.stats()["tokens_in"] == 2000
+        # VIEScore's protocol: two calls a score, each counted (the server bills 1000 prompt tokens a call)
+        assert scorer.stats()["requests"] == 4 and scorer.stats()["tokens_in"] == 4000
 
 
 def test_faults_are_retried_and_answers_cached(tmp_path):
-    reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(32)]
+    # 16 scores, 32 calls (two a score)
+    reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(16)]
     with ChatServer(fault_rate=0.3, seed=3, hang_s=1.0) as server:
         scorer = make(
             OpenAIScorer, server, tmp_path, max_concurrency=8, parse_retries=4, max_retries=8, timeout_s=0.3
@@ -63,7 +65,12 @@ def test_gives_up_with_a_reason(tmp_path):
         assert isinstance(r, BackendError) and "unusable after 2 tries" in str(r)
     with ChatServer(fault_rate=1.0, faults=["500"]) as server:
         [r] = make(OpenAIScorer, server, tmp_path, max_retries=2).run_batch([ScoreRequest(SRC, SRC, "x")])
-        assert isinstance(r, BackendError) and "gave up after 3 tries" in str(r) and server.requests == 3
+        assert isinstance(r, BackendError) and str(r).startswith("semantic call: ")
+        assert "gave up after 3 tries" in str(r) and server.requests == 6  # both calls, 3 tries each
+        [r] = make(OpenAIScorer, server, tmp_path, max_retries=2, protocol="merged").run_batch(
+            [ScoreRequest(SRC, SRC, "x")]
+        )
+        assert isinstance(r, BackendError) and "gave up after 3 tries" in str(r) and server.requests == 9
     with ChatServer(fault_rate=1.0, faults=["truncated"]) as server:
         [r] = make(OpenAIScorer, server, tmp_path, parse_retries=0).run_batch([ScoreRequest(SRC, SRC, "y")])
         assert isinstance(r, BackendError) and "cut off at max_tokens=1024" in str(r)
@@ -82,7 +89,7 @@ def test_api_key_is_sent_but_never_stored(tmp_path, monkeypatch):
     with ChatServer() as server:
         backend = make(OpenAIScorer, server, tmp_path, api_key_env="ETD_TEST_KEY")
         backend.run_batch([ScoreRequest(SRC, SRC, "Make the red circle blue.")])
-        assert server.auth == ["Bearer sk-secret-123"]
+        assert server.auth == ["Bearer sk-secret-123"] * 2  # the semantic and the quality call
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert stored and b"sk-secret" not in stored
     assert "sk-secret" not in repr(backend.stats()) + repr(vars(backend).get("api_key_env"))
@@ -196,7 +203,8 @@ def test_tokens_per_minute_follows_the_servers_usage(tmp_path):
     with ChatServer(canned=True) as server:
         scorer = make(OpenAIScorer, server, tmp_path, tokens_per_minute=60_000, max_concurrency=4)
         started = time.monotonic()
-        scorer.run_batch([ScoreRequest(SRC, SRC, f"Make the red circle blue {i}.") for i in range(4)])
+        # two scores, four calls (VIEScore's protocol asks twice a score)
+        scorer.run_batch([ScoreRequest(SRC, SRC, f"Make the red circle blue {i}.") for i in range(2)])
         elapsed = time.monotonic() - started
         used = scorer.stats()["tokens_in"] + scorer.stats()["tokens_out"]
         assert used > 4000 and elapsed >= (used - 1000) / 1000 - 0.6  # all but the first's share, paced
@@ -228,19 +236,21 @@ def test_cache_on_s3_output_and_off(tmp_path, s3_endpoint):
         second = OpenAIScorer(name="t", base_url=server.base_url, model="m", context=ctx)
         second.setup()
         second.run_batch(reqs)
-        assert server.requests == 3 and second.stats()["cache_hits"] == 3
+        assert server.requests == 6 and second.stats()["cache_hits"] == 6  # two calls a score
         names = open_storage(ctx.output_url, endpoint_url=s3_endpoint).list("cache/llm")
-        assert len(names) == 3 and all(n.endswith(".json") for n in names)
+        # 3 semantic answers and 1 quality answer: the quality call sees the edited image only,
+        # the same for the three requests, so its (content-addressed) entry is shared
+        assert len(names) == 4 and all(n.endswith(".json") for n in names)
         other_model = OpenAIScorer(name="t", base_url=server.base_url, model="m2", context=ctx)
         other_model.setup()
         other_model.run_batch(reqs[:1])
-        assert server.requests == 4  # the model is part of the key
+        assert server.requests == 8  # the model is part of the key
         off = OpenAIScorer(
             name="t", base_url=server.base_url, model="m", context=BackendContext(llm_cache="off")
         )
         off.setup()
         off.run_batch(reqs)
-        assert server.requests == 7 and off.stats()["cache_hits"] == 0
+        assert server.requests == 14 and off.stats()["cache_hits"] == 0
 
 
 def test_thinker_answers_in_tags(tmp_path):

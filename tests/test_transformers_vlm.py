@@ -36,6 +36,32 @@ def test_gibberish_is_rejected_cleanly_by_every_role(tiny_model):
         assert stats["requests"] == 2 and stats["tokens_out"] > 0 and stats["failures"] == 1
 
 
+def test_scorer_runs_viescores_two_calls_on_the_model(tiny_model):
+    """The real model generates for both calls (its gibberish is then replaced by fixed
+    answers, to check the combination): the semantic call with [source, edit] and the
+    instruction, the quality call with the edit alone."""
+    edit = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12)], 64)
+    seen = []
+
+    class Recorded(TransformersScorer):
+        def _generate(self, text, images, attempt):
+            raw = super()._generate(text, images, attempt)
+            seen.append((text, images, raw))
+            return '{"score": [7, 9], "reasoning": "x"}' if "Editing instruction:" in text else "[8, 6]"
+
+    backend = Recorded(name="tiny", model_path=str(tiny_model), max_new_tokens=4, parse_retries=0)
+    assert backend.template_name == "viescore_sc_v1+viescore_pq_v1"
+    backend.setup()
+    [s] = backend.run_batch([ScoreRequest(SRC, edit, "Make it blue.")])
+    assert [len(images) for _, images, _ in seen] == [2, 1]
+    (sc_text, sc_images, _), (pq_text, pq_images, _) = seen
+    assert sc_text.rstrip().endswith("Editing instruction: Make it blue.") and "Make it blue." not in pq_text
+    assert sc_images[0].tobytes() == SRC.tobytes() and sc_images[1].tobytes() == edit.tobytes()
+    assert pq_images[0].tobytes() == edit.tobytes()
+    assert (s.semantic, s.quality) == (7.0, 6.0) and s.overall == pytest.approx(42**0.5)
+    assert backend.stats()["requests"] == 2 and backend.stats()["tokens_out"] > 0
+
+
 @pytest.mark.parametrize("moe", [False, True], ids=["qwen3_vl", "qwen3_vl_moe"])
 def test_qwen3_vl_families_load_see_the_images_and_are_parsed_strictly(tmp_path, moe):
     path = save_tiny_qwen3_vl(tmp_path / "tiny", moe=moe)

@@ -23,17 +23,22 @@ from typing import Any
 
 from editthinker_data.backends import BackendContext, BackendError, RefineRequest, ScoreRequest
 from editthinker_data.experts.answer_cache import cache_key, open_answer_cache
-from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
+from editthinker_data.experts.parsing import ParseError, parse_expert, parse_thinker
 from editthinker_data.experts.prompting import (
     expert_job,
     load_template,
     new_counters,
-    scorer_job,
     thinker_job,
 )
 from editthinker_data.http_retry import Retryable, post_with_retries
 from editthinker_data.ratelimit import RateLimiter
 from editthinker_data.schema import encode_png
+from editthinker_data.scoring.protocols import (
+    DEFAULT_PROTOCOL,
+    combine_answers,
+    protocol_version,
+    scorer_protocol,
+)
 
 
 def data_url(image) -> str:
@@ -94,8 +99,7 @@ class _ChatRole:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
-        self.template_name = template or self.default_template
-        self.template = load_template(self.template_name)  # a missing template fails at config time
+        self._load_prompts(template)  # a missing template fails at config time
         self.max_concurrency = max_concurrency
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self.timeout_s = timeout_s
@@ -109,6 +113,10 @@ class _ChatRole:
         self.cache = None
         self.counters = new_counters()
         self._headers: dict[str, str] = {}
+
+    def _load_prompts(self, template: str | None) -> None:
+        self.template_name = template or self.default_template
+        self.template = load_template(self.template_name)
 
     def _api_key(self) -> str | None:
         if not self.api_key_env:
@@ -141,11 +149,12 @@ class _ChatRole:
 
     # -- one request -------------------------------------------------------------------
 
-    def _messages(self, text: str, images: list) -> list[dict[str, Any]]:
+    def _messages(self, text: str, images: list, text_first: bool = False) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [
             {"type": "image_url", "image_url": {"url": data_url(im)}} for im in images
         ]
-        content.append({"type": "text", "text": text})
+        part = {"type": "text", "text": text}
+        content = [part, *content] if text_first else [*content, part]
         return [{"role": "user", "content": content}]
 
     async def _call(self, client, messages: list[dict[str, Any]], estimate: int) -> dict[str, Any]:
@@ -181,8 +190,12 @@ class _ChatRole:
         except (KeyError, IndexError, TypeError):
             return {"answer": "", "finish_reason": "no choices in the response"}
 
-    async def _ask(self, client, sem: asyncio.Semaphore, text: str, images: list):
-        messages = self._messages(text, images)
+    async def _ask(self, client, sem: asyncio.Semaphore, text: str, images: list, call=None):
+        """One question, asked again while its answer is unusable; `call` (a scorer protocol's
+        Call) brings its own template version, parser and message layout."""
+        template = call.template if call else self.template_name
+        parse = call.parse if call else self.parse
+        messages = self._messages(text, images, call.text_first if call else False)
         estimate = estimate_tokens(text, images, self.sampling["max_tokens"])
         last_error = "no answer"
         for attempt in range(self.parse_retries + 1):
@@ -190,7 +203,7 @@ class _ChatRole:
                 self.counters["reasks"] += 1
             key = cache_key(
                 model=self.model,
-                template=self.template_name,
+                template=template,
                 messages=messages,
                 sampling=self.sampling,
                 attempt=attempt,
@@ -206,14 +219,15 @@ class _ChatRole:
                     # without a single request.
                     await asyncio.to_thread(self.cache.put, key, entry)
             try:
-                return self.parse(entry["answer"])
+                return parse(entry["answer"])
             except ParseError as err:
                 last_error = str(err)
                 if entry.get("finish_reason") == "length":
                     last_error = f"answer cut off at max_tokens={self.sampling['max_tokens']} ({err})"
         raise BackendError(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}")
 
-    async def _run(self, jobs: list[tuple[str, list]]) -> list[Any]:
+    async def _run(self, jobs: list[tuple]) -> list[Any]:
+        """Each job is (text, images) or (text, images, call)."""
         import httpx
 
         sem = asyncio.Semaphore(self.max_concurrency)
@@ -226,7 +240,7 @@ class _ChatRole:
         timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             results = await asyncio.gather(
-                *(self._ask(client, sem, t, ims) for t, ims in jobs), return_exceptions=True
+                *(self._ask(client, sem, *job) for job in jobs), return_exceptions=True
             )
         out = []
         for r in results:
@@ -253,14 +267,27 @@ class OpenAIExpert(_ChatRole):
 
 
 class OpenAIScorer(_ChatRole):
-    role = "scorer"
-    default_template = "scorer_v1"
+    """Scores by `params.protocol` (scoring.protocols): `viescore` by default, two calls per
+    score, each cached, counted and re-asked on its own; `merged`, one call."""
 
-    def parse(self, answer: str):
-        return parse_scorer(answer)
+    role = "scorer"
+
+    def __init__(self, *args, protocol: str = DEFAULT_PROTOCOL, prompt_dir: str | None = None, **kwargs):
+        self.protocol_name, self.prompt_dir = protocol, prompt_dir
+        super().__init__(*args, **kwargs)
+
+    def _load_prompts(self, template: str | None) -> None:
+        self.protocol = scorer_protocol(self.protocol_name, template, self.prompt_dir)
+        self.template_name = self.protocol.version
+
+    @classmethod
+    def template_version(cls, params: dict[str, Any]) -> str:
+        return protocol_version(params)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
-        return asyncio.run(self._run([scorer_job(self.template, r) for r in requests]))
+        calls = [self.protocol.calls(r) for r in requests]
+        answers = iter(asyncio.run(self._run([(c.text, c.images, c) for cs in calls for c in cs])))
+        return [combine_answers(self.protocol, cs, [next(answers) for _ in cs]) for cs in calls]
 
 
 class OpenAIThinker(_ChatRole):

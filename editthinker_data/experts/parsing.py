@@ -73,6 +73,51 @@ def parse_scorer(text: str) -> Scores:
     return Scores(min(s[0], s[1]), min(s[2], s[3]), details)
 
 
+_DELIMITER = "||V^=^V||"  # VIEScore's optional answer delimiter, kept by some models
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_]\w*)\s*:")
+_BARE_PAIR = re.compile(r"^\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]$")
+
+
+def _score_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object holding a `score`, read the way VIEScore reads answers: between
+    its two delimiters when present, raw newlines allowed inside strings, bare keys quoted."""
+    if text.count(_DELIMITER) == 2:
+        text = text.split(_DELIMITER)[1]
+    decoder = json.JSONDecoder(strict=False)
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    candidates += [_BARE_KEY.sub(r'\1"\2":', c) for c in candidates]
+    for candidate in candidates:
+        for start in (i for i, ch in enumerate(candidate) if ch == "{"):
+            try:
+                obj, _ = decoder.raw_decode(candidate[start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and "score" in obj:
+                return obj
+    return None
+
+
+def parse_score_pair(text: str, names: tuple[str, str]) -> tuple[float, float]:
+    """One answer of VIEScore's protocol, `{"score": [a, b], "reasoning": str}`, as the pair
+    (a, b) named `names` in errors. Tolerates what VIEScore's own parser does (text or code
+    fences around the object, its `||V^=^V||` delimiters, unquoted keys, raw newlines, a
+    bare `[a, b]` list); unlike it, never guesses: a missing, short or out-of-range score is
+    a `ParseError`, asked again by the caller."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParseError("empty answer")
+    obj = _score_object(text)
+    if obj is None:
+        bare = _BARE_PAIR.match(text.strip().strip("`").strip())
+        if not bare:
+            raise ParseError(f"no JSON object with a score in the answer ({text[:60]!r}...)")
+        obj = {"score": [float(bare.group(1)), float(bare.group(2))]}
+    scores = obj["score"]
+    if not isinstance(scores, list) or len(scores) != 2:
+        raise ParseError(f"score must be a list of 2 numbers [{', '.join(names)}], got {scores!r}")
+    first, second = (_score(v, f"score[{i}] ({names[i]})") for i, v in enumerate(scores))
+    return first, second
+
+
 _THINKER = re.compile(r"<think>(.*?)</think>\s*<score>(.*?)</score>\s*<answer>(.*?)</answer>", re.S)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from editthinker_data.backends import RefineRequest, ScoreRequest
+from editthinker_data.backends import RefineRequest
 from editthinker_data.exports.common import user_template, user_turn
 
 
@@ -20,10 +20,6 @@ def expert_job(template: str, r: RefineRequest) -> tuple[str, list]:
         original_instruction=r.original_instruction, previous_instruction=r.previous_instruction
     )
     return text, [r.source, r.edited]
-
-
-def scorer_job(template: str, r: ScoreRequest) -> tuple[str, list]:
-    return template.format(instruction=r.instruction), [r.source, r.edited]
 
 
 def thinker_job(template_name: str, r: RefineRequest) -> tuple[str, list]:

@@ -18,15 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
-from editthinker_data.experts.parsing import ParseError, parse_expert, parse_scorer, parse_thinker
+from editthinker_data.experts.parsing import ParseError, parse_expert, parse_thinker
 from editthinker_data.experts.prompting import (
     expert_job,
     load_template,
     new_counters,
-    scorer_job,
     thinker_job,
 )
 from editthinker_data.qwen_vl import FAMILIES, images_only_processor
+from editthinker_data.scoring.protocols import (
+    DEFAULT_PROTOCOL,
+    combine_answers,
+    protocol_version,
+    scorer_protocol,
+)
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -78,8 +83,7 @@ class _LocalVLM:
         self.max_new_tokens = max_tokens or max_new_tokens
         self.temperature = temperature
         self.parse_retries = parse_retries
-        self.template_name = template or self.default_template
-        self.template = load_template(self.template_name)
+        self._load_prompts(template)
         self.max_pixels = max_pixels
         if model_type != "auto" and model_type not in FAMILIES:
             raise ValueError(
@@ -87,6 +91,10 @@ class _LocalVLM:
             )
         self.model_type = model_type
         self.counters = new_counters()
+
+    def _load_prompts(self, template: str | None) -> None:
+        self.template_name = template or self.default_template
+        self.template = load_template(self.template_name)
 
     def preflight(self) -> str:
         """Checks the checkpoint before any actor starts (no torch): it exists and its family
@@ -141,13 +149,14 @@ class _LocalVLM:
         self.counters["tokens_out"] += int(new.shape[0])
         return self.tokenizer.decode(new, skip_special_tokens=True)
 
-    def _ask(self, text: str, images: list):
+    def _ask(self, text: str, images: list, parse=None):
+        parse = parse or self.parse
         last = "no answer"
         for attempt in range(self.parse_retries + 1):
             if attempt:
                 self.counters["reasks"] += 1
             try:
-                return self.parse(self._generate(text, images, attempt))
+                return parse(self._generate(text, images, attempt))
             except ParseError as err:
                 last = str(err)
         self.counters["failures"] += 1
@@ -169,14 +178,34 @@ class TransformersExpert(_LocalVLM):
 
 
 class TransformersScorer(_LocalVLM):
-    role = "scorer"
-    default_template = "scorer_v1"
+    """Scores by `params.protocol` (scoring.protocols), `viescore` by default: two
+    generations per score, images before the text as in GEdit-Bench's Qwen2.5-VL scorer; the
+    quality call is skipped when the semantic one already failed (no GPU time for a lost score)."""
 
-    def parse(self, answer: str):
-        return parse_scorer(answer)
+    role = "scorer"
+
+    def __init__(self, *args, protocol: str = DEFAULT_PROTOCOL, prompt_dir: str | None = None, **kwargs):
+        self.protocol_name, self.prompt_dir = protocol, prompt_dir
+        super().__init__(*args, **kwargs)
+
+    def _load_prompts(self, template: str | None) -> None:
+        self.protocol = scorer_protocol(self.protocol_name, template, self.prompt_dir)
+        self.template_name = self.protocol.version
+
+    @classmethod
+    def template_version(cls, params: dict[str, Any]) -> str:
+        return protocol_version(params)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
-        return [self._ask(*scorer_job(self.template, r)) for r in requests]
+        out = []
+        for r in requests:
+            calls, answers = self.protocol.calls(r), []
+            for call in calls:
+                answers.append(self._ask(call.text, call.images, call.parse))
+                if isinstance(answers[-1], BackendError):
+                    break
+            out.append(combine_answers(self.protocol, calls[: len(answers)], answers))
+        return out
 
 
 class TransformersThinker(_LocalVLM):
