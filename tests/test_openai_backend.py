@@ -100,7 +100,7 @@ def test_missing_api_key_env_fails_preflight(tmp_path, monkeypatch):
     from editthinker_data.preflight import preflight
 
     monkeypatch.delenv("ETD_TEST_KEY", raising=False)
-    (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "a.png", "instruction": "x"}\n')
     remote = {
         "kind": "openai",
         "base_url": "http://127.0.0.1:9/v1",

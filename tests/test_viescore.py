@@ -164,7 +164,7 @@ def test_prompt_dir_sends_viescores_own_files_joined_as_it_joins_them(tmp_path):
 
 def test_prompt_dir_resolves_against_the_config_and_is_recorded(tmp_path):
     write_viescore_prompts(tmp_path / "vie")
-    (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "a.png", "instruction": "x"}\n')
     (tmp_path / "c.yaml").write_text(
         "source: {manifest: m.jsonl}\n"
         "scorer: {kind: openai, base_url: 'http://127.0.0.1:1/v1', model: m, params: {prompt_dir: ./vie}}\n"
