@@ -179,11 +179,13 @@ def verify(storage: Storage) -> dict[str, list[str] | int]:
             contents[name] = data
     covered = set(files)
     for name in sorted(n for n in files if _is_export_info(n)):
+        folder = name.rsplit("/", 1)[0]
         if name in contents:
-            folder = name.rsplit("/", 1)[0]
             problems, images = verify_export(storage, folder, json.loads(contents[name]))
             mismatched.extend(problems)
             covered |= images
+        else:  # reported above; without it nothing says which files belong to the folder
+            covered |= set(storage.list(folder))
     for prefix in RELEASE_FOLDERS:
         extra.extend(n for n in storage.list(prefix) if n not in covered)
     return {
@@ -235,6 +237,7 @@ def verify_export(storage: Storage, folder: str, info: dict[str, Any]) -> tuple[
             data = storage.read_bytes(name)
         except FileNotFoundError:
             problems.append(f"{name}: missing (export_info.json lists it)")
+            damaged = damaged or "rows" in entry
             continue
         found = _size_and_hash(data, entry, "export_info.json")
         if "rows" in entry:

@@ -68,6 +68,7 @@ def test_emptied_llamafactory_export_fails_verify_naming_it(build_copy):
         ("selection/steps.parquet", lambda b: b[:-1]),
         ("gallery/kept.html", lambda b: b""),
         ("exports/easyr1/format_prompt.txt", lambda b: b.replace(b"{rewritten_prompt}", b"")),
+        ("exports/easyr1/export_info.json", lambda b: b.replace(b'"rows": ', b'"rows": 1')),
     ],
 )
 def test_damaged_download_fails_verify_naming_it(build_copy, name, damage):
