@@ -528,7 +528,8 @@ def verify_cmd(
     output: OutputArg,
     endpoint_url: EndpointOption = None,
 ) -> None:
-    """Re-read every shard: report hash/size/sample mismatches, missing and extra objects."""
+    """Re-read every shard and every file a user downloads (exports, card, figures, gallery,
+    pool and selection tables): report hash/size/row mismatches, missing and extra objects."""
     from editthinker_data.report import verify
     from editthinker_data.storage import open_storage
 
@@ -541,9 +542,10 @@ def verify_cmd(
         for item in result[kind]:
             err_console.print(f"[red]{kind}[/]: {item}")
     bad = sum(len(result[k]) for k in ("mismatched", "missing", "extra"))
+    checked = f"{result['checked']} shards and {result['files']} files"
     if bad:
-        _fail(f"{bad} problem(s) in {result['checked']} shards", code=1)
-    console.print(f"verified {result['checked']} shards: all match the manifest, nothing missing or extra")
+        _fail(f"{bad} problem(s) in {checked}", code=1)
+    console.print(f"verified {checked}: all match the manifest, nothing missing or extra")
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -133,8 +134,10 @@ class Build:
 
 
 def verify(storage: Storage) -> dict[str, list[str] | int]:
-    """Re-read every shard the manifest lists: sha256, size and sample count must match;
-    shards on storage that the manifest does not list are extra."""
+    """Re-read every shard the manifest lists (sha256, size, sample count) and every other
+    file it lists (tables, card, figures, gallery, exports: sha256 and size), then each
+    export against its `export_info.json` (row counts, every image a row names). Files under
+    the listed folders that nothing lists are extra."""
     manifest = storage.read_json("manifest.json")
     listed: dict[str, dict[str, Any]] = {s["url"]: s for items in manifest["shards"].values() for s in items}
     mismatched, missing = [], []
@@ -160,4 +163,117 @@ def verify(storage: Storage) -> dict[str, list[str] | int]:
         n for prefix in ("trajectories", "steps") for n in storage.list(prefix) if n.endswith(".tar")
     }
     extra = sorted(on_storage - set(listed))
-    return {"checked": len(listed), "mismatched": mismatched, "missing": missing, "extra": extra}
+    files = manifest.get("files")
+    if files is None:
+        mismatched.append(
+            "manifest.json: lists no files beside the shards (built by an older version); "
+            "run `editthinker-data report` and `export` to record them"
+        )
+        files = {}
+    contents: dict[str, bytes] = {}
+    for name, info in files.items():
+        try:
+            data = storage.read_bytes(name)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        problems = _size_and_hash(data, info, "manifest")
+        if problems:
+            mismatched.append(f"{name}: {'; '.join(problems)}")
+        else:
+            contents[name] = data
+    covered = set(files)
+    for name in sorted(n for n in files if _is_export_info(n)):
+        folder = name.rsplit("/", 1)[0]
+        if name in contents:
+            problems, images = verify_export(storage, folder, json.loads(contents[name]))
+            mismatched.extend(problems)
+            covered |= images
+        else:  # reported above; without it nothing says which files belong to the folder
+            covered |= set(storage.list(folder))
+    for prefix in RELEASE_FOLDERS:
+        extra.extend(n for n in storage.list(prefix) if n not in covered)
+    return {
+        "checked": len(listed),
+        "files": len(files),
+        "mismatched": mismatched,
+        "missing": sorted(missing),
+        "extra": sorted(extra),
+    }
+
+
+RELEASE_FOLDERS = ("exports", "figures", "gallery")
+
+
+def _is_export_info(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == "exports" and parts[2] == "export_info.json"
+
+
+def _size_and_hash(data: bytes, info: dict[str, Any], where: str) -> list[str]:
+    problems = []
+    if len(data) != info["bytes"]:
+        problems.append(f"{len(data)} bytes, {where} says {info['bytes']}")
+    if hashlib.sha256(data).hexdigest() != info["sha256"]:
+        problems.append("sha256 differs")
+    return problems
+
+
+def _rows(name: str, data: bytes) -> list[Any]:
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    rows = json.loads(data)
+    if not isinstance(rows, list):
+        raise ValueError(f"holds a JSON {type(rows).__name__}, not a list of rows")
+    return rows
+
+
+def verify_export(storage: Storage, folder: str, info: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """(problems, image names checked) of one export folder against its export_info.json:
+    each file's sha256, size and row count, and every image a row names exists and holds the
+    bytes its content-derived name says."""
+    problems: list[str] = []
+    refs: set[str] = set()
+    damaged = False
+    img = info.get("image_files") or {}
+    for file, entry in sorted(info.get("files", {}).items()):
+        name = f"{folder}/{file}"
+        try:
+            data = storage.read_bytes(name)
+        except FileNotFoundError:
+            problems.append(f"{name}: missing (export_info.json lists it)")
+            damaged = damaged or "rows" in entry
+            continue
+        found = _size_and_hash(data, entry, "export_info.json")
+        if "rows" in entry:
+            try:
+                rows = _rows(name, data)
+            except ValueError as err:
+                found.append(f"not readable as rows ({err})")
+                rows = []
+            if len(rows) != entry["rows"]:
+                found.append(f"{len(rows)} rows, export_info.json says {entry['rows']}")
+            base = (
+                folder if img.get("paths_relative_to", ".") == "." else f"{folder}/{img['paths_relative_to']}"
+            )
+            for row in rows:
+                for col in img.get("columns", []):
+                    value = row.get(col) if isinstance(row, dict) else None
+                    refs.update(f"{base}/{p}" for p in ([value] if isinstance(value, str) else value or []))
+        if found:
+            problems.append(f"{name}: {'; '.join(found)}")
+            damaged = damaged or "rows" in entry
+    images = set(storage.list(f"{folder}/{img['dir']}")) if img else set()
+    if damaged:  # the rows cannot say which images belong: report the rows, not every image
+        return problems, images
+    for ref in sorted(refs - images):
+        problems.append(f"{ref}: missing (a row of {folder} names it)")
+    for name in sorted(refs & images):
+        digest = hashlib.sha256(storage.read_bytes(name)).hexdigest()
+        if not name.rsplit("/", 1)[-1].startswith(digest[:20]):
+            problems.append(f"{name}: content does not match its name (sha256 {digest[:20]}...)")
+    if img and len(images) != img.get("count"):
+        problems.append(
+            f"{folder}/{img['dir']}: {len(images)} images, export_info.json says {img.get('count')}"
+        )
+    return problems, refs & images

@@ -21,6 +21,7 @@ import webdataset as wds
 
 from editthinker_data.backends import BackendContext, prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.exports.manifest import describe
 from editthinker_data.imagesig import SignatureCache
 from editthinker_data.journal import Journal
 from editthinker_data.loop import Names, Rollout, rollout
@@ -57,6 +58,8 @@ Executor = Callable[
 POOL_FILE = "pool/pairs.parquet"
 STEPS_FILE = "selection/steps.parquet"
 DECISIONS_FILE = "selection/decisions.parquet"
+# what `verify` re-checks beside the shards, listed in the manifest with sha256
+TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, "failures.jsonl", "config.json")
 
 
 def output_storage(cfg: BuildConfig, url: str) -> Storage:
@@ -636,6 +639,7 @@ def finalize(
         **(extra or {}),
     }
     write_failures(storage, failures)
+    storage.write_bytes("config.json", cfg.model_dump_json(indent=2).encode())
     manifest = {
         "name": cfg.name,
         "config_fingerprint": cfg.fingerprint(),
@@ -652,7 +656,8 @@ def finalize(
                 "shardlist": [{"url": s["url"], "nsamples": s["samples"]} for s in items],
             },
         )
+    # stats.json and the trajectory indexes hold timings, so they would make rebuilds differ
+    manifest["files"] = describe(storage, [*TABLE_FILES, *(f"{split}.wids.json" for split in shards)])
     storage.write_json("stats.json", stats)
     storage.write_json("manifest.json", manifest)
-    storage.write_bytes("config.json", cfg.model_dump_json(indent=2).encode())
     return {"stats": stats, "manifest": manifest}

@@ -97,5 +97,6 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     if cfg.output.exports or cfg.output.report:
         progress().set_stage("exports and card")
         result["release"] = release_task(cfg, output)
+        result["manifest"] = result["release"].pop("manifest")  # now listing the release files
     progress().set_stage("done")
     return result

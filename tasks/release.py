@@ -15,4 +15,5 @@ def release_task(cfg: BuildConfig, output: str) -> dict:
     build = Build(units.output_storage(cfg, output))
     exports = run_exports(build, list(cfg.output.exports))
     report = write_report(build, exports) if cfg.output.report else {}
-    return {"exports": exports, **report}
+    # the release adds its files to the manifest: hand back the manifest as it now stands
+    return {"exports": exports, **report, "manifest": build.storage.read_json("manifest.json")}

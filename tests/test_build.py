@@ -151,6 +151,11 @@ def test_rebuild_gives_identical_bytes(demo_build, demo_cfg, tmp_path, state_dir
     again = build_dataset(demo_cfg.model_dump(), str(tmp_path), str(state_dir))
     strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
     assert strip(again["manifest"]) == strip(first["manifest"])
+    # and every other download the manifest lists: tables, card, figures, gallery, exports
+    assert again["manifest"]["files"] == first["manifest"]["files"]
+    assert {"README.md", "pool/pairs.parquet", "exports/easyr1/rl_train.jsonl"} <= set(
+        first["manifest"]["files"]
+    )
 
 
 def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path):

@@ -177,8 +177,14 @@ sft = load_dataset("webdataset", data_files={{"train": "steps/sft/*.tar"}}, spli
 Trainer exports:
 {exports_text or "- run `editthinker-data export OUTPUT --format all`"}
 
-- LLaMA-Factory: `exports/llamafactory/` holds `sft_train.json` (ShareGPT) and `dataset_info.json`.
-- EasyR1: `exports/easyr1/rl_train.jsonl`, image paths relative to `exports/easyr1/images/`.
+- LLaMA-Factory: `exports/llamafactory/` holds `sft_train.json` (ShareGPT) and `dataset_info.json`;
+  use the folder as `dataset_dir`.
+- EasyR1 (the EditThinker release's fork): `exports/easyr1/rl_train.jsonl`, image paths relative
+  to `exports/easyr1/images/`, and `format_prompt.txt` for `data.format_prompt`; train with
+  `data.answer_key=evaluation`.
+- Each folder's `export_info.json` gives the exact trainer settings and command, row counts
+  and sha256 of its files; `manifest.json` lists every file with its sha256
+  (`editthinker-data verify` re-checks them).
 
 ## License
 

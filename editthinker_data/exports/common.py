@@ -63,3 +63,26 @@ class ImageStore:
                 target.write_bytes(png)
             self.written.add(name)
         return name
+
+
+def images_entry(store: ImageStore, columns: list[str], relative_to: str) -> dict[str, Any]:
+    """How the rows point at the image folder, so `verify` can follow every reference."""
+    return {
+        "dir": store.folder.name,
+        "count": len(store.written),
+        "columns": columns,
+        "paths_relative_to": relative_to,
+        "naming": "first 20 hex digits of the file's sha256, then .png",
+    }
+
+
+def publish_export(storage: Storage, out: str, files: dict[str, bytes], store: ImageStore) -> None:
+    """Write the data files, publish the folder and drop what an earlier export left there."""
+    from editthinker_data.exports.manifest import prune, record_files
+
+    for name, data in files.items():
+        storage.write_bytes(f"{out}/{name}", data)
+    storage.publish_dir(out)
+    described = [f"{out}/{name}" for name in files]
+    prune(storage, out, described + [f"{out}/{store.folder.name}/{n}" for n in store.written])
+    record_files(storage, out, described)

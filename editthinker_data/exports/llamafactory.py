@@ -9,14 +9,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from editthinker_data.exports.common import TEMPLATE_VERSION, ImageStore, iter_steps, user_turn
+from editthinker_data.exports.common import (
+    TEMPLATE_VERSION,
+    ImageStore,
+    images_entry,
+    iter_steps,
+    publish_export,
+    user_turn,
+)
+from editthinker_data.exports.manifest import file_entry
 from editthinker_data.schema import thinker_output
 from editthinker_data.storage import Storage
 
 DATASET_NAME = "editthinker_sft"
+DATA_FILE = "sft_train.json"
 
 
-def dataset_info(file_name: str = "sft_train.json") -> dict[str, Any]:
+def dataset_info(file_name: str = DATA_FILE) -> dict[str, Any]:
     return {
         DATASET_NAME: {
             "file_name": file_name,
@@ -29,6 +38,28 @@ def dataset_info(file_name: str = "sft_train.json") -> dict[str, Any]:
                 "assistant_tag": "assistant",
             },
         }
+    }
+
+
+def trainer_settings() -> dict[str, Any]:
+    """LLaMA-Factory resolves `file_name` against `dataset_dir` and image paths against
+    `media_dir`, which defaults to `dataset_dir`: pointing both at this folder is enough."""
+    settings = {"dataset_dir": ".", "dataset": DATASET_NAME, "template": "qwen3_vl"}
+    return {
+        "loader": "LLaMA-Factory, formatting sharegpt (data/dataset_info.json entry in this folder)",
+        "paths_relative_to": "this folder (EXPORT below)",
+        "settings": settings,
+        "notes": (
+            "template: qwen3_vl for Qwen3-VL (the EditThinker release's SFT), qwen2_vl for "
+            "Qwen2-VL and Qwen2.5-VL. Image paths are relative to dataset_dir (media_dir defaults "
+            "to it); each user turn has as many <image> tokens as the row has images."
+        ),
+        "command": (
+            "llamafactory-cli train --stage sft --do_train true "
+            "--model_name_or_path Qwen/Qwen3-VL-8B-Instruct --finetuning_type full "
+            f"--dataset_dir $EXPORT --dataset {DATASET_NAME} --template qwen3_vl "
+            "--cutoff_len 16384 --bf16 true --output_dir saves/editthinker-sft"
+        ),
     }
 
 
@@ -58,14 +89,21 @@ def export_llamafactory(
                     ],
                 }
             )
-    storage.write_bytes(f"{out}/sft_train.json", json.dumps(rows, ensure_ascii=False, indent=1).encode())
-    storage.write_json(f"{out}/dataset_info.json", dataset_info())
+    data = json.dumps(rows, ensure_ascii=False, indent=1).encode()
+    registry = (json.dumps(dataset_info(), indent=2, sort_keys=True) + "\n").encode()
     info = {
         "format": "llamafactory",
         "rows": len(rows),
         "images": len(images.written),
-        "template": TEMPLATE_VERSION,
+        "prompt_template": TEMPLATE_VERSION,
+        "files": {
+            DATA_FILE: {**file_entry(data), "rows": len(rows)},
+            "dataset_info.json": file_entry(registry),
+        },
+        "image_files": images_entry(images, ["images"], "."),
+        "trainer": trainer_settings(),
     }
-    storage.write_json(f"{out}/export_info.json", info)
-    storage.publish_dir(out)
+    files = {DATA_FILE: data, "dataset_info.json": registry}
+    files["export_info.json"] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+    publish_export(storage, out, files, images)
     return info
