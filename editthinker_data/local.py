@@ -3,6 +3,7 @@ and benchmarks compare the actor pools against."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from editthinker_data.backends import Backend, BackendContext, create_backend
 from editthinker_data.config import BuildConfig
 from editthinker_data.loop import Call, Rollout, drive
 from editthinker_data.schema import Trajectory
+from editthinker_data.stats import Usage, add_usage
 
 
 def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:
@@ -24,14 +26,28 @@ def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> d
 def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | None = None):
     backends = backends or local_backends(cfg)
 
+    calls: Counter[tuple[str, str]] = Counter()
+
     def call(c: Call) -> Any:
+        calls[(c.role, c.backend)] += 1
         return backends[(c.role, c.backend)].run_batch([c.request])[0]
+
+    def counters() -> dict[tuple[str, str], dict[str, Any]]:
+        return {key: b.stats() if hasattr(b, "stats") else {} for key, b in backends.items()}
 
     def run(
         items: Sequence[Any], make: Callable[[Any], Rollout], on_done: Callable[[int, Trajectory], None]
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
+        before, calls_before = counters(), Counter(calls)
         for i, item in enumerate(items):
             on_done(i, drive(make(item), call))
-        return {"requests": 0}
+        usage: Usage = {}
+        for (role, name), after in counters().items():
+            was = before.get((role, name), {})
+            cost = {k: v - was.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+            batches = calls[(role, name)] - calls_before[(role, name)]
+            if batches or any(cost.values()):
+                add_usage(usage, f"{role}/{name}", cost, batches)
+        return {"requests": 0, "usage": usage}
 
     return run

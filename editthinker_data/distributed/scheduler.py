@@ -4,8 +4,11 @@ Each rollout is a generator of backend calls (`loop.rollout`). The scheduler que
 per pool, sends them in batches (the pool's batch_size) to actors with spare capacity,
 and feeds results back as they arrive, so editors keep working while other trajectories
 wait on the expert or the scorer. An actor that dies is replaced; its requests are
-retried up to `retries` times, then delivered as a BackendError (the trajectory fails
-alone, with the reason).
+retried up to `retries` times, then delivered as a TransientBackendError (the trajectory
+is left unfinished, and a rerun retries it).
+
+Each batch comes back with what it cost (the backend's counter deltas), summed per backend
+in the returned `usage`, so usage is kept with the unit's report, not with the actors.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import Any
 
 import ray
 
-from editthinker_data.backends import BackendError
+from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.loop import Call, Rollout
 from editthinker_data.progress import current as progress
 from editthinker_data.schema import Trajectory
+from editthinker_data.stats import add_usage
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
 
@@ -33,14 +37,16 @@ def run_rollouts(
     *,
     max_in_flight: int,
     retries: int,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Run `make_rollout(item)` for every item; `on_done(index, trajectory)` as each ends.
-    Returns counters (calls, retries, actor replacements)."""
+    Returns counters (calls, retries, actor replacements) and `usage`: {"role/name":
+    {"batches": n, "counters": {...}}} for the batches that came back."""
     gens: dict[int, Rollout] = {}
     queues: dict[tuple[str, str], deque[tuple[int, Call, int]]] = defaultdict(deque)
     busy: dict[tuple[tuple[str, str], int], int] = defaultdict(int)
     futures: dict[Any, tuple[tuple[str, str], int, Any, list[tuple[int, Call, int]]]] = {}
-    counters = {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
+    counters: dict[str, Any] = {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
+    usage: dict[str, dict[str, Any]] = {}
     next_item = 0
 
     def advance(rid: int, value: Any, first: bool = False) -> None:
@@ -65,7 +71,7 @@ def run_rollouts(
             for ai, actor in enumerate(pool.actors):
                 while queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
                     batch = [queue.popleft() for _ in range(min(pool.spec.batch_size, len(queue)))]
-                    ref = actor.run_batch.remote([c.request for _, c, _ in batch])
+                    ref = actor.run_counted.remote([c.request for _, c, _ in batch])
                     futures[ref] = (key, ai, actor, batch)
                     busy[(key, ai)] += 1
                     counters["batches"] += 1
@@ -87,7 +93,7 @@ def run_rollouts(
             key, ai, actor, batch = futures.pop(ref)
             busy[(key, ai)] -= 1
             try:
-                results = ray.get(ref)
+                results, cost = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
                 pool = workers.pools[key]
                 if pool.actors[ai] is actor:  # not yet replaced by an earlier failed batch
@@ -100,12 +106,14 @@ def run_rollouts(
                     else:
                         advance(
                             rid,
-                            BackendError(
+                            TransientBackendError(
                                 f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"
                             ),
                         )
                 continue
+            add_usage(usage, f"{key[0]}/{key[1]}", cost)
             progress().add(**{f"{key[0]}_calls": len(batch)})
             for (rid, _, _), result in zip(batch, results, strict=True):
                 advance(rid, result)
+    counters["usage"] = usage
     return counters
