@@ -204,3 +204,81 @@ def test_incomplete_message_names_the_backend_and_how_to_finish():
     text = str(err)
     assert "3 of 5 pairs in 1 unit(s) could not finish" in text and "expert 'vlm-x': 3" in text
     assert "Run the same command again" in text and err.exit_code == 75
+
+
+# ---------------------------------------------------------------- whole builds through the CLI
+
+
+def cli_build(cfg, tmp_path, out, state_dir):
+    import yaml
+    from typer.testing import CliRunner
+
+    from editthinker_data.cli import app
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    args = ["build", str(path), "-o", str(out), "--state-dir", str(state_dir)]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    return result, " ".join(result.output.split()), path
+
+
+def shard_hashes(manifest):
+    return {k: [(s["url"].rsplit("/", 1)[-1], s["sha256"]) for s in v] for k, v in manifest["shards"].items()}
+
+
+@pytest.mark.slow
+def test_outage_build_exits_non_zero_and_a_plain_rerun_matches_a_healthy_build(
+    demo_cfg, ray_cluster, state_dir, tmp_path
+):
+    import json
+
+    from flows.build_dataset import build_dataset
+
+    with ChatServer() as server:
+        cfg = tiny_config(demo_cfg, server.base_url)
+        healthy = build_dataset(cfg.model_dump(), str(tmp_path / "healthy"), str(state_dir))
+        assert healthy["manifest"]["totals"]["sft"] + healthy["manifest"]["totals"]["rl"] > 0
+
+        out = tmp_path / "out"
+        server.requests, server.fail_after = 0, 15  # the endpoint goes away mid-build
+        first, text, path = cli_build(cfg, tmp_path, out, state_dir)
+        assert first.exit_code == 75, first.output
+        assert (
+            "The build is not finished" in text
+            and "could not finish because a backend was unreachable" in text
+        )
+        assert "gave up after 3 tries" in text and "No dataset was written" in text
+        assert (
+            f"To finish it, run: editthinker-data build {path} --output {out} --state-dir {state_dir}" in text
+        )
+        assert not (out / "manifest.json").exists() and not (out / "stats.json").exists()
+        outage_requests = server.requests
+
+        server.requests, server.fail_after = 0, None  # back: the same command finishes it
+        second, text, _ = cli_build(cfg, tmp_path, out, state_dir)
+        assert second.exit_code == 0, second.output
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert shard_hashes(manifest) == shard_hashes(healthy["manifest"])
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["generate_failures"]["failed"] == 0
+        total = stats["llm_usage"]["total"]["requests"]
+        assert 0 < server.requests < total == outage_requests + server.requests  # both processes counted
+        backends = stats["backends"]
+        assert sum(b["counters"].get("requests", 0) for b in backends.values()) == total
+
+
+@pytest.mark.slow
+def test_a_build_where_every_answer_is_unusable_exits_non_zero(demo_cfg, ray_cluster, state_dir, tmp_path):
+    import json
+
+    with ChatServer(fault_rate=1.0, faults=["malformed"]) as server:
+        cfg = tiny_config(demo_cfg, server.base_url)
+        out = tmp_path / "out"
+        result, text, _ = cli_build(cfg, tmp_path, out, state_dir)
+    assert result.exit_code == 65, result.output
+    assert "The build kept nothing: 0 step samples. 10 of 10 pairs failed (scorer 'vlm-scorer': 10)" in text
+    assert "To finish it" not in text  # final failures: rerunning alone would not help
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stages"]["generate"]["failed"] == {"scorer_unparseable": 10}
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert sum(f["reason"] == "scorer_unparseable" for f in failures) == 10
