@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editthinker_data.config import BuildConfig
@@ -28,6 +29,8 @@ from tasks.write_steps import write_steps_task
 
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[str, Any]:
+    """The build's result; an unfinished build raises `BuildIncomplete` and an unusable one
+    `BuildUnusable` (`editthinker_data.outcome`) in the caller, and fails the flow run."""
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)
@@ -79,8 +82,9 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         workers.stop()
         if started_ray:
             shutdown()
-    if failed or incomplete:
-        raise BuildIncomplete(failed, len(partitions), incomplete)
+    if failed or incomplete:  # a Failed state, not a raise: the caller sees the error, not a traceback
+        stop = BuildIncomplete(failed, len(partitions), incomplete)
+        return Failed(message=str(stop), data=stop)
     progress().set_stage("selecting")
     select = select_task(cfg, output, partitions)
     progress().set_stage("writing shards")
@@ -104,5 +108,5 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("done")
     problem = verdict(share, result["manifest"]["totals"])
     if problem:
-        raise BuildUnusable(problem, result)
+        return Failed(message=problem, data=BuildUnusable(problem, result))
     return result
