@@ -65,9 +65,8 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
                 return
             if report.get("incomplete"):
                 incomplete[p] = report
-                log.error(
-                    "unit %s unfinished: a backend could not answer %s", part_name(p), report["transient"]
-                )
+                who = ", ".join(f"{w}: {t['count']}" for w, t in report["transient"].items())
+                log.warning("unit %s unfinished: pairs a backend could not answer (%s)", part_name(p), who)
             else:
                 generate.append(report)
 
