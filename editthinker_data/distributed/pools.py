@@ -47,12 +47,7 @@ class BackendActor:
         before = self._counters()
         results = self.run_batch(requests)
         after = self._counters()
-        delta = {
-            k: v - before.get(k, 0)
-            for k, v in after.items()
-            if isinstance(v, int | float) and v != before.get(k, 0)
-        }
-        return results, delta
+        return results, {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
         self.calls += 1
