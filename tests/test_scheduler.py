@@ -96,6 +96,21 @@ def test_retries_exhausted_fail_the_trajectory_alone(ray_cluster):
     assert sorted(done) == list(range(4))
     failed = [t for t in done.values() if t.stop_reason == "failed"]
     assert failed and all("actor died" in t.error and t.turns for t in failed)
+    # a dead actor is not an answer: the trajectory is unfinished, for a rerun to retry
+    assert all(t.transient and t.failure.reason == "expert_unreachable" for t in failed)
+
+
+def test_usage_comes_back_with_each_batch(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        done, counters = run(cfg, workers, pairs(6))
+    finally:
+        workers.stop()
+    usage = counters["usage"]
+    assert set(usage) == {"editor/e", "expert/x", "scorer/s"}
+    assert sum(u["batches"] for u in usage.values()) == counters["batches"]
 
 
 def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):
