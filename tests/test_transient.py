@@ -118,7 +118,22 @@ def test_giving_up_on_a_backend_is_transient_a_bad_request_is_not():
 # ---------------------------------------------------------------- units
 
 
-def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(demo_cfg, tmp_path):
+@pytest.fixture(params=["local", "s3"])
+def outage_output(request, tmp_path):
+    """Where the interrupted build goes: local disk, or S3 (the moto server on loopback)."""
+    if request.param == "local":
+        return str(tmp_path / "outage")
+    from conftest import BUCKET
+
+    request.getfixturevalue("s3_endpoint")
+    return f"s3://{BUCKET}/outage-{tmp_path.name}"
+
+
+def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
+    demo_cfg, tmp_path, outage_output
+):
+    from editthinker_data.storage import open_storage
+
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         healthy = LocalStorage(tmp_path / "healthy")
@@ -128,8 +143,8 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
         assert requests_in(expected["usage"]) == healthy_requests > 0
         assert expected["failures"] == [] and expected["stats"]["kept"] == 5
 
-        out = tmp_path / "outage"
-        storage = LocalStorage(out)
+        out = outage_output
+        storage = open_storage(out)
         units.run_pool(cfg, storage)
         server.requests, server.fail_after = 0, 8  # the endpoint goes away after 8 requests
         first = units.run_generate(cfg, storage, 0, executor(cfg, out))
