@@ -11,7 +11,6 @@ from editthinker_data.backends import Backend, BackendContext, create_backend
 from editthinker_data.config import BuildConfig
 from editthinker_data.loop import Call, Rollout, drive
 from editthinker_data.schema import Trajectory
-from editthinker_data.stats import Usage, add_usage
 
 
 def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:
@@ -35,19 +34,26 @@ def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | 
     def counters() -> dict[tuple[str, str], dict[str, Any]]:
         return {key: b.stats() if hasattr(b, "stats") else {} for key, b in backends.items()}
 
-    def run(
-        items: Sequence[Any], make: Callable[[Any], Rollout], on_done: Callable[[int, Trajectory], None]
-    ) -> dict[str, Any]:
-        before, calls_before = counters(), Counter(calls)
-        for i, item in enumerate(items):
-            on_done(i, drive(make(item), call))
-        usage: Usage = {}
+    def report(before, calls_before, on_usage) -> None:
         for (role, name), after in counters().items():
             was = before.get((role, name), {})
             cost = {k: v - was.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
-            batches = calls[(role, name)] - calls_before[(role, name)]
-            if batches or any(cost.values()):
-                add_usage(usage, f"{role}/{name}", cost, batches)
-        return {"requests": 0, "usage": usage}
+            for _ in range(calls[(role, name)] - calls_before[(role, name)]):
+                on_usage(f"{role}/{name}", cost)  # one "batch" per call; the cost rides on the first
+                cost = dict.fromkeys(cost, 0)
+
+    def run(
+        items: Sequence[Any],
+        make: Callable[[Any], Rollout],
+        on_done: Callable[[int, Trajectory], None],
+        on_usage: Callable[[str, dict[str, float]], None] | None = None,
+    ) -> dict[str, int]:
+        for i, item in enumerate(items):
+            before, calls_before = counters(), Counter(calls)
+            traj = drive(make(item), call)
+            if on_usage is not None:
+                report(before, calls_before, on_usage)
+            on_done(i, traj)
+        return {"requests": 0}
 
     return run

@@ -39,7 +39,7 @@ from editthinker_data.shards import ShardInfo, ShardSink
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
-from editthinker_data.stats import StageStats, merge_usage
+from editthinker_data.stats import StageStats, Usage, add_usage, merge_usage
 from editthinker_data.storage import (
     LocalStorage,
     Storage,
@@ -50,9 +50,9 @@ from editthinker_data.storage import (
     read_url,
 )
 
-Executor = Callable[
-    [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
-]
+# executor(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost)):
+# runs every rollout, reporting each one's end and each batch's cost as they happen.
+Executor = Callable[..., Any]
 
 POOL_FILE = "pool/pairs.parquet"
 STEPS_FILE = "selection/steps.parquet"
@@ -348,7 +348,22 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes
     )
     rows: list[dict[str, Any]] = []
-    journal = Journal(storage, f"_journal/generate/{unit}", cfg.run.journal_every)
+    # What this unit cost, over every run of it: earlier runs' sums, plus each batch of this
+    # one as it comes back; saved with every journal batch, so a crash loses only the usage
+    # of work it also loses.
+    usage_log = UsageLog(storage, f"_journal/usage/{unit}")
+    earlier = merge_usage(*usage_log.load())
+    live: Usage = {}
+
+    def on_usage(backend: str, cost: dict[str, float]) -> None:
+        add_usage(live, backend, cost)
+
+    journal = Journal(
+        storage,
+        f"_journal/generate/{unit}",
+        cfg.run.journal_every,
+        on_flush=lambda: usage_log.save(merge_usage(earlier, live)),
+    )
     finished: dict[int, Trajectory] = journal.load(pairs)  # a previous run's finished pairs
     resumed = len(finished)
     todo = [i for i in range(len(pairs)) if i not in finished]
@@ -394,13 +409,12 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
 
     try:
         drain()
-        counters = dict(executor([pairs[i] for i in todo], make, on_done) or {})
+        counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage) or {}
     except BaseException:
         sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
         raise
     journal.flush()
-    usage_log = UsageLog(storage, f"_journal/usage/{unit}")
-    usage = merge_usage(*usage_log.load(), counters.pop("usage", {}))
+    usage = merge_usage(earlier, live)
     if transient:
         # Not done: no marker, so a rerun runs this unit again, and only its transient pairs.
         sink.abort()

@@ -162,9 +162,9 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
         ran: list[int] = []
         plain = executor(cfg, out)
 
-        def counting(items, make, on_done):
+        def counting(items, make, on_done, **kw):
             ran.append(len(items))
-            return plain(items, make, on_done)
+            return plain(items, make, on_done, **kw)
 
         again = units.run_generate(cfg, storage, 0, counting)
         assert ran == [info["count"]] and again["resumed"] == 5 - info["count"]
@@ -174,6 +174,37 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
         # usage survives the rerun: the marker holds both processes' requests
         assert requests_in(again["usage"]) == outage_requests + server.requests
         assert storage.list("_journal") == []
+
+
+class Crash(Exception):
+    pass
+
+
+def test_usage_saved_with_the_journal_survives_a_crash(demo_cfg, tmp_path):
+    with ChatServer() as server:
+        cfg = tiny_config(demo_cfg, server.base_url, journal_every=2)
+        storage = LocalStorage(tmp_path)
+        units.run_pool(cfg, storage)
+        plain = executor(cfg, tmp_path)
+
+        def crashing(items, make, on_done, **kw):
+            def done(i, traj):
+                on_done(i, traj)
+                if i == 3:
+                    raise Crash  # right after the journal's second batch of two
+
+            return plain(items, make, done, **kw)
+
+        with pytest.raises(Crash):
+            units.run_generate(cfg, storage, 0, crashing)
+        saved = storage.read_json("_journal/usage/part-00000/usage.json")
+        assert requests_in(saved) == server.requests > 0  # all of it: the crash lost no finished work
+        before = server.requests
+
+        report = units.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
+        assert report["resumed"] == 4
+        assert requests_in(report["usage"]) == server.requests > before  # both processes
+        assert report["usage"]["expert/vlm-expert"]["batches"] > 0
 
 
 def test_unparseable_answers_are_final_failures_of_the_backend(demo_cfg, tmp_path):

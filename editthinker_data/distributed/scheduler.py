@@ -7,8 +7,9 @@ wait on the expert or the scorer. An actor that dies is replaced; its requests a
 retried up to `retries` times, then delivered as a TransientBackendError (the trajectory
 is left unfinished, and a rerun retries it).
 
-Each batch comes back with what it cost (the backend's counter deltas), summed per backend
-in the returned `usage`, so usage is kept with the unit's report, not with the actors.
+Each batch comes back with what it cost (the backend's counter deltas), handed to
+`on_usage(backend, cost)` as it arrives, so usage is kept with the unit (journal, marker),
+not with actors that a crash or a replacement takes away.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.loop import Call, Rollout
 from editthinker_data.progress import current as progress
 from editthinker_data.schema import Trajectory
-from editthinker_data.stats import add_usage
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
 
@@ -37,16 +37,15 @@ def run_rollouts(
     *,
     max_in_flight: int,
     retries: int,
-) -> dict[str, Any]:
+    on_usage: Callable[[str, dict[str, float]], None] | None = None,
+) -> dict[str, int]:
     """Run `make_rollout(item)` for every item; `on_done(index, trajectory)` as each ends.
-    Returns counters (calls, retries, actor replacements) and `usage`: {"role/name":
-    {"batches": n, "counters": {...}}} for the batches that came back."""
+    Returns counters (calls, retries, actor replacements)."""
     gens: dict[int, Rollout] = {}
     queues: dict[tuple[str, str], deque[tuple[int, Call, int]]] = defaultdict(deque)
     busy: dict[tuple[tuple[str, str], int], int] = defaultdict(int)
     futures: dict[Any, tuple[tuple[str, str], int, Any, list[tuple[int, Call, int]]]] = {}
-    counters: dict[str, Any] = {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
-    usage: dict[str, dict[str, Any]] = {}
+    counters = {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
     next_item = 0
 
     def advance(rid: int, value: Any, first: bool = False) -> None:
@@ -111,9 +110,9 @@ def run_rollouts(
                             ),
                         )
                 continue
-            add_usage(usage, f"{key[0]}/{key[1]}", cost)
+            if on_usage is not None:
+                on_usage(f"{key[0]}/{key[1]}", cost)
             progress().add(**{f"{key[0]}_calls": len(batch)})
             for (rid, _, _), result in zip(batch, results, strict=True):
                 advance(rid, result)
-    counters["usage"] = usage
     return counters
