@@ -75,7 +75,9 @@ def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: 
             for p in report["partitions"]:
                 r = units.run_generate(
                     cfg, storage, p,
-                    lambda items, make, done: run_rollouts(workers, items, make, done, max_in_flight=in_flight, retries=1),
+                    lambda items, make, done, on_usage=None: run_rollouts(
+                        workers, items, make, done, max_in_flight=in_flight, retries=1, on_usage=on_usage
+                    ),
                 )  # fmt: skip
                 n += r["stats"]["input"]
             return time.perf_counter() - started, n

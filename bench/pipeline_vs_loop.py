@@ -66,8 +66,10 @@ def main() -> None:
     workers = Workers(cfg)
     workers.start()
 
-    def pool_executor(items, make, on_done):
-        return run_rollouts(workers, items, make, on_done, max_in_flight=args.in_flight, retries=1)
+    def pool_executor(items, make, on_done, on_usage=None):
+        return run_rollouts(
+            workers, items, make, on_done, max_in_flight=args.in_flight, retries=1, on_usage=on_usage
+        )
 
     try:
         pool_s, _ = timed_generate(cfg, pool_executor, args.repeat)

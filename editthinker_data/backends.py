@@ -24,6 +24,16 @@ class BackendError(RuntimeError):
     """One request failed; the message says why (it ends up in stats and the record)."""
 
 
+class TransientBackendError(BackendError):
+    """The backend could not answer (unreachable, timing out, failing after its retries): the
+    request's outcome is unknown, not final, so its trajectory is retried by a rerun."""
+
+
+class UnusableAnswer(BackendError):
+    """The model answered, but not in a form the parser accepts (after its re-asks): final,
+    since a rerun replays the same cached answers."""
+
+
 class BackendFatal(RuntimeError):
     """The backend's process can no longer serve (a CUDA error poisons the context): its
     actor exits, the scheduler replaces it and retries the requests elsewhere."""

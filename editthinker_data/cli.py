@@ -7,6 +7,7 @@ well under a second with the key, the value and the fix.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from editthinker_data.config import ConfigError, load_config
@@ -333,9 +335,20 @@ def build(
     live = Live(
         get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4
     )
+    from editthinker_data.outcome import BuildError, BuildIncomplete
+
     try:
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
             result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
+    except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
+        if exc.result:
+            console.print(_summary_table(exc.result["stats"]))
+        again = shlex.join(
+            ["editthinker-data", "build", str(config), "--output", str(out_dir)]
+            + (["--state-dir", state_dir] if state_dir else [])
+        )
+        finish = f"\nTo finish it, run: {again}" if isinstance(exc, BuildIncomplete) else ""
+        _fail(escape(f"{exc}{finish}"), code=exc.exit_code)
     except Exception as exc:
         _fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
     console.print()

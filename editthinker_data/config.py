@@ -329,6 +329,13 @@ class RunConfig(_Strict):
     journal_every: int = Field(
         16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"
     )
+    max_failed_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="share of pairs whose rollout failed for good (e.g. unparseable answers) above which "
+        "the build exits non-zero; pairs a backend could not answer always leave the build unfinished",
+    )
     llm_cache: str = Field(
         "output",
         description="model answer cache: output (<output>/cache/llm, shared by all nodes), local (the run "

@@ -1,6 +1,11 @@
 """POST with the retry policy every remote backend needs: 429, 5xx, timeouts and dropped
 connections are retried with exponential backoff and full jitter, honouring Retry-After;
-other 4xx answers fail at once (retrying a bad request only costs money)."""
+other 4xx answers fail at once (retrying a bad request only costs money).
+
+Giving up is classified here, where the cause is known: retries exhausted, or a service that
+refuses us as configured (401/403/404/407: wrong address or key), raise
+`TransientBackendError` (a rerun tries again); a bad request (400, 413, 422, ...) raises a
+final `BackendError`."""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from editthinker_data.backends import BackendError
+from editthinker_data.backends import BackendError, TransientBackendError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# The service is there but not as configured: not worth a retry now, nor final for the data.
+UNREACHABLE_STATUS = frozenset({401, 403, 404, 407})
 
 
 class Retryable(Exception):
@@ -33,6 +40,10 @@ def retry_after(headers) -> float | None:
 def check_status(resp) -> None:
     if resp.status_code in RETRY_STATUS:
         raise Retryable(f"HTTP {resp.status_code}", retry_after(resp.headers))
+    if resp.status_code in UNREACHABLE_STATUS:
+        raise TransientBackendError(
+            f"HTTP {resp.status_code} (check the address and the key): {resp.text[:200]}"
+        )
     if resp.status_code >= 400:
         raise BackendError(f"HTTP {resp.status_code}: {resp.text[:200]}")
 
@@ -62,7 +73,7 @@ async def post_with_retries(
             return accept(resp)
         except (Retryable, httpx.TransportError) as err:
             if attempt == max_retries:
-                raise BackendError(
+                raise TransientBackendError(
                     f"{url}: gave up after {attempt + 1} tries ({err or type(err).__name__})"
                 ) from None
             counters["retries"] = counters.get("retries", 0) + 1

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Callable
 
 from editthinker_data.schema import SourcePair, Trajectory
 from editthinker_data.storage import Storage
 
 
 class Journal:
-    def __init__(self, storage: Storage, prefix: str, every: int):
+    def __init__(self, storage: Storage, prefix: str, every: int, on_flush: Callable[[], None] | None = None):
         self.storage = storage
+        self.on_flush = on_flush  # saves what belongs with each batch (the unit's usage so far)
         self.prefix = prefix
         self.every = every
         self.buffer: list[Trajectory] = []
@@ -43,6 +45,8 @@ class Journal:
         self.storage.write_bytes(f"{self.prefix}/{self.batches:06d}.pkl", pickle.dumps(self.buffer))
         self.batches += 1
         self.buffer = []
+        if self.on_flush is not None:
+            self.on_flush()
 
     def clear(self) -> None:
         for name in self.storage.list(self.prefix):

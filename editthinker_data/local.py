@@ -3,6 +3,7 @@ and benchmarks compare the actor pools against."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,14 +25,35 @@ def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> d
 def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | None = None):
     backends = backends or local_backends(cfg)
 
+    calls: Counter[tuple[str, str]] = Counter()
+
     def call(c: Call) -> Any:
+        calls[(c.role, c.backend)] += 1
         return backends[(c.role, c.backend)].run_batch([c.request])[0]
 
+    def counters() -> dict[tuple[str, str], dict[str, Any]]:
+        return {key: b.stats() if hasattr(b, "stats") else {} for key, b in backends.items()}
+
+    def report(before, calls_before, on_usage) -> None:
+        for (role, name), after in counters().items():
+            was = before.get((role, name), {})
+            cost = {k: v - was.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+            for _ in range(calls[(role, name)] - calls_before[(role, name)]):
+                on_usage(f"{role}/{name}", cost)  # one "batch" per call; the cost rides on the first
+                cost = dict.fromkeys(cost, 0)
+
     def run(
-        items: Sequence[Any], make: Callable[[Any], Rollout], on_done: Callable[[int, Trajectory], None]
+        items: Sequence[Any],
+        make: Callable[[Any], Rollout],
+        on_done: Callable[[int, Trajectory], None],
+        on_usage: Callable[[str, dict[str, float]], None] | None = None,
     ) -> dict[str, int]:
         for i, item in enumerate(items):
-            on_done(i, drive(make(item), call))
+            before, calls_before = counters(), Counter(calls)
+            traj = drive(make(item), call)
+            if on_usage is not None:
+                report(before, calls_before, on_usage)
+            on_done(i, traj)
         return {"requests": 0}
 
     return run

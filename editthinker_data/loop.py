@@ -18,8 +18,15 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from editthinker_data.backends import BackendError, EditRequest, RefineRequest, ScoreRequest
-from editthinker_data.schema import Refinement, Scores, SourcePair, Trajectory, Turn
+from editthinker_data.backends import (
+    BackendError,
+    EditRequest,
+    RefineRequest,
+    ScoreRequest,
+    TransientBackendError,
+    UnusableAnswer,
+)
+from editthinker_data.schema import Refinement, Scores, SourcePair, Trajectory, Turn, TurnFailure
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,13 @@ class Names:
 Rollout = Generator[Call, Any, Trajectory]
 
 
+def classify(err: BackendError) -> tuple[bool, str]:
+    """(transient, reason suffix): only a backend that could not answer is worth a rerun."""
+    if isinstance(err, TransientBackendError):
+        return True, "unreachable"
+    return False, "unparseable" if isinstance(err, UnusableAnswer) else "error"
+
+
 def turn_seed(seed: int, turn: int, policy: str) -> int:
     return seed if policy == "fixed" else seed + turn - 1
 
@@ -46,14 +60,26 @@ def turn_seed(seed: int, turn: int, policy: str) -> int:
 def rollout(
     pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_policy: str = "fixed"
 ) -> Rollout:
-    """Results sent back are the backend's value, or a BackendError that ends the rollout."""
+    """Results sent back are the backend's value, or a BackendError that ends the rollout
+    (classified into the trajectory's `failure`)."""
     turns: list[Turn] = []
     instruction = pair.instruction
     reasoning: str | None = None
     refine_s = 0.0  # the critique that produced this turn's instruction
+    stage_roles = {
+        "edit": ("editor", pair.editor),
+        "think": ("thinker", names.thinker or ""),
+        "score": ("scorer", names.scorer),
+        "refine": ("expert", names.expert),
+    }
 
     def failed(stage: str, err: BackendError) -> Trajectory:
-        return Trajectory(pair, turns, "failed", error=f"turn {len(turns) + 1} {stage}: {err}")
+        role, backend = stage_roles[stage]
+        transient, kind = classify(err)
+        failure = TurnFailure(len(turns) + 1, stage, role, backend, transient, f"{role}_{kind}")
+        return Trajectory(
+            pair, turns, "failed", error=f"turn {len(turns) + 1} {stage}: {err}", failure=failure
+        )
 
     for t in range(1, max_turns + 1):
         s = turn_seed(seed, t, seed_policy)

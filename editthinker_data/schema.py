@@ -137,16 +137,42 @@ class Turn:
         }  # timings live in the trajectory index, not in shards: shard bytes stay reproducible
 
 
+@dataclass(frozen=True)
+class TurnFailure:
+    """Why a rollout ended early, classified where the error arose. A `transient` failure
+    (backend unreachable, timing out, failing after its retries) leaves the trajectory
+    unfinished: it is not journaled, and a rerun retries it. Any other failure is final and
+    counted as `reason` (e.g. `expert_unparseable`) against the backend that caused it."""
+
+    turn: int
+    stage: str  # edit | score | refine | think
+    role: str  # editor | scorer | expert | thinker
+    backend: str
+    transient: bool
+    reason: str
+
+    @property
+    def who(self) -> str:
+        return f"{self.role} {self.backend!r}"
+
+
 @dataclass
 class Trajectory:
     """One think-while-edit rollout. `final` is the expert's last answer when it ended the
-    trajectory (stop flag or unchanged instruction); `error` says why a turn failed."""
+    trajectory (stop flag or unchanged instruction); `error` says why a turn failed, and
+    `failure` classifies it."""
 
     pair: SourcePair
     turns: list[Turn]
     stop_reason: StopReason
     final: Refinement | None = None
     error: str | None = None
+    failure: TurnFailure | None = None
+
+    @property
+    def transient(self) -> bool:
+        """Unfinished: a backend could not answer; not a result to keep."""
+        return self.failure is not None and self.failure.transient
 
     @property
     def key(self) -> str:

@@ -51,6 +51,35 @@ class StageStats:
         return cls(d["input"], d["kept"], Counter(d.get("filtered", {})), Counter(d.get("failed", {})))
 
 
+Usage = dict[str, dict[str, Any]]  # "role/name" -> {"batches": n, "counters": {name: value}}
+
+
+def add_usage(usage: Usage, backend: str, cost: dict[str, float], batches: int = 1) -> None:
+    """Add one batch's (or one run's) counter deltas to a backend's running sums."""
+    entry = usage.setdefault(backend, {"batches": 0, "counters": {}})
+    entry["batches"] += batches
+    for k, v in cost.items():
+        entry["counters"][k] = round(entry["counters"].get(k, 0) + v, 6)
+
+
+def merge_usage(*parts: Usage) -> Usage:
+    """Usage of several runs or units, summed per backend (a resumed build's whole cost)."""
+    out: Usage = {}
+    for part in parts:
+        for backend, entry in sorted(part.items()):
+            add_usage(out, backend, entry["counters"], entry["batches"])
+    return out
+
+
+def usage_as_actor_info(usage: Usage) -> list[dict[str, Any]]:
+    """Per-backend sums in the shape `llm_usage` reads (one entry per backend)."""
+    out = []
+    for backend, entry in sorted(usage.items()):
+        role, _, name = backend.partition("/")
+        out.append({"role": role, "name": name, "calls": entry["batches"], "counters": entry["counters"]})
+    return out
+
+
 def llm_usage(cfg, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Requests, retries, re-asks, failures, cache hits, tokens, rate-limit waits and
     estimated cost (USD, from the role's `price` per million tokens) per model role, summed

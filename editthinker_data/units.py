@@ -41,7 +41,7 @@ from editthinker_data.shards import ShardInfo, ShardSink
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
-from editthinker_data.stats import StageStats
+from editthinker_data.stats import StageStats, Usage, add_usage, merge_usage
 from editthinker_data.storage import (
     Storage,
     is_remote,
@@ -51,9 +51,9 @@ from editthinker_data.storage import (
     read_url,
 )
 
-Executor = Callable[
-    [Sequence[SourcePair], Callable[[SourcePair], Rollout], Callable[[int, Trajectory], None]], Any
-]
+# executor(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost)):
+# runs every rollout, reporting each one's end and each batch's cost as they happen.
+Executor = Callable[..., Any]
 
 POOL_FILE = "pool/pairs.parquet"
 STEPS_FILE = "selection/steps.parquet"
@@ -360,24 +360,45 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         storage, f"trajectories/{unit}", cfg.output.shard_max_samples, cfg.output.shard_max_bytes
     )
     rows: list[dict[str, Any]] = []
-    journal = Journal(storage, f"_journal/generate/{unit}", cfg.run.journal_every)
+    # What this unit cost, over every run of it: earlier runs' sums, plus each batch of this
+    # one as it comes back; saved with every journal batch, so a crash loses only the usage
+    # of work it also loses.
+    usage_log = UsageLog(storage, f"_journal/usage/{unit}")
+    earlier = merge_usage(*usage_log.load())
+    live: Usage = {}
+
+    def on_usage(backend: str, cost: dict[str, float]) -> None:
+        add_usage(live, backend, cost)
+
+    journal = Journal(
+        storage,
+        f"_journal/generate/{unit}",
+        cfg.run.journal_every,
+        on_flush=lambda: usage_log.save(merge_usage(earlier, live)),
+    )
     finished: dict[int, Trajectory] = journal.load(pairs)  # a previous run's finished pairs
     resumed = len(finished)
     todo = [i for i in range(len(pairs)) if i not in finished]
     next_to_write = 0
     stop_reasons: Counter[str] = Counter()
+    backend_failures: Counter[str] = Counter()
+    failed_pairs = stats.failed["image_unreadable"]
+    transient: list[Trajectory] = []  # no result yet: not journaled, retried by a rerun
 
     def write(traj: Trajectory) -> None:
+        nonlocal failed_pairs
         stop_reasons[traj.stop_reason] += 1
+        if traj.error:  # final: counted against the backend that caused it
+            f = traj.failure
+            reason = f.reason if f else "turn_failed"
+            detail = f"{f.who}: {traj.error}" if f else traj.error
+            failures.append(_failure("generate", traj.pair.origin, traj.pair.id, reason, detail))
+            backend_failures[f.who if f else "unknown backend"] += 1
+            failed_pairs += 1
         if not traj.turns:
-            stats.fail("first_turn_failed")
-            failures.append(
-                _failure("generate", traj.pair.origin, traj.pair.id, "first_turn_failed", traj.error or "")
-            )
+            stats.fail(traj.failure.reason if traj.failure else "first_turn_failed")
             return
         stats.keep()
-        if traj.error:
-            failures.append(_failure("generate", traj.pair.origin, traj.pair.id, "turn_failed", traj.error))
         extra = {"prompt_templates": templates, "provenance": origins[traj.pair.id]}
         for sample in trajectory_turn_records(traj, extra):
             sink.write(sample)
@@ -391,17 +412,33 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
             next_to_write += 1
 
     def on_done(k: int, traj: Trajectory) -> None:
+        if traj.transient:
+            transient.append(traj)
+            return
         finished[todo[k]] = traj
         journal.add(traj)
         drain()
 
     try:
         drain()
-        counters = executor([pairs[i] for i in todo], make, on_done) or {}
+        counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage) or {}
     except BaseException:
         sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
         raise
     journal.flush()
+    usage = merge_usage(earlier, live)
+    if transient:
+        # Not done: no marker, so a rerun runs this unit again, and only its transient pairs.
+        sink.abort()
+        usage_log.save(usage)
+        return {
+            "fingerprint": fp,
+            "partition": partition,
+            "incomplete": True,
+            "pairs": len(pairs),
+            "transient": _transient_report(transient),
+            "usage": usage,
+        }
     shards = sink.close()
     # A shard boundary may fall inside a trajectory's turns: record each row's real shard.
     _fix_shard_names(rows, shards)
@@ -414,12 +451,48 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         "turns": len(rows),
         "shards": [s.to_dict() for s in shards],
         "failures": failures,
+        "failed_pairs": failed_pairs,
+        "backend_failures": dict(sorted(backend_failures.items())),
         "scheduler": counters,
+        "usage": usage,
         "resumed": resumed,
     }
     write_marker(storage, "generate", unit, report)
     journal.clear()
+    usage_log.clear()
     return report
+
+
+class UsageLog:
+    """What earlier runs of an unfinished unit spent (one JSON per run), so the unit's
+    marker reports the whole cost, not the last process's."""
+
+    def __init__(self, storage: Storage, prefix: str):
+        self.storage, self.prefix = storage, prefix
+
+    def load(self) -> list[dict[str, Any]]:
+        return [self.storage.read_json(n) for n in self.storage.list(self.prefix)]
+
+    def save(self, usage: dict[str, Any]) -> None:
+        """Replace the log by one entry holding the sum so far."""
+        name = f"{self.prefix}/usage.json"
+        self.storage.write_json(name, usage)
+        for other in self.storage.list(self.prefix):
+            if other != name:
+                self.storage.delete(other)
+
+    def clear(self) -> None:
+        for name in self.storage.list(self.prefix):
+            self.storage.delete(name)
+
+
+def _transient_report(trajs: list[Trajectory]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for t in trajs:
+        entry = out.setdefault(t.failure.who, {"count": 0, "example": t.error, "pairs": []})
+        entry["count"] += 1
+        entry["pairs"].append(t.pair.id)
+    return out
 
 
 def _fix_shard_names(rows: list[dict[str, Any]], shards: list[ShardInfo]) -> None:

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editthinker_data.config import BuildConfig
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
+from editthinker_data.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.preflight import preflight
 from editthinker_data.progress import current as progress
-from editthinker_data.stats import llm_usage
+from editthinker_data.stats import llm_usage, merge_usage, usage_as_actor_info
 from editthinker_data.units import backend_context, check_output, output_storage, part_name
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
@@ -25,20 +27,10 @@ from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
 
-class BuildIncomplete(RuntimeError):
-    """Some units failed; the finished ones are kept (markers), so a rerun does only the rest."""
-
-    def __init__(self, failed: dict[int, str], total: int):
-        self.failed = failed
-        lines = "\n".join(f"  {part_name(p)}: {why}" for p, why in sorted(failed.items()))
-        super().__init__(
-            f"{len(failed)} of {total} generate units failed; {total - len(failed)} are finished and kept. "
-            f"Run the same command again to finish the rest:\n{lines}"
-        )
-
-
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[str, Any]:
+    """The build's result; an unfinished build raises `BuildIncomplete` and an unusable one
+    `BuildUnusable` (`editthinker_data.outcome`) in the caller, and fails the flow run."""
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)
@@ -59,16 +51,24 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         progress().set_stage("generating")
         generate: list[dict[str, Any]] = []
         failed: dict[int, str] = {}
+        incomplete: dict[int, dict[str, Any]] = {}  # pairs a backend could not answer
         task = generate_task.with_options(retries=cfg.run.unit_retries)
         window = cfg.run.concurrent_partitions
         futures: list[tuple[int, Any]] = []
 
         def collect(p: int, future: Any) -> None:
             try:  # a unit that fails (after its retries) fails alone; the others go on
-                generate.append(future.result())
+                report = future.result()
             except Exception as err:
                 failed[p] = f"{type(err).__name__}: {err}"
                 log.error("unit %s failed: %s", part_name(p), failed[p])
+                return
+            if report.get("incomplete"):
+                incomplete[p] = report
+                who = ", ".join(f"{w}: {t['count']}" for w, t in report["transient"].items())
+                log.warning("unit %s unfinished: pairs a backend could not answer (%s)", part_name(p), who)
+            else:
+                generate.append(report)
 
         for p in partitions:
             futures.append((p, task.submit(cfg, output, p, workers)))
@@ -81,15 +81,22 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         workers.stop()
         if started_ray:
             shutdown()
-    if failed:
-        raise BuildIncomplete(failed, len(partitions))
+    if failed or incomplete:  # a Failed state, not a raise: the caller sees the error, not a traceback
+        stop = BuildIncomplete(failed, len(partitions), incomplete)
+        return Failed(message=str(stop), data=stop)
     progress().set_stage("selecting")
     select = select_task(cfg, output, partitions)
     progress().set_stage("writing shards")
     writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
+    # Usage is summed from the unit reports (every process that worked on the build), not
+    # from the actors alive now; `actors` describes this process's actors (model set-ups).
+    usage = merge_usage(*(r.get("usage", {}) for r in generate))
+    share = failure_share(generate, cfg.run.max_failed_fraction)
     extra = {
-        "llm_usage": llm_usage(cfg, actor_info),
+        "llm_usage": llm_usage(cfg, usage_as_actor_info(usage)),
+        "backends": usage,
         "actors": [{k: a[k] for k in ("role", "name", "setups", "calls", "counters")} for a in actor_info],
+        "generate_failures": share,
         "elapsed_s": round(time.monotonic() - started, 2),
     }
     progress().set_stage("finalizing")
@@ -99,4 +106,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         result["release"] = release_task(cfg, output)
         result["manifest"] = result["release"].pop("manifest")  # now listing the release files
     progress().set_stage("done")
+    problem = verdict(share, result["manifest"]["totals"])
+    if problem:
+        return Failed(message=problem, data=BuildUnusable(problem, result))
     return result

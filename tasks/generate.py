@@ -13,7 +13,7 @@ from editthinker_data.distributed.scheduler import run_rollouts
 def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Workers) -> dict:
     """Think-while-edit rollouts for one partition on the shared actor pools."""
 
-    def executor(items, make, on_done):
+    def executor(items, make, on_done, on_usage=None):
         return run_rollouts(
             workers,
             items,
@@ -21,6 +21,7 @@ def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Worker
             on_done,
             max_in_flight=cfg.run.max_in_flight,
             retries=cfg.run.backend_retries,
+            on_usage=on_usage,
         )
 
     return units.run_generate(cfg, units.output_storage(cfg, output), partition, executor)

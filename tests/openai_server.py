@@ -5,7 +5,8 @@ reads the instructions from our prompt templates, and answers in the released JS
 (VIEScore's two calls: the semantic one by the procedural judge, the quality one, on the
 edited image alone, from its residual noise). Latency and faults are injectable: 429 with Retry-After, 500, dropped
 connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
-answers, answers truncated at max_tokens."""
+answers, answers truncated at max_tokens. `fail_after=N` is an outage: every request after
+the N-th loses its connection until `fail_after` is set back to None."""
 
 from __future__ import annotations
 
@@ -115,7 +116,9 @@ class ChatServer:
         canned: bool = False,
         hang_s: float = 2.0,
         canned_turns: int = 1,
+        fail_after: int | None = None,
     ):
+        self.fail_after = fail_after
         self.canned = canned
         self.canned_turns = canned_turns
         self.hang_s = hang_s  # the "timeout" fault: longer than the client waits
@@ -141,7 +144,10 @@ class ChatServer:
                     if "Authorization" in self.headers:
                         server.auth.append(self.headers["Authorization"])
                     fault = None
-                    if server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up
+                    down = server.fail_after is not None and server.requests > server.fail_after
+                    if down:
+                        fault = "reset"
+                    elif server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up
                         fault = server.faults[sum(server.injected.values()) % len(server.faults)]
                         server.injected[fault] += 1
                 if server.latency_s:

@@ -37,7 +37,7 @@ def config(expert_latency):
     )
 
 
-def run(cfg, workers, items, retries=2):
+def run(cfg, workers, items, retries=2, on_usage=None):
     done = {}
     names = Names(cfg.expert.name, cfg.scorer.name)
     counters = run_rollouts(
@@ -47,6 +47,7 @@ def run(cfg, workers, items, retries=2):
         lambda i, t: done.__setitem__(i, t),
         max_in_flight=16,
         retries=retries,
+        on_usage=on_usage,
     )
     return done, counters
 
@@ -96,6 +97,21 @@ def test_retries_exhausted_fail_the_trajectory_alone(ray_cluster):
     assert sorted(done) == list(range(4))
     failed = [t for t in done.values() if t.stop_reason == "failed"]
     assert failed and all("actor died" in t.error and t.turns for t in failed)
+    # a dead actor is not an answer: the trajectory is unfinished, for a rerun to retry
+    assert all(t.transient and t.failure.reason == "expert_unreachable" for t in failed)
+
+
+def test_usage_comes_back_with_each_batch(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    batches = []
+    try:
+        done, counters = run(cfg, workers, pairs(6), on_usage=lambda backend, cost: batches.append(backend))
+    finally:
+        workers.stop()
+    assert set(batches) == {"editor/e", "expert/x", "scorer/s"}
+    assert len(batches) == counters["batches"]  # every batch reported what it cost
 
 
 def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):

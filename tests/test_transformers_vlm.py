@@ -119,5 +119,5 @@ def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(ti
     storage = LocalStorage(tmp_path)
     units.run_pool(cfg, storage)
     report = units.run_generate(cfg, storage, 0, local_executor(cfg))
-    assert report["stats"]["input"] == 12 and report["stats"]["failed"] == {"first_turn_failed": 12}
+    assert report["stats"]["input"] == 12 and report["stats"]["failed"] == {"scorer_unparseable": 12}
     assert all("unusable" in f["detail"] for f in report["failures"])

@@ -11,9 +11,9 @@ from editthinker_data.storage import LocalStorage
 def counting(executor):
     calls = []
 
-    def run(items, make, on_done):
+    def run(items, make, on_done, **kw):
         calls.append(len(items))
-        return executor(items, make, on_done)
+        return executor(items, make, on_done, **kw)
 
     return run, calls
 
@@ -92,13 +92,13 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
     units.run_pool(cfg, storage)
     plain = local_executor(cfg)
 
-    def crashing(items, make, on_done):
+    def crashing(items, make, on_done, **kw):
         def done(i, traj):
             on_done(i, traj)
             if i == 7:
                 raise Crash  # the process dies after 8 trajectories, 6 of them journaled
 
-        return plain(items, make, done)
+        return plain(items, make, done, **kw)
 
     with pytest.raises(Crash):
         units.run_generate(cfg, storage, 0, crashing)

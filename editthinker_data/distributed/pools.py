@@ -35,8 +35,19 @@ class BackendActor:
             "setups": self.setups,
             "setup_seconds": self.setup_seconds,
             "calls": self.calls,
-            "counters": self.backend.stats() if hasattr(self.backend, "stats") else {},
+            "counters": self._counters(),
         }
+
+    def _counters(self) -> dict[str, Any]:
+        return self.backend.stats() if hasattr(self.backend, "stats") else {}
+
+    def run_counted(self, requests: list[Any]) -> tuple[list[Any], dict[str, float]]:
+        """Results with what this batch cost (the backend's counters before and after): the
+        caller keeps usage per unit, so it survives reruns and replaced actors."""
+        before = self._counters()
+        results = self.run_batch(requests)
+        after = self._counters()
+        return results, {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
         self.calls += 1

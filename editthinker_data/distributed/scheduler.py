@@ -4,8 +4,12 @@ Each rollout is a generator of backend calls (`loop.rollout`). The scheduler que
 per pool, sends them in batches (the pool's batch_size) to actors with spare capacity,
 and feeds results back as they arrive, so editors keep working while other trajectories
 wait on the expert or the scorer. An actor that dies is replaced; its requests are
-retried up to `retries` times, then delivered as a BackendError (the trajectory fails
-alone, with the reason).
+retried up to `retries` times, then delivered as a TransientBackendError (the trajectory
+is left unfinished, and a rerun retries it).
+
+Each batch comes back with what it cost (the backend's counter deltas), handed to
+`on_usage(backend, cost)` as it arrives, so usage is kept with the unit (journal, marker),
+not with actors that a crash or a replacement takes away.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import ray
 
-from editthinker_data.backends import BackendError
+from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.loop import Call, Rollout
 from editthinker_data.progress import current as progress
@@ -33,6 +37,7 @@ def run_rollouts(
     *,
     max_in_flight: int,
     retries: int,
+    on_usage: Callable[[str, dict[str, float]], None] | None = None,
 ) -> dict[str, int]:
     """Run `make_rollout(item)` for every item; `on_done(index, trajectory)` as each ends.
     Returns counters (calls, retries, actor replacements)."""
@@ -65,7 +70,7 @@ def run_rollouts(
             for ai, actor in enumerate(pool.actors):
                 while queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
                     batch = [queue.popleft() for _ in range(min(pool.spec.batch_size, len(queue)))]
-                    ref = actor.run_batch.remote([c.request for _, c, _ in batch])
+                    ref = actor.run_counted.remote([c.request for _, c, _ in batch])
                     futures[ref] = (key, ai, actor, batch)
                     busy[(key, ai)] += 1
                     counters["batches"] += 1
@@ -87,7 +92,7 @@ def run_rollouts(
             key, ai, actor, batch = futures.pop(ref)
             busy[(key, ai)] -= 1
             try:
-                results = ray.get(ref)
+                results, cost = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
                 pool = workers.pools[key]
                 if pool.actors[ai] is actor:  # not yet replaced by an earlier failed batch
@@ -100,11 +105,13 @@ def run_rollouts(
                     else:
                         advance(
                             rid,
-                            BackendError(
+                            TransientBackendError(
                                 f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"
                             ),
                         )
                 continue
+            if on_usage is not None:
+                on_usage(f"{key[0]}/{key[1]}", cost)
             progress().add(**{f"{key[0]}_calls": len(batch)})
             for (rid, _, _), result in zip(batch, results, strict=True):
                 advance(rid, result)

@@ -21,7 +21,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from editthinker_data.backends import BackendContext, BackendError, RefineRequest, ScoreRequest
+from editthinker_data.backends import (
+    BackendContext,
+    BackendError,
+    RefineRequest,
+    ScoreRequest,
+    UnusableAnswer,
+)
 from editthinker_data.experts.answer_cache import cache_key, open_answer_cache
 from editthinker_data.experts.parsing import ParseError, parse_expert, parse_thinker
 from editthinker_data.experts.prompting import (
@@ -224,7 +230,9 @@ class _ChatRole:
                 last_error = str(err)
                 if entry.get("finish_reason") == "length":
                     last_error = f"answer cut off at max_tokens={self.sampling['max_tokens']} ({err})"
-        raise BackendError(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}")
+        raise UnusableAnswer(
+            f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}"
+        )
 
     async def _run(self, jobs: list[tuple]) -> list[Any]:
         """Each job is (text, images) or (text, images, call)."""

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
+from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest, UnusableAnswer
 from editthinker_data.experts.parsing import ParseError, parse_expert, parse_thinker
 from editthinker_data.experts.prompting import (
     expert_job,
@@ -160,7 +160,7 @@ class _LocalVLM:
             except ParseError as err:
                 last = str(err)
         self.counters["failures"] += 1
-        return BackendError(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last}")
+        return UnusableAnswer(f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last}")
 
     def parse(self, answer: str):
         raise NotImplementedError

@@ -156,10 +156,11 @@ def scorer_protocol(
 
 
 def combine_answers(protocol, calls: list[Call], answers: list[Any]) -> Any:
-    """One score from its calls' answers; the first failed call fails the score, named."""
+    """One score from its calls' answers; the first failed call fails the score, named, and
+    keeps its kind (transient or unusable decides whether a rerun retries the trajectory)."""
     for call, answer in zip(calls, answers, strict=True):
         if isinstance(answer, BackendError):
-            return answer if call.kind == "merged" else BackendError(f"{call.kind} call: {answer}")
+            return answer if call.kind == "merged" else type(answer)(f"{call.kind} call: {answer}")
     return protocol.combine(answers)
 
 
