@@ -169,6 +169,16 @@ SHARED_LIMITS = ("requests_per_minute", "tokens_per_minute")
 SHARED_CAPS = ("max_concurrency",)  # whole requests, rounded down; each actor gets at least one
 
 
+def _takes(cls: type, name: str) -> bool:
+    """Whether `cls(...)` accepts `name`, also through a subclass's `**kwargs` passed on to a
+    base (the scorers wrap their base's __init__): the signature of `cls` alone hides it."""
+    return any(
+        name in inspect.signature(klass.__init__).parameters
+        for klass in cls.__mro__
+        if "__init__" in vars(klass) and klass is not object
+    )
+
+
 def create_backend(
     role: str, spec: BackendSpec, seed: int = 0, context: BackendContext | None = None
 ) -> Backend:
@@ -185,7 +195,7 @@ def create_backend(
     for k in SHARED_CAPS:
         if k in kwargs:
             kwargs[k] = max(1, kwargs[k] // spec.num_actors)
-    if context is not None and "context" in inspect.signature(cls).parameters:
+    if context is not None and _takes(cls, "context"):
         kwargs["context"] = context
     try:
         return cls(name=spec.name, seed=seed, **kwargs)

@@ -149,9 +149,11 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
         server.requests, server.fail_after = 0, 8  # the endpoint goes away after 8 requests
         first = units.run_generate(cfg, storage, 0, executor(cfg, out))
         assert first["incomplete"] is True and "stats" not in first
-        [(who, info)] = first["transient"].items()
-        assert info["count"] >= 3 and "gave up after 3 tries" in info["example"]
-        assert who in ("expert 'vlm-expert'", "scorer 'vlm-scorer'")
+        transient = first["transient"]  # per backend: the expert and the scorer both lost their endpoint
+        assert set(transient) <= {"expert 'vlm-expert'", "scorer 'vlm-scorer'"} and transient
+        assert all("gave up after 3 tries" in info["example"] for info in transient.values())
+        unfinished = sum(info["count"] for info in transient.values())
+        assert 1 <= unfinished < 5  # some pairs finished before the outage, some did not
         assert not storage.exists("_markers/generate/part-00000.json")  # not done
         assert not storage.list("trajectories")  # no partial shard or index
         assert storage.list("_journal/usage/part-00000") == ["_journal/usage/part-00000/usage.json"]
@@ -167,7 +169,7 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
             return plain(items, make, on_done, **kw)
 
         again = units.run_generate(cfg, storage, 0, counting)
-        assert ran == [info["count"]] and again["resumed"] == 5 - info["count"]
+        assert ran == [unfinished] and again["resumed"] == 5 - unfinished
         assert 0 < server.requests < healthy_requests  # turns before the outage came from the cache
         assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in expected["shards"]]
         assert again["stats"] == expected["stats"] and again["failures"] == []
@@ -223,7 +225,9 @@ def test_unparseable_answers_are_final_failures_of_the_backend(demo_cfg, tmp_pat
         assert (share["failed"], share["pairs"], share["fraction"]) == (5, 5, 1.0)
         problem = verdict(share, {"sft": 0, "rl": 0, "trajectories": 0})
         assert problem.startswith("The build kept nothing") and "scorer 'vlm-scorer': 5" in problem
-        assert sent == 5 * 2  # one ask and one re-ask each, all cached: a rerun would replay them
+        assert (
+            sent == 5 * 2 * 2
+        )  # two VIEScore calls, one ask and one re-ask each, all cached: a rerun replays them
 
 
 def test_failure_share_limit():

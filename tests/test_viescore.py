@@ -195,3 +195,15 @@ def test_bad_protocol_settings_fail_before_the_build(tmp_path, params, message):
     cfg = parse_config({"source": {"manifest": str(tmp_path / "m.jsonl")}, "scorer": scorer}, environ={})
     with pytest.raises(ConfigError, match="^scorer 'openai': .*" + message):
         preflight(cfg)
+
+
+def test_every_remote_and_local_role_gets_the_builds_context(tmp_path):
+    """The scorers wrap their base's __init__; the build's context (answer cache beside the
+    output, shared by every node) must still reach them, not a per-machine default."""
+    from editthinker_data.backends import BackendContext, create_backend
+    from editthinker_data.config import BackendSpec
+
+    context = BackendContext(output_url=str(tmp_path / "out"), llm_cache="output")
+    for role in ("expert", "scorer", "thinker"):
+        spec = BackendSpec(kind="openai", name=f"x-{role}", base_url="http://127.0.0.1:9/v1", model="m")
+        assert create_backend(role, spec, 0, context).context is context
