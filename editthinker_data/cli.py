@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -419,7 +420,10 @@ def inspect(
     console.print(f"stop reasons: {_counts(b.stats['stop_reasons'])}")
     usage = b.stats.get("llm_usage", {})
     if usage:
-        table = Table(title="model calls", header_style="bold")
+        table = Table(  # ten columns: compact padding keeps it inside 80 columns
+            title="model calls", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1),
+            collapse_padding=True, pad_edge=False, show_edge=False,
+        )  # fmt: skip
         cols = {
             "requests": "calls",
             "retries": "retry",

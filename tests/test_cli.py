@@ -42,6 +42,7 @@ def test_inspect_summary_and_sample(demo_build, tmp_path):
     assert result.exit_code == 0, result.output
     assert "trajectory_filter" in result.output and "per editor" in result.output
     assert "selection re-check: all 40 decisions follow" in result.output
+    assert "…" not in result.output and "{'" not in result.output  # fits 80 columns, no raw dicts
     rows = [r for r in json.loads((out / "stats.json").read_text())["stop_reasons"]]
     assert rows
     result = runner.invoke(
