@@ -208,14 +208,14 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     plain = local_executor(cfg)
     victims = []
 
-    def one_refine_fails(items, make, on_done):
+    def one_refine_fails(items, make, on_done, **kw):
         def done(i, traj):
             if not victims and len(traj.turns) >= 3:  # what loop.py returns when turn 3's refine fails
                 victims.append(traj.key)
                 traj = Trajectory(traj.pair, traj.turns[:3], "failed", error="turn 3 refine: unparseable")
             on_done(i, traj)
 
-        return plain(items, make, done)
+        return plain(items, make, done, **kw)
 
     gens = [units.run_generate(cfg, storage, p, one_refine_fails) for p in pool["partitions"]]
     select = units.run_select(cfg, storage, pool["partitions"])
