@@ -39,12 +39,7 @@ from editthinker_data.experts.prompting import (
 from editthinker_data.http_retry import Retryable, post_with_retries
 from editthinker_data.ratelimit import RateLimiter
 from editthinker_data.schema import encode_png
-from editthinker_data.scoring.protocols import (
-    DEFAULT_PROTOCOL,
-    combine_answers,
-    protocol_version,
-    scorer_protocol,
-)
+from editthinker_data.scoring.protocols import ProtocolScorer, combine_answers
 
 
 def data_url(image) -> str:
@@ -274,23 +269,9 @@ class OpenAIExpert(_ChatRole):
         return asyncio.run(self._run([expert_job(self.template, r) for r in requests]))
 
 
-class OpenAIScorer(_ChatRole):
+class OpenAIScorer(ProtocolScorer, _ChatRole):
     """Scores by `params.protocol` (scoring.protocols): `viescore` by default, two calls per
     score, each cached, counted and re-asked on its own; `merged`, one call."""
-
-    role = "scorer"
-
-    def __init__(self, *args, protocol: str = DEFAULT_PROTOCOL, prompt_dir: str | None = None, **kwargs):
-        self.protocol_name, self.prompt_dir = protocol, prompt_dir
-        super().__init__(*args, **kwargs)
-
-    def _load_prompts(self, template: str | None) -> None:
-        self.protocol = scorer_protocol(self.protocol_name, template, self.prompt_dir)
-        self.template_name = self.protocol.version
-
-    @classmethod
-    def template_version(cls, params: dict[str, Any]) -> str:
-        return protocol_version(params)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
         calls = [self.protocol.calls(r) for r in requests]

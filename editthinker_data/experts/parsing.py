@@ -19,20 +19,27 @@ class ParseError(ValueError):
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 
 
-def extract_json(text: str) -> dict[str, Any]:
-    """The first JSON object in `text`, inside a code fence or not."""
-    if not isinstance(text, str) or not text.strip():
-        raise ParseError("empty answer")
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+def _first_object(candidates: list[str], decoder: json.JSONDecoder, wanted) -> dict[str, Any] | None:
+    """The first JSON object that starts at some `{` of a candidate text and is `wanted`."""
     for candidate in candidates:
         for start in (i for i, ch in enumerate(candidate) if ch == "{"):
             try:
                 obj, _ = decoder.raw_decode(candidate[start:])
             except json.JSONDecodeError:
                 continue
-            if isinstance(obj, dict):
+            if isinstance(obj, dict) and wanted(obj):
                 return obj
+    return None
+
+
+def extract_json(text: str) -> dict[str, Any]:
+    """The first JSON object in `text`, inside a code fence or not."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParseError("empty answer")
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    obj = _first_object(candidates, json.JSONDecoder(), lambda o: True)
+    if obj is not None:
+        return obj
     raise ParseError(f"no JSON object in the answer ({text[:60]!r}...)")
 
 
@@ -83,18 +90,9 @@ def _score_object(text: str) -> dict[str, Any] | None:
     its two delimiters when present, raw newlines allowed inside strings, bare keys quoted."""
     if text.count(_DELIMITER) == 2:
         text = text.split(_DELIMITER)[1]
-    decoder = json.JSONDecoder(strict=False)
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     candidates += [_BARE_KEY.sub(r'\1"\2":', c) for c in candidates]
-    for candidate in candidates:
-        for start in (i for i, ch in enumerate(candidate) if ch == "{"):
-            try:
-                obj, _ = decoder.raw_decode(candidate[start:])
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and "score" in obj:
-                return obj
-    return None
+    return _first_object(candidates, json.JSONDecoder(strict=False), lambda o: "score" in o)
 
 
 def parse_score_pair(text: str, names: tuple[str, str]) -> tuple[float, float]:

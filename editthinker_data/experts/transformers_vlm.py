@@ -26,12 +26,7 @@ from editthinker_data.experts.prompting import (
     thinker_job,
 )
 from editthinker_data.qwen_vl import FAMILIES, images_only_processor
-from editthinker_data.scoring.protocols import (
-    DEFAULT_PROTOCOL,
-    combine_answers,
-    protocol_version,
-    scorer_protocol,
-)
+from editthinker_data.scoring.protocols import ProtocolScorer, combine_answers
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -177,24 +172,10 @@ class TransformersExpert(_LocalVLM):
         return [self._ask(*expert_job(self.template, r)) for r in requests]
 
 
-class TransformersScorer(_LocalVLM):
+class TransformersScorer(ProtocolScorer, _LocalVLM):
     """Scores by `params.protocol` (scoring.protocols), `viescore` by default: two
     generations per score, images before the text as in GEdit-Bench's Qwen2.5-VL scorer; the
     quality call is skipped when the semantic one already failed (no GPU time for a lost score)."""
-
-    role = "scorer"
-
-    def __init__(self, *args, protocol: str = DEFAULT_PROTOCOL, prompt_dir: str | None = None, **kwargs):
-        self.protocol_name, self.prompt_dir = protocol, prompt_dir
-        super().__init__(*args, **kwargs)
-
-    def _load_prompts(self, template: str | None) -> None:
-        self.protocol = scorer_protocol(self.protocol_name, template, self.prompt_dir)
-        self.template_name = self.protocol.version
-
-    @classmethod
-    def template_version(cls, params: dict[str, Any]) -> str:
-        return protocol_version(params)
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
         out = []

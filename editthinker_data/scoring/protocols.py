@@ -169,3 +169,23 @@ def protocol_version(params: dict[str, Any]) -> str:
     return scorer_protocol(
         params.get("protocol", DEFAULT_PROTOCOL), params.get("template"), params.get("prompt_dir")
     ).version
+
+
+class ProtocolScorer:
+    """The scorer side both model backends share: `params.protocol` and `params.prompt_dir`
+    choose the questions, and the version recorded in every sample. Put it before the
+    backend's base class, whose __init__ gets the other params."""
+
+    role = "scorer"
+
+    def __init__(self, *args, protocol: str = DEFAULT_PROTOCOL, prompt_dir: str | None = None, **kwargs):
+        self.protocol_name, self.prompt_dir = protocol, prompt_dir
+        super().__init__(*args, **kwargs)
+
+    def _load_prompts(self, template: str | None) -> None:
+        self.protocol = scorer_protocol(self.protocol_name, template, self.prompt_dir)
+        self.template_name = self.protocol.version
+
+    @classmethod
+    def template_version(cls, params: dict[str, Any]) -> str:
+        return protocol_version(params)
