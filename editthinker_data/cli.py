@@ -342,6 +342,7 @@ def build(
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
             result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
     except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
+        console.print()  # below the live table, not on its last line
         if exc.result:
             console.print(_summary_table(exc.result["stats"]))
         again = shlex.join(
@@ -351,6 +352,7 @@ def build(
         finish = f"\nTo finish it, run: {again}" if isinstance(exc, BuildIncomplete) else ""
         _fail(escape(f"{exc}{finish}"), code=exc.exit_code)
     except Exception as exc:
+        console.print()
         _fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
     console.print()
     stats = result["stats"]
