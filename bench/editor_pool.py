@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from editthinker_data import runenv  # noqa: E402
+from editthinker_data.execution import runenv  # noqa: E402
 
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
@@ -33,13 +33,13 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from editthinker_data.backends import EditRequest, create_backend  # noqa: E402
+from editthinker_data.backends.editors import tiny_models  # noqa: E402
 from editthinker_data.config import parse_config  # noqa: E402
+from editthinker_data.core.schema import Trajectory  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
-from editthinker_data.editors import tiny_models  # noqa: E402
-from editthinker_data.loop import Call  # noqa: E402
-from editthinker_data.schema import Trajectory  # noqa: E402
+from editthinker_data.pipeline.loop import Call  # noqa: E402
 
 KINDS = {
     "instruct-pix2pix": "instruct_pix2pix",

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from editthinker_data import runenv  # noqa: E402
+from editthinker_data.execution import runenv  # noqa: E402
 
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
@@ -38,7 +38,7 @@ from editthinker_data.demo.generate import write_demo_source  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
-from editthinker_data.storage import LocalStorage  # noqa: E402
+from editthinker_data.io.storage import LocalStorage  # noqa: E402
 
 
 def source(pairs: int) -> str:
@@ -89,8 +89,8 @@ def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: 
 def transport(latency: float, concurrency: int, requests: int) -> tuple[float, float]:
     """Seconds for `requests` scorer calls in one batch, at concurrency 1 and N (canned answers)."""
     from editthinker_data.backends import ScoreRequest
-    from editthinker_data.experts.openai_compat import OpenAIScorer
-    from editthinker_data.procedural.scene import render_scene
+    from editthinker_data.backends.experts.openai_compat import OpenAIScorer
+    from editthinker_data.backends.procedural.scene import render_scene
 
     img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
     reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]
@@ -118,8 +118,8 @@ def token_limited(tpm: float, requests: int, concurrency: int) -> tuple[float, i
     """Seconds for `requests` canned scorer calls under a tokens-per-minute limit, the tokens
     the server counted, and the bound: every token but the first call's at the limit's rate."""
     from editthinker_data.backends import ScoreRequest
-    from editthinker_data.experts.openai_compat import OpenAIScorer
-    from editthinker_data.procedural.scene import render_scene
+    from editthinker_data.backends.experts.openai_compat import OpenAIScorer
+    from editthinker_data.backends.procedural.scene import render_scene
 
     img = render_scene("sky", [("circle", "red", 0.5, 0.5, 0.15)], 64)
     reqs = [ScoreRequest(img, img, f"Make the circle blue ({i}).") for i in range(requests)]

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from editthinker_data import runenv  # noqa: E402
+from editthinker_data.execution import runenv  # noqa: E402
 
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
@@ -30,8 +30,8 @@ from editthinker_data.config import load_config  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
+from editthinker_data.io.storage import LocalStorage  # noqa: E402
 from editthinker_data.local import local_executor  # noqa: E402
-from editthinker_data.storage import LocalStorage  # noqa: E402
 
 
 def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:

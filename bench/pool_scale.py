@@ -61,7 +61,7 @@ def synthesize(root: Path, n: int) -> Path:
 
 def pool_once(manifest: str, out: str, cache: str) -> None:
     from editthinker_data.config import parse_config
-    from editthinker_data.storage import LocalStorage
+    from editthinker_data.io.storage import LocalStorage
     from editthinker_data.units import run_pool
 
     cfg = parse_config(

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from editthinker_data.storage import S3Storage  # noqa: E402
+from editthinker_data.io.storage import S3Storage  # noqa: E402
 
 
 def main() -> None:

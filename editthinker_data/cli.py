@@ -130,7 +130,7 @@ def _print_unmapped_labels(by_source: dict) -> None:
 def _pool_tables(report: dict) -> list[Table]:
     """Per source: read, unusable (with reasons), duplicates, other drops, kept; then kept
     per source and task type."""
-    from editthinker_data.schema import TASK_TYPES
+    from editthinker_data.core.schema import TASK_TYPES
 
     sources = Table(title="pool per source", header_style="bold")
     for col in ("source", "licence", "read", "unusable", "dups", "filtered", "kept"):
@@ -196,7 +196,7 @@ def _check_local_output(path: Path) -> None:
 def _open_output(cfg, output: str | None, overwrite: bool):
     """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
     hold nothing of another config (or cleared first with --overwrite)."""
-    from editthinker_data.storage import is_remote
+    from editthinker_data.io.storage import is_remote
     from editthinker_data.units import check_output, clear_output, output_storage
 
     target = output or cfg.output.dir
@@ -256,7 +256,7 @@ def pool(
     a later `build` of the same config and output starts from this pool."""
     try:
         cfg = load_config(config)
-        from editthinker_data.preflight import check_sources
+        from editthinker_data.pipeline.preflight import check_sources
 
         check_sources(cfg)
     except ConfigError as err:
@@ -307,7 +307,7 @@ def build(
     command_started = time.monotonic()
     try:
         cfg = load_config(config)
-        from editthinker_data.preflight import preflight
+        from editthinker_data.pipeline.preflight import preflight
 
         preflight(cfg)
     except ConfigError as err:
@@ -315,7 +315,7 @@ def build(
     out_dir, storage = _open_output(cfg, output, overwrite)
     if resume and not storage.exists("_markers/pool/all.json"):
         _fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    from editthinker_data import runenv
+    from editthinker_data.execution import runenv
 
     try:
         state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))
@@ -324,7 +324,7 @@ def build(
             f"cannot create the run state folder ({err.strerror}: {err.filename}); pass --state-dir "
             "with a writable local folder, or set EDITTHINKER_STATE_HOME"
         )
-    from editthinker_data.progress import reset
+    from editthinker_data.core.progress import reset
 
     progress = reset()
     console.print(
@@ -336,7 +336,7 @@ def build(
     live = Live(
         get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4
     )
-    from editthinker_data.outcome import BuildError, BuildIncomplete
+    from editthinker_data.core.outcome import BuildError, BuildIncomplete
 
     try:
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
@@ -376,7 +376,7 @@ def build(
 
 
 def _open_build(output: str, endpoint_url: str | None):
-    from editthinker_data.report import Build
+    from editthinker_data.release.report import Build
 
     try:
         return Build(output, endpoint_url=endpoint_url)
@@ -513,8 +513,8 @@ def export(
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Trainer-ready exports: LLaMA-Factory ShareGPT SFT and EasyR1 RL JSONL, images written once."""
-    from editthinker_data.exports.release import EXPORTERS, run_exports
-    from editthinker_data.report import Build
+    from editthinker_data.release.report import Build
+    from editthinker_data.release.run import EXPORTERS, run_exports
 
     formats = sorted(EXPORTERS) if format == "all" else [format]
     try:
@@ -533,7 +533,7 @@ def report(
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
-    from editthinker_data.exports.release import write_report
+    from editthinker_data.release.run import write_report
 
     b = _open_build(output, endpoint_url)
     written = write_report(b, gallery_max=gallery_max)
@@ -549,8 +549,8 @@ def verify_cmd(
 ) -> None:
     """Re-read every shard and every file a user downloads (exports, card, figures, gallery,
     pool and selection tables): report hash/size/row mismatches, missing and extra objects."""
-    from editthinker_data.report import verify
-    from editthinker_data.storage import open_storage
+    from editthinker_data.io.storage import open_storage
+    from editthinker_data.release.report import verify
 
     storage = open_storage(output, endpoint_url=endpoint_url)
     try:
@@ -572,7 +572,7 @@ def validate(config: Annotated[Path, typer.Argument(help="build config (YAML)")]
     """Check a config (schema, backend kinds and params, paths) without running anything."""
     try:
         cfg = load_config(config)
-        from editthinker_data.preflight import preflight
+        from editthinker_data.pipeline.preflight import preflight
 
         preflight(cfg)
     except ConfigError as err:
@@ -601,7 +601,7 @@ def tiny_editors(
     InstructPix2Pix) for CPU runs of configs/tiny-diffusers.yaml; needs the models extra:
     pip install -e '.\\[models]'."""
     try:
-        from editthinker_data.editors.tiny_models import save_tiny_editors
+        from editthinker_data.backends.editors.tiny_models import save_tiny_editors
     except ImportError as err:
         _fail(f"{err}; install the model libraries: pip install -e '.[models]'")
     try:

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from editthinker_data.schema import TASK_TYPES
+from editthinker_data.core.schema import TASK_TYPES
 
 ENV_PREFIX = "EDITTHINKER__"
 _SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|token)$", re.IGNORECASE)

@@ -9,8 +9,8 @@ from typing import Any
 
 from editthinker_data.backends import Backend, BackendContext, create_backend
 from editthinker_data.config import BuildConfig
-from editthinker_data.loop import Call, Rollout, drive
-from editthinker_data.schema import Trajectory
+from editthinker_data.core.schema import Trajectory
+from editthinker_data.pipeline.loop import Call, Rollout, drive
 
 
 def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:

@@ -21,13 +21,7 @@ import webdataset as wds
 
 from editthinker_data.backends import BackendContext, prompt_templates
 from editthinker_data.config import BuildConfig, ConfigError
-from editthinker_data.exports.manifest import describe
-from editthinker_data.imagesig import SignatureCache
-from editthinker_data.journal import Journal
-from editthinker_data.loop import Names, Rollout, rollout
-from editthinker_data.pooling import PoolEntry, pool
-from editthinker_data.runenv import state_dir_for
-from editthinker_data.schema import (
+from editthinker_data.core.schema import (
     Scores,
     SourcePair,
     StepSample,
@@ -36,13 +30,12 @@ from editthinker_data.schema import (
     sha256_hex,
     trajectory_turn_records,
 )
-from editthinker_data.selection import StepPlan, TrajectorySummary, TurnSummary, select
-from editthinker_data.shards import ShardInfo, ShardSink
-from editthinker_data.sources import read_input
-from editthinker_data.sources.base import RecordError, SourceRecord
-from editthinker_data.sources.defaults import licence_warnings
-from editthinker_data.stats import StageStats, Usage, add_usage, merge_usage
-from editthinker_data.storage import (
+from editthinker_data.core.stats import StageStats, Usage, add_usage, merge_usage
+from editthinker_data.execution.runenv import state_dir_for
+from editthinker_data.io.imagesig import SignatureCache
+from editthinker_data.io.journal import Journal
+from editthinker_data.io.shards import ShardInfo, ShardSink
+from editthinker_data.io.storage import (
     Storage,
     is_remote,
     join_url,
@@ -50,6 +43,13 @@ from editthinker_data.storage import (
     open_storage,
     read_url,
 )
+from editthinker_data.pipeline.loop import Names, Rollout, rollout
+from editthinker_data.pipeline.pooling import PoolEntry, pool
+from editthinker_data.pipeline.selection import StepPlan, TrajectorySummary, TurnSummary, select
+from editthinker_data.release.manifest import describe
+from editthinker_data.sources import read_input
+from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.defaults import licence_warnings
 
 # executor(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost)):
 # runs every rollout, reporting each one's end and each batch's cost as they happen.

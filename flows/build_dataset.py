@@ -12,12 +12,12 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editthinker_data.config import BuildConfig
+from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
+from editthinker_data.core.progress import current as progress
+from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
-from editthinker_data.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
-from editthinker_data.preflight import preflight
-from editthinker_data.progress import current as progress
-from editthinker_data.stats import llm_usage, merge_usage, usage_as_actor_info
+from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.units import backend_context, check_output, output_storage, part_name
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
@@ -30,7 +30,7 @@ from tasks.write_steps import write_steps_task
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
 def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[str, Any]:
     """The build's result; an unfinished build raises `BuildIncomplete` and an unusable one
-    `BuildUnusable` (`editthinker_data.outcome`) in the caller, and fails the flow run."""
+    `BuildUnusable` (`editthinker_data.core.outcome`) in the caller, and fails the flow run."""
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)

@@ -5,8 +5,8 @@ from prefect.cache_policies import NONE
 
 from editthinker_data import units
 from editthinker_data.config import BuildConfig
-from editthinker_data.exports.release import run_exports, write_report
-from editthinker_data.report import Build
+from editthinker_data.release.report import Build
+from editthinker_data.release.run import run_exports, write_report
 
 
 @task(name="release", cache_policy=NONE)

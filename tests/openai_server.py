@@ -23,8 +23,8 @@ from loopback_http import Handler, LoopbackServer
 from PIL import Image
 
 from editthinker_data.backends import RefineRequest
-from editthinker_data.experts.procedural import ProceduralExpert
-from editthinker_data.procedural.judge import _residual_noise, judge
+from editthinker_data.backends.experts.procedural import ProceduralExpert
+from editthinker_data.backends.procedural.judge import _residual_noise, judge
 
 FAULTS = ("429", "500", "reset", "timeout", "badjson", "malformed", "truncated")
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from editthinker_data.report import Build
-from editthinker_data.selection import decide
+from editthinker_data.pipeline.selection import decide
+from editthinker_data.release.report import Build
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +163,8 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
     import shutil
 
     from editthinker_data import units
+    from editthinker_data.io.storage import LocalStorage
     from editthinker_data.local import local_executor
-    from editthinker_data.storage import LocalStorage
 
     out, first = demo_build
     (tmp_path / "pool").mkdir()

@@ -137,7 +137,7 @@ def test_help_text_keeps_square_brackets():
 
 
 def test_state_dir_is_absolute_and_per_user_for_object_storage(tmp_path, monkeypatch):
-    from editthinker_data.runenv import default_state_dir, state_dir_for
+    from editthinker_data.execution.runenv import default_state_dir, state_dir_for
 
     monkeypatch.delenv("EDITTHINKER_STATE_HOME", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
@@ -150,7 +150,7 @@ def test_state_dir_is_absolute_and_per_user_for_object_storage(tmp_path, monkeyp
 
 
 def test_rate_stops_when_generation_ends(monkeypatch):
-    from editthinker_data import progress as progress_mod
+    from editthinker_data.core import progress as progress_mod
 
     clock = [100.0]
     monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])

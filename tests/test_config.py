@@ -1,7 +1,7 @@
 import pytest
 
 from editthinker_data.config import ConfigError, load_config, parse_config
-from editthinker_data.preflight import preflight
+from editthinker_data.pipeline.preflight import preflight
 
 BASE = {"source": {"manifest": "m.jsonl"}}
 

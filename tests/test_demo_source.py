@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from editthinker_data.core.schema import TASK_TYPES
 from editthinker_data.demo.generate import PAIRS, write_demo_source
-from editthinker_data.schema import TASK_TYPES
 
 BUNDLED = Path(__file__).resolve().parents[1] / "editthinker_data" / "demo" / "source"
 
@@ -14,7 +14,7 @@ def test_bundled_demo_source_regenerates_byte_for_byte(tmp_path):
 
 
 def test_demo_covers_every_task_type_with_24_or_more_pairs():
-    from editthinker_data.classify import classify
+    from editthinker_data.sources.classify import classify
 
     types = {t or classify(instr) for _, _, _, instr, t in PAIRS}
     assert len(PAIRS) >= 24 and types == set(TASK_TYPES)

@@ -12,9 +12,9 @@ from PIL import Image
 pytest.importorskip("diffusers")  # the [models] extra; .ci/run installs it
 
 from editthinker_data.backends import BackendError, BackendFatal, EditRequest, create_backend  # noqa: E402
+from editthinker_data.backends.editors.diffusers_base import plan_size, resolve_model  # noqa: E402
+from editthinker_data.backends.editors.tiny_models import save_tiny_editors  # noqa: E402
 from editthinker_data.config import BackendSpec, ConfigError, parse_config  # noqa: E402
-from editthinker_data.editors.diffusers_base import plan_size, resolve_model  # noqa: E402
-from editthinker_data.editors.tiny_models import save_tiny_editors  # noqa: E402
 
 FAMILIES = {
     "flux_kontext": ("flux-kontext", {}),
@@ -176,7 +176,7 @@ def test_missing_model_fails_fast_with_the_fix(tmp_path, monkeypatch):
         },
         environ={},
     )
-    from editthinker_data.preflight import preflight
+    from editthinker_data.pipeline.preflight import preflight
 
     with pytest.raises(ConfigError, match="editor 'k': model folder .* holds no model_index.json"):
         preflight(cfg)
@@ -238,10 +238,10 @@ def test_oom_splits_the_batch_and_cuda_errors_end_the_actor(tiny, monkeypatch):
 
 @pytest.mark.slow
 def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
+    from editthinker_data.core.schema import SourcePair
     from editthinker_data.distributed.pools import Workers
     from editthinker_data.distributed.scheduler import run_rollouts
-    from editthinker_data.loop import Names, rollout
-    from editthinker_data.schema import SourcePair
+    from editthinker_data.pipeline.loop import Names, rollout
 
     cfg = parse_config(
         {
@@ -284,8 +284,8 @@ def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path)
     import yaml
 
     from editthinker_data.config import load_config
-    from editthinker_data.report import verify
-    from editthinker_data.storage import open_storage
+    from editthinker_data.io.storage import open_storage
+    from editthinker_data.release.report import verify
     from flows.build_dataset import build_dataset
     from tests.conftest import ROOT
 

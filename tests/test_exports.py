@@ -11,8 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from editthinker_data.exports.common import iter_steps, user_turn
-from editthinker_data.storage import open_storage
+from editthinker_data.io.storage import open_storage
+from editthinker_data.release.common import iter_steps, user_turn
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -258,7 +258,7 @@ def test_gallery_shows_each_image_with_the_critique_of_that_image(demo_build):
     t's image with the critique written at turn t+1 (or the final one), and says so."""
     import numpy as np
 
-    from editthinker_data.report import Build
+    from editthinker_data.release.report import Build
 
     out, _ = demo_build
     build = Build(str(out))

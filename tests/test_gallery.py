@@ -1,6 +1,6 @@
 """The gallery's pairing of images and critiques, on hand-made trajectory rows (fast)."""
 
-from editthinker_data.exports.gallery import critiques
+from editthinker_data.release.gallery import critiques
 
 
 def _rows(n, final=None, error=None, stop="expert_satisfied"):

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from editthinker_data.cli import app
 from editthinker_data.config import ConfigError, parse_config
-from editthinker_data.preflight import check_sources
+from editthinker_data.io.storage import LocalStorage
+from editthinker_data.pipeline.preflight import check_sources
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import SourceFileError, SourceRecord
 from editthinker_data.sources.guard import ImagePolicy, Refused, check
-from editthinker_data.storage import LocalStorage
 from editthinker_data.units import run_pool
 from tests.loopback_http import Handler, LoopbackServer
 from tests.source_fixtures import png

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from editthinker_data.config import ConfigError, parse_config
-from editthinker_data.imagesig import SignatureCache
-from editthinker_data.pooling import pool
+from editthinker_data.io.imagesig import SignatureCache
+from editthinker_data.pipeline.pooling import pool
 from editthinker_data.sources import read_input
 from editthinker_data.sources.defaults import (
     GEDIT,

@@ -3,7 +3,7 @@
 import pytest
 
 from editthinker_data.config import parse_config
-from editthinker_data.stats import llm_usage
+from editthinker_data.core.stats import llm_usage
 
 BASE = {"source": {"manifest": "m.jsonl"}}
 

@@ -3,8 +3,8 @@
 from PIL import Image
 
 from editthinker_data.backends import BackendError
-from editthinker_data.loop import Names, drive, rollout
-from editthinker_data.schema import Refinement, Scores, SourcePair
+from editthinker_data.core.schema import Refinement, Scores, SourcePair
+from editthinker_data.pipeline.loop import Names, drive, rollout
 
 SRC = Image.new("RGB", (8, 8), (0, 0, 0))
 NAMES = Names(expert="x", scorer="s")

@@ -4,8 +4,8 @@ import pytest
 from openai_server import ChatServer
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
-from editthinker_data.experts.openai_compat import OpenAIExpert, OpenAIScorer
-from editthinker_data.procedural.scene import render_scene
+from editthinker_data.backends.experts.openai_compat import OpenAIExpert, OpenAIScorer
+from editthinker_data.backends.procedural.scene import render_scene
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
 GOOD = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
@@ -97,7 +97,7 @@ def test_api_key_is_sent_but_never_stored(tmp_path, monkeypatch):
 
 def test_missing_api_key_env_fails_preflight(tmp_path, monkeypatch):
     from editthinker_data.config import ConfigError, parse_config
-    from editthinker_data.preflight import preflight
+    from editthinker_data.pipeline.preflight import preflight
 
     monkeypatch.delenv("ETD_TEST_KEY", raising=False)
     (tmp_path / "m.jsonl").write_text('{"id": "a", "image": "a.png", "instruction": "x"}\n')
@@ -133,7 +133,7 @@ def test_missing_api_key_env_fails_at_setup(tmp_path, monkeypatch):
 def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cluster, state_dir, tmp_path):
     """30% of calls fail in every way the server knows; every source pair is accounted
     for at every stage, and a rebuild (--overwrite keeps <output>/cache) sends nothing."""
-    from editthinker_data.storage import LocalStorage
+    from editthinker_data.io.storage import LocalStorage
     from editthinker_data.units import clear_output
     from flows.build_dataset import build_dataset
 
@@ -225,7 +225,7 @@ def test_rate_limits_are_shared_by_the_actors_of_a_role():
 
 def test_cache_on_s3_output_and_off(tmp_path, s3_endpoint):
     from editthinker_data.backends import BackendContext
-    from editthinker_data.storage import open_storage
+    from editthinker_data.io.storage import open_storage
 
     reqs = [ScoreRequest(SRC, GOOD, f"Make the red circle blue. ({i})") for i in range(3)]
     ctx = BackendContext(output_url="s3://etd-test/llm-cache-build", s3_endpoint_url=s3_endpoint)
@@ -254,7 +254,7 @@ def test_cache_on_s3_output_and_off(tmp_path, s3_endpoint):
 
 
 def test_thinker_answers_in_tags(tmp_path):
-    from editthinker_data.experts.openai_compat import OpenAIThinker
+    from editthinker_data.backends.experts.openai_compat import OpenAIThinker
 
     with ChatServer() as server:
         thinker = make(OpenAIThinker, server, tmp_path)

@@ -1,6 +1,6 @@
 import pytest
 
-from editthinker_data.experts.parsing import (
+from editthinker_data.backends.experts.parsing import (
     ParseError,
     extract_json,
     parse_expert,

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
-from editthinker_data.pooling import _weighted_cycle, pool
-from editthinker_data.procedural.scene import render_scene
-from editthinker_data.schema import encode_png
+from editthinker_data.core.schema import encode_png
+from editthinker_data.pipeline.pooling import _weighted_cycle, pool
 from editthinker_data.sources.jsonl import read_jsonl
 
 

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from editthinker_data.backends import RefineRequest, ScoreRequest
-from editthinker_data.editors.procedural import ProceduralEditor
-from editthinker_data.experts.procedural import ProceduralExpert
-from editthinker_data.procedural.intent import BASIC, FULL, canonical_instruction, resolve
-from editthinker_data.procedural.scene import analyze, render_scene
-from editthinker_data.scoring.procedural import ProceduralScorer
+from editthinker_data.backends.editors.procedural import ProceduralEditor
+from editthinker_data.backends.experts.procedural import ProceduralExpert
+from editthinker_data.backends.procedural.intent import BASIC, FULL, canonical_instruction, resolve
+from editthinker_data.backends.procedural.scene import analyze, render_scene
+from editthinker_data.backends.scoring.procedural import ProceduralScorer
 
 DEMO = Path(__file__).resolve().parents[1] / "editthinker_data" / "demo" / "source"
 
@@ -103,8 +103,8 @@ def test_expert_with_no_resolvable_intent_stops(scene_img):
 
 def test_refinement_helps_on_many_demo_pairs_and_not_all():
     """The loop must be meaningful: expert rewrites raise the score often, but not always."""
-    from editthinker_data.loop import Names, run_local
-    from editthinker_data.schema import SourcePair
+    from editthinker_data.core.schema import SourcePair
+    from editthinker_data.pipeline.loop import Names, run_local
 
     backends = {
         ("editor", "e"): ProceduralEditor("e", skill=0.5),

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from editthinker_data.ratelimit import RateLimiter
+from editthinker_data.backends.transport.ratelimit import RateLimiter
 
 
 class Clock:

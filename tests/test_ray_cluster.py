@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from editthinker_data.cli import app
 from editthinker_data.config import ConfigError
-from editthinker_data.preflight import check_ray_address
+from editthinker_data.pipeline.preflight import check_ray_address
 
 BIN = Path(sys.executable).parent
 

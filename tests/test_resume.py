@@ -34,7 +34,7 @@ def cli(out, state, **env):
 @pytest.fixture(params=["local", "s3"])
 def target(request, tmp_path):
     """(output location, a function that opens its storage), on local disk and on S3."""
-    from editthinker_data.storage import open_storage
+    from editthinker_data.io.storage import open_storage
 
     if request.param == "local":
         out = tmp_path / "out"

@@ -13,8 +13,8 @@ from conftest import BUCKET, ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
-from editthinker_data.report import Build, verify
-from editthinker_data.storage import S3Storage, open_storage
+from editthinker_data.io.storage import S3Storage, open_storage
+from editthinker_data.release.report import Build, verify
 
 
 def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypatch):
@@ -111,7 +111,7 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
 
     from editthinker_data import units
     from editthinker_data.config import parse_config
-    from editthinker_data.storage import LocalStorage
+    from editthinker_data.io.storage import LocalStorage
 
     src = Path(demo_cfg.source.manifest).parent
     client = boto3.client("s3", endpoint_url=s3_endpoint)

@@ -3,12 +3,12 @@
 import pytest
 import ray
 
+from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
+from editthinker_data.core.schema import SourcePair
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import run_rollouts
-from editthinker_data.loop import Names, rollout
-from editthinker_data.procedural.scene import render_scene
-from editthinker_data.schema import SourcePair
+from editthinker_data.pipeline.loop import Names, rollout
 
 pytestmark = pytest.mark.slow
 

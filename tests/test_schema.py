@@ -3,8 +3,8 @@ import math
 import pytest
 from PIL import Image
 
-from editthinker_data.classify import classify
-from editthinker_data.schema import Scores, decode_image, encode_png, safe_key
+from editthinker_data.core.schema import Scores, decode_image, encode_png, safe_key
+from editthinker_data.sources.classify import classify
 
 
 def test_overall_is_geometric_mean():

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from editthinker_data.config import SelectionConfig
-from editthinker_data.selection import (
+from editthinker_data.pipeline.selection import (
     TrajectorySummary,
     TurnSummary,
     decide,

@@ -3,8 +3,8 @@ import hashlib
 import pytest
 import webdataset as wds
 
-from editthinker_data.shards import ShardSink
-from editthinker_data.storage import LocalStorage
+from editthinker_data.io.shards import ShardSink
+from editthinker_data.io.storage import LocalStorage
 
 
 def samples(n):

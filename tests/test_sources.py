@@ -8,13 +8,13 @@ import pytest
 
 from editthinker_data import units
 from editthinker_data.config import ConfigError, parse_config
-from editthinker_data.imagesig import SignatureCache
-from editthinker_data.pooling import pool, water_fill
-from editthinker_data.preflight import preflight
+from editthinker_data.io.imagesig import SignatureCache
+from editthinker_data.io.storage import LocalStorage
+from editthinker_data.pipeline.pooling import pool, water_fill
+from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import LabelMapper, licence_warnings
-from editthinker_data.storage import LocalStorage
 from tests.source_fixtures import png, write_sources
 
 
@@ -299,7 +299,7 @@ def test_fast_phash_matches_imagehash_bit_for_bit():
     import imagehash
     from PIL import Image
 
-    from editthinker_data.imagesig import THUMB, phash
+    from editthinker_data.io.imagesig import THUMB, phash
     from tests.source_fixtures import image, jpeg
 
     for seed in range(40):
@@ -312,7 +312,7 @@ def test_fast_phash_matches_imagehash_bit_for_bit():
 
 
 def test_signature_cache_keys_files_by_identity_and_bytes_by_content(tmp_path):
-    from editthinker_data.imagesig import ImageProblem
+    from editthinker_data.io.imagesig import ImageProblem
 
     path = tmp_path / "a.png"
     path.write_bytes(png(1))

@@ -7,12 +7,12 @@ pytest.importorskip("transformers", reason="the [models] extra is not installed"
 from tiny_vlm import save_tiny_qwen3_vl, save_tiny_qwen25_vl  # noqa: E402
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest  # noqa: E402
-from editthinker_data.experts.transformers_vlm import (  # noqa: E402
+from editthinker_data.backends.experts.transformers_vlm import (  # noqa: E402
     TransformersExpert,
     TransformersScorer,
     TransformersThinker,
 )
-from editthinker_data.procedural.scene import render_scene  # noqa: E402
+from editthinker_data.backends.procedural.scene import render_scene  # noqa: E402
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12)], 64)
 
@@ -106,8 +106,8 @@ def test_missing_model_fails_at_setup_with_the_path(tmp_path):
 def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(tiny_model, demo_cfg, tmp_path):
     from editthinker_data import units
     from editthinker_data.config import BuildConfig
+    from editthinker_data.io.storage import LocalStorage
     from editthinker_data.local import local_executor
-    from editthinker_data.storage import LocalStorage
 
     data = demo_cfg.model_dump()
     data["scorer"] = {

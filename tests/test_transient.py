@@ -16,13 +16,13 @@ from PIL import Image
 
 from editthinker_data import units
 from editthinker_data.backends import BackendError, TransientBackendError, UnusableAnswer
+from editthinker_data.backends.transport.http_retry import post_with_retries
 from editthinker_data.config import parse_config
-from editthinker_data.http_retry import post_with_retries
+from editthinker_data.core.outcome import BuildIncomplete, failure_share, verdict
+from editthinker_data.core.schema import Scores, SourcePair
+from editthinker_data.io.storage import LocalStorage
 from editthinker_data.local import local_backends, local_executor
-from editthinker_data.loop import Names, drive, rollout
-from editthinker_data.outcome import BuildIncomplete, failure_share, verdict
-from editthinker_data.schema import Scores, SourcePair
-from editthinker_data.storage import LocalStorage
+from editthinker_data.pipeline.loop import Names, drive, rollout
 
 SRC = Image.new("RGB", (8, 8), (0, 0, 0))
 
@@ -132,7 +132,7 @@ def outage_output(request, tmp_path):
 def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
     demo_cfg, tmp_path, outage_output
 ):
-    from editthinker_data.storage import open_storage
+    from editthinker_data.io.storage import open_storage
 
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url)

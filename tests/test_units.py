@@ -4,8 +4,8 @@ import pytest
 
 from editthinker_data import units
 from editthinker_data.config import ConfigError
+from editthinker_data.io.storage import LocalStorage
 from editthinker_data.local import local_executor
-from editthinker_data.storage import LocalStorage
 
 
 def counting(executor):
@@ -194,10 +194,10 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     from typer.testing import CliRunner
 
     from editthinker_data.cli import app
-    from editthinker_data.exports.card import render_card
-    from editthinker_data.report import Build
-    from editthinker_data.schema import Trajectory
-    from editthinker_data.selection import best_gain
+    from editthinker_data.core.schema import Trajectory
+    from editthinker_data.pipeline.selection import best_gain
+    from editthinker_data.release.card import render_card
+    from editthinker_data.release.report import Build
 
     data = demo_cfg.model_dump()
     data["selection"]["min_gain"] = 0.5

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
-from editthinker_data.report import Build, verify
-from editthinker_data.storage import open_storage
+from editthinker_data.io.storage import open_storage
+from editthinker_data.release.report import Build, verify
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_missing_stray_and_swapped_export_images_are_named(build_copy):
 def test_rewriting_the_release_is_byte_identical_and_clears_leftovers(build_copy):
     """export and report redo the release alone: same bytes, same manifest; files an earlier
     run left in the release folders are removed, so the folders hold what is listed."""
-    from editthinker_data.exports.release import run_exports, write_report
+    from editthinker_data.release.run import run_exports, write_report
 
     names = ["manifest.json", "README.md"] + [
         p.relative_to(build_copy).as_posix()

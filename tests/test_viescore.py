@@ -15,17 +15,17 @@ from openai_server import ChatServer, quality_of
 from PIL import Image
 
 from editthinker_data.backends import BackendError, ScoreRequest, prompt_templates
+from editthinker_data.backends.experts.openai_compat import OpenAIScorer
+from editthinker_data.backends.procedural.judge import judge
+from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import ConfigError, load_config, parse_config
-from editthinker_data.experts.openai_compat import OpenAIScorer
-from editthinker_data.preflight import preflight
-from editthinker_data.procedural.judge import judge
-from editthinker_data.procedural.scene import render_scene
-from editthinker_data.stats import llm_usage
+from editthinker_data.core.stats import llm_usage
+from editthinker_data.pipeline.preflight import preflight
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
 GOOD = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
 INSTRUCTION = "Make the red circle blue."
-PROMPTS = resources.files("editthinker_data.experts").joinpath("prompts")
+PROMPTS = resources.files("editthinker_data.prompts")
 
 
 def make(server, tmp_path, **kw):

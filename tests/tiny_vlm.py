@@ -9,7 +9,7 @@ from pathlib import Path
 
 def _byte_tokenizer():
     """The tiny Qwen editors' byte-alphabet tokenizer, and the ids of its special tokens."""
-    from editthinker_data.editors.tiny_models import QWEN_SPECIALS, byte_qwen_tokenizer
+    from editthinker_data.backends.editors.tiny_models import QWEN_SPECIALS, byte_qwen_tokenizer
 
     tok = byte_qwen_tokenizer()
     return tok, {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}

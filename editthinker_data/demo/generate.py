@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from editthinker_data.procedural.scene import COLORS, background_array, render_scene
-from editthinker_data.schema import encode_png
+from editthinker_data.backends.procedural.scene import COLORS, background_array, render_scene
+from editthinker_data.core.schema import encode_png
 
 SIZE = 128
 S, M, L = 0.09, 0.12, 0.16  # radii as fractions of the image size

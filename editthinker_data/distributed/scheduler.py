@@ -21,10 +21,10 @@ from typing import Any
 import ray
 
 from editthinker_data.backends import BackendError, TransientBackendError
+from editthinker_data.core.progress import current as progress
+from editthinker_data.core.schema import Trajectory
 from editthinker_data.distributed.pools import Workers
-from editthinker_data.loop import Call, Rollout
-from editthinker_data.progress import current as progress
-from editthinker_data.schema import Trajectory
+from editthinker_data.pipeline.loop import Call, Rollout
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from editthinker_data.config import ConfigError
-from editthinker_data.storage import join_url
+from editthinker_data.io.storage import join_url
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from editthinker_data.io.storage import join_url
 from editthinker_data.sources.base import RecordError, SourceRecord, image_cell
-from editthinker_data.storage import join_url
 
 DEFAULT_COLUMNS = {
     "id": "id",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 
+from editthinker_data.io.storage import join_url, read_url, split_url
 from editthinker_data.sources.base import RecordError, SourceRecord, json_lines, text_lines
-from editthinker_data.storage import join_url, read_url, split_url
 
 __all__ = ["RecordError", "SourceRecord", "read_jsonl"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from editthinker_data.io.storage import join_url
 from editthinker_data.sources.base import RecordError, SourceRecord, json_records, string_field
-from editthinker_data.storage import join_url
 
 
 def read_opengpt4o(

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from editthinker_data.io.storage import join_url
 from editthinker_data.sources.base import RecordError, SourceRecord, json_records, string_field
-from editthinker_data.storage import join_url
 
 
 class OpenImagesIndex:

@@ -1,0 +1,161 @@
+"""One trajectory's think-while-edit rollout, as a generator of backend calls.
+
+`rollout` yields `Call`s (edit, score, refine) and receives their results, so the same
+logic runs under a plain local driver (`run_local`, tests and debugging) and under the Ray
+scheduler, which keeps hundreds of rollouts in flight and batches their calls per backend
+so that editors never wait on expert latency.
+
+The rules are the paper's (DESIGN.md section 2): turn 1 edits with the raw instruction;
+each later turn the expert sees (I_src, I_{t-1}, T_s, T_{t-1}); the editor always edits the
+source image; stop on the expert's stop flag, on an unchanged instruction, or at the turn
+limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from editthinker_data.backends import (
+    BackendError,
+    EditRequest,
+    RefineRequest,
+    ScoreRequest,
+    TransientBackendError,
+    UnusableAnswer,
+)
+from editthinker_data.core.schema import Refinement, Scores, SourcePair, Trajectory, Turn, TurnFailure
+
+
+@dataclass(frozen=True)
+class Call:
+    role: str  # "editor" | "expert" | "scorer"
+    backend: str  # backend name (which editor pool, for instance)
+    request: Any
+
+
+@dataclass(frozen=True)
+class Names:
+    expert: str
+    scorer: str
+    thinker: str | None = None  # set: one call scores the edit and refines (EditThinker's format)
+
+
+Rollout = Generator[Call, Any, Trajectory]
+
+
+def classify(err: BackendError) -> tuple[bool, str]:
+    """(transient, reason suffix): only a backend that could not answer is worth a rerun."""
+    if isinstance(err, TransientBackendError):
+        return True, "unreachable"
+    return False, "unparseable" if isinstance(err, UnusableAnswer) else "error"
+
+
+def turn_seed(seed: int, turn: int, policy: str) -> int:
+    return seed if policy == "fixed" else seed + turn - 1
+
+
+def rollout(
+    pair: SourcePair, names: Names, *, max_turns: int, seed: int, seed_policy: str = "fixed"
+) -> Rollout:
+    """Results sent back are the backend's value, or a BackendError that ends the rollout
+    (classified into the trajectory's `failure`)."""
+    turns: list[Turn] = []
+    instruction = pair.instruction
+    reasoning: str | None = None
+    refine_s = 0.0  # the critique that produced this turn's instruction
+    stage_roles = {
+        "edit": ("editor", pair.editor),
+        "think": ("thinker", names.thinker or ""),
+        "score": ("scorer", names.scorer),
+        "refine": ("expert", names.expert),
+    }
+
+    def failed(stage: str, err: BackendError) -> Trajectory:
+        role, backend = stage_roles[stage]
+        transient, kind = classify(err)
+        failure = TurnFailure(len(turns) + 1, stage, role, backend, transient, f"{role}_{kind}")
+        return Trajectory(
+            pair, turns, "failed", error=f"turn {len(turns) + 1} {stage}: {err}", failure=failure
+        )
+
+    for t in range(1, max_turns + 1):
+        s = turn_seed(seed, t, seed_policy)
+        t0 = time.perf_counter()
+        image = yield Call("editor", pair.editor, EditRequest(pair.image, instruction, s))
+        t1 = time.perf_counter()
+        if isinstance(image, BackendError):
+            return failed("edit", image)
+        refinement: Refinement | None = None
+        if names.thinker:
+            answer = yield Call(
+                "thinker", names.thinker, RefineRequest(pair.image, image, pair.instruction, instruction)
+            )
+            if isinstance(answer, BackendError):
+                return failed("think", answer)
+            refinement, scores = answer
+            timings = {"edit_s": t1 - t0, "think_s": time.perf_counter() - t1}
+        else:
+            scores = yield Call("scorer", names.scorer, ScoreRequest(pair.image, image, pair.instruction))
+            if isinstance(scores, BackendError):
+                return failed("score", scores)
+            timings = {"edit_s": t1 - t0, "score_s": time.perf_counter() - t1}
+            if turns:
+                timings["refine_s"] = refine_s
+        assert isinstance(scores, Scores)
+        turns.append(
+            Turn(
+                t,
+                instruction,
+                image,
+                scores,
+                s,
+                reasoning,
+                pair.editor,
+                (names.thinker or names.expert) if t > 1 else "",
+                names.thinker or names.scorer,
+                timings,
+            )
+        )
+        if t == max_turns:
+            return Trajectory(pair, turns, "max_turns")
+        if refinement is None:
+            t3 = time.perf_counter()
+            refinement = yield Call(
+                "expert", names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
+            )
+            refine_s = time.perf_counter() - t3
+            if isinstance(refinement, BackendError):
+                return failed("refine", refinement)
+        assert isinstance(refinement, Refinement)
+        unchanged = refinement.instruction.strip() == instruction.strip()
+        # A thinker has no stop flag: repeating the instruction is how it says "satisfied".
+        if refinement.stop or (unchanged and names.thinker):
+            return Trajectory(pair, turns, "expert_satisfied", final=refinement)
+        if unchanged:
+            return Trajectory(pair, turns, "unchanged_instruction", final=refinement)
+        instruction, reasoning = refinement.instruction, refinement.reasoning
+    raise AssertionError("unreachable")
+
+
+def drive(gen: Rollout, call: Any) -> Trajectory:
+    """Run one rollout to the end with `call(Call) -> result` (plain loop, no concurrency)."""
+    try:
+        request = next(gen)
+        while True:
+            try:
+                result = call(request)
+            except BackendError as err:
+                result = err
+            request = gen.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
+def run_local(pair: SourcePair, backends: dict[tuple[str, str], Any], names: Names, **kw) -> Trajectory:
+    """backends: {(role, name): backend with run_batch}."""
+    return drive(
+        rollout(pair, names, **kw), lambda c: backends[(c.role, c.backend)].run_batch([c.request])[0]
+    )

@@ -1,0 +1,477 @@
+"""Edit data pooling: validate, map labels or classify, dedup across sources, take each
+source's quota balanced by task type, then assign editors and partitions. Pure logic over
+records; images are hashed (sha256 + perceptual hash of a thumbnail, cached) and never kept,
+so pooling 400K records stays bounded in memory and later stages reload only their own
+partition. Embedded images (tables, tars) are written once, by content, through `store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
+from sys import intern
+from typing import Any
+
+from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.core.schema import TASK_TYPES, safe_key
+from editthinker_data.core.stats import StageStats
+from editthinker_data.io.imagesig import ImageLimits, ImageProblem, Signature, SignatureCache, hamming
+from editthinker_data.sources import default_licence
+from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.classify import classify
+from editthinker_data.sources.defaults import LabelMapper
+
+# (sha256, extension, bytes) -> the stored image's location
+ImageStore = Callable[[str, str, bytes], str]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEntry:
+    """One pooled pair as stored in pool/pairs.parquet (image by reference), with its
+    provenance: source input, the dataset's own id and label, and licence."""
+
+    id: str
+    key: str
+    instruction: str
+    task_type: str
+    image_path: str
+    image_sha256: str
+    origin: str
+    editor: str = ""
+    partition: int = -1
+    source: str = ""
+    original_id: str = ""
+    label: str = ""
+    licence: str = ""
+
+
+MAX_UNMAPPED, OTHER_LABELS = 50, "(other labels)"
+
+
+@dataclass
+class SourceCounts:
+    """One input's row of the pooling table."""
+
+    licence: str = ""
+    read: int = 0
+    unusable: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    kept: int = 0
+    by_task_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    # labels no table maps -> records classified by instruction instead (at most
+    # MAX_UNMAPPED distinct labels; the rest under "(other labels)")
+    unmapped_labels: Counter = field(default_factory=Counter)
+
+    def count_unmapped(self, label: str) -> None:
+        if label not in self.unmapped_labels and len(self.unmapped_labels) >= MAX_UNMAPPED:
+            label = OTHER_LABELS
+        self.unmapped_labels[label] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["unusable"], d["filtered"], d["unmapped_labels"] = (
+            dict(sorted(self.unusable.items())),
+            dict(sorted(self.filtered.items())),
+            dict(sorted(self.unmapped_labels.items())),
+        )
+        return d
+
+
+@dataclass
+class PoolResult:
+    entries: list[PoolEntry]
+    stats: StageStats
+    failures: list[RecordError]
+    by_type: dict[str, dict[str, int]]
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    licences: dict[str, str] = field(default_factory=dict)
+    stored_images: dict[str, str] = field(default_factory=dict)  # sha256 -> location
+
+
+def stable_hash(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def normalise_instruction(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def check_instruction(text: str, max_chars: int) -> tuple[str, str] | None:
+    """(reason, detail) when an instruction cannot drive an edit."""
+    stripped = text.strip()
+    if not stripped:
+        return "empty_instruction", "the instruction is empty"
+    if len(stripped) > max_chars:
+        return (
+            "instruction_too_long",
+            f"{len(stripped)} characters, more than source.max_instruction_chars={max_chars}",
+        )
+    if len(re.findall(r"[^\W\d_]", stripped)) < 3:
+        return "absurd_instruction", f"{stripped[:40]!r} holds no words"
+    return None
+
+
+def water_fill(counts: dict[str, int], quota: int) -> dict[str, int]:
+    """How many to take of each task type so that `quota` is spread as evenly as the
+    counts allow: a small type gives all it has, the rest share what it leaves."""
+    alloc = dict.fromkeys(counts, 0)
+    active = [t for t in TASK_TYPES if counts.get(t, 0) > 0]
+    remaining = min(quota, sum(counts.values()))
+    while remaining and active:
+        share = max(1, remaining // len(active))
+        for t in list(active):
+            give = min(share, counts[t] - alloc[t], remaining)
+            alloc[t] += give
+            remaining -= give
+            if alloc[t] == counts[t]:
+                active.remove(t)
+            if not remaining:
+                break
+    return alloc
+
+
+def source_quotas(cfg: BuildConfig) -> dict[str, int | None]:
+    """Each input's quota: given, a share of source.max_pairs by ratio, or none."""
+    inputs = cfg.source.all_inputs()
+    total_ratio = sum(i.ratio for i in inputs if i.ratio is not None)
+    out: dict[str, int | None] = {}
+    for i in inputs:
+        if i.ratio is not None:
+            out[i.name] = round(cfg.source.max_pairs * i.ratio / total_ratio)
+        else:
+            out[i.name] = i.quota
+    return out
+
+
+def _weighted_cycle(names: list[str], ratios: list[float], n: int) -> list[str]:
+    """Smooth weighted round robin: deterministic, proportional at every prefix."""
+    total = sum(ratios)
+    current = [0.0] * len(names)
+    out = []
+    for _ in range(n):
+        for i, r in enumerate(ratios):
+            current[i] += r
+        best = max(range(len(names)), key=lambda i: (current[i], -i))
+        current[best] -= total
+        out.append(names[best])
+    return out
+
+
+class _Dedup:
+    """Exact (same bytes, same instruction) and near (pHash within `distance` bits, same
+    instruction) duplicates. Near matches are searched among the images that share the
+    normalised instruction only, so the search stays small at 400K records. Keys are
+    digests (16 bytes of instruction hash + 16 of image sha256), not the strings, to keep
+    the sets small."""
+
+    def __init__(self, distance: int | None):
+        self.distance = distance
+        self.exact: set[bytes] = set()
+        self.by_text: dict[bytes, list[int]] = defaultdict(list)
+
+    def check(self, sha: str, phash: int, text: str) -> str | None:
+        t = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        key = t + bytes.fromhex(sha[:32])
+        if key in self.exact:
+            return "duplicate"
+        seen = self.by_text.get(t, ())
+        if self.distance is not None and any(hamming(phash, p) <= self.distance for p in seen):
+            return "near_duplicate"
+        self.exact.add(key)
+        self.by_text[t].append(phash)
+        return None
+
+
+def pool(
+    records: Iterable[SourceRecord | RecordError],
+    cfg: BuildConfig,
+    *,
+    sigs: SignatureCache | None = None,
+    store: ImageStore | None = None,
+) -> PoolResult:
+    src = cfg.source
+    sigs = sigs or SignatureCache()
+    specs = {i.name: i for i in src.all_inputs()}
+    mappers = {n: LabelMapper(i.format, i.label_map, i.default_labels) for n, i in specs.items()}
+    stats = StageStats()
+    failures: list[RecordError] = []
+    seen_ids: set[str] = set()
+    dedup = _Dedup(src.near_duplicate_distance)
+    counts: dict[str, SourceCounts] = {}
+    licences: dict[str, str] = {}
+    stored: dict[str, str] = {}
+    candidates: dict[tuple[str, str], list[PoolEntry]] = defaultdict(list)
+
+    def row(name: str) -> SourceCounts:
+        if name not in counts:
+            counts[name] = SourceCounts(by_task_type={t: {"read": 0, "kept": 0} for t in TASK_TYPES})
+        return counts[name]
+
+    def fail(err: RecordError) -> None:
+        stats.fail(err.reason)
+        row(err.source).unusable[err.reason] += 1
+        failures.append(err)
+
+    only = next(iter(specs)) if len(specs) == 1 else ""
+    limits = ImageLimits(src.max_image_pixels, src.min_image_side, src.max_image_bytes)
+    for rec, sig in _with_signatures(records, sigs, limits):
+        if not rec.source and only:  # records read without read_input (one input)
+            rec = replace(rec, source=only)
+        c = row(rec.source)
+        c.read += 1
+        if isinstance(rec, RecordError):
+            if rec.filtered:
+                stats.filter(rec.reason)
+                c.filtered[rec.reason] += 1
+            else:
+                fail(rec)
+            continue
+        c.licence = licences[rec.source] = rec.licence
+        problem = check_instruction(rec.instruction, src.max_instruction_chars)
+        if problem:
+            fail(RecordError(rec.origin, rec.id, *problem, source=rec.source))
+            continue
+        try:
+            key = safe_key(rec.id)
+        except ValueError as err:
+            fail(RecordError(rec.origin, rec.id, "bad_id", str(err), source=rec.source))
+            continue
+        if key in seen_ids:
+            fail(
+                RecordError(
+                    rec.origin,
+                    rec.id,
+                    "duplicate_id",
+                    f"id {rec.id!r} (key {key}) appears earlier",
+                    source=rec.source,
+                )
+            )
+            continue
+        spec = specs.get(rec.source)
+        unmapped: list[str] = []
+        task_type = _task_type(
+            rec, src.task_type, mappers.get(rec.source), spec is not None and spec.strict_labels, unmapped
+        )
+        if isinstance(task_type, RecordError):
+            fail(task_type)
+            continue
+        for label in unmapped:
+            c.count_unmapped(label)
+        if isinstance(sig, ImageProblem):
+            fail(RecordError(rec.origin, rec.id, sig.reason, str(sig), source=rec.source))
+            continue
+        text = normalise_instruction(rec.instruction)
+        dup = dedup.check(sig.sha256, sig.phash, text)
+        if dup:
+            stats.filter(dup)
+            c.duplicates += 1
+            continue
+        path = rec.image_path
+        if rec.image_bytes is not None:
+            if store is None:
+                raise ValueError("embedded images need an image store (pool(..., store=...))")
+            if sig.sha256 not in stored:
+                stored[sig.sha256] = store(sig.sha256, sig.ext, rec.image_bytes)
+            path = stored[sig.sha256]
+        seen_ids.add(key)
+        c.by_task_type[task_type]["read"] += 1
+        candidates[(rec.source, task_type)].append(
+            PoolEntry(
+                rec.id,
+                key,
+                rec.instruction.strip(),
+                task_type,
+                path,
+                sig.sha256,
+                rec.origin,
+                # few distinct values over 400K records: one string object each
+                source=intern(rec.source),
+                original_id=rec.original_id,
+                label=intern(rec.label or ""),
+                licence=intern(rec.licence),
+            )
+        )
+    sigs.flush()
+    _check_not_empty(specs, counts)
+
+    by_type = _take_source_quotas(candidates, counts, cfg, stats)
+    chosen = _take_type_quotas(by_type, counts, cfg, stats)
+    entries = _assign(chosen, cfg)
+    stats.keep(len(entries))
+    for e in entries:
+        counts[e.source].kept += 1
+        counts[e.source].by_task_type[e.task_type]["kept"] += 1
+    read_by_type = Counter()
+    for c in counts.values():
+        for t, tc in c.by_task_type.items():
+            read_by_type[t] += tc["read"]
+    by_type_counts = {
+        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]} for t in TASK_TYPES
+    }
+    for name, spec in specs.items():  # inputs that yielded nothing still list their licence
+        row(name)
+        if name not in licences:
+            licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
+        counts[name].licence = licences[name]
+    return PoolResult(
+        entries,
+        stats,
+        failures,
+        by_type_counts,
+        {n: c.to_dict() for n, c in counts.items()},
+        licences,
+        stored,
+    )
+
+
+def _take_source_quotas(
+    candidates: dict[tuple[str, str], list[PoolEntry]],
+    counts: dict[str, SourceCounts],
+    cfg: BuildConfig,
+    stats: StageStats,
+) -> dict[str, list[PoolEntry]]:
+    """Each source's quota, spread evenly over its task types (a seeded order within each)."""
+    by_type: dict[str, list[PoolEntry]] = defaultdict(list)
+    quotas = source_quotas(cfg)
+    for name in counts:
+        have = {t: len(candidates.get((name, t), [])) for t in TASK_TYPES}
+        quota = quotas.get(name)
+        take = water_fill(have, quota) if quota is not None else have
+        for t in TASK_TYPES:
+            entries = sorted(candidates.pop((name, t), []), key=lambda e: stable_hash(cfg.seed, e.key))
+            if len(entries) > take[t]:
+                stats.filter("over_source_quota", len(entries) - take[t])
+                counts[name].filtered["over_source_quota"] += len(entries) - take[t]
+            by_type[t].extend(entries[: take[t]])
+    return by_type
+
+
+def _take_type_quotas(
+    by_type: dict[str, list[PoolEntry]], counts: dict[str, SourceCounts], cfg: BuildConfig, stats: StageStats
+) -> dict[str, list[PoolEntry]]:
+    """Balanced sampling over the whole pool: per-type quotas, then source.max_pairs taken
+    round-robin over types."""
+    src = cfg.source
+    chosen: dict[str, list[PoolEntry]] = {}
+    for t in TASK_TYPES:
+        entries = sorted(by_type.get(t, []), key=lambda e: stable_hash(cfg.seed, e.key))
+        quota = src.quotas.get(t, src.per_type_quota)
+        if quota is not None and len(entries) > quota:
+            stats.filter("over_quota", len(entries) - quota)
+            _count_dropped(counts, entries[quota:], "over_quota")
+            entries = entries[:quota]
+        chosen[t] = entries
+    if src.max_pairs is not None:
+        taken: dict[str, int] = defaultdict(int)
+        budget, moved = src.max_pairs, True
+        while budget and moved:
+            moved = False
+            for t in TASK_TYPES:
+                if budget and taken[t] < len(chosen[t]):
+                    taken[t] += 1
+                    budget -= 1
+                    moved = True
+        for t in TASK_TYPES:
+            dropped = len(chosen[t]) - taken[t]
+            if dropped:
+                stats.filter("over_max_pairs", dropped)
+                _count_dropped(counts, chosen[t][taken[t] :], "over_max_pairs")
+            chosen[t] = chosen[t][: taken[t]]
+    return chosen
+
+
+def _assign(chosen: dict[str, list[PoolEntry]], cfg: BuildConfig) -> list[PoolEntry]:
+    """Editors by weighted round robin within each task type (every editor sees every type);
+    partitions cut from a seeded order that mixes types, editors and sources."""
+    names = [e.name for e in cfg.editors]
+    ratios = [e.ratio for e in cfg.editors]
+    assigned: list[PoolEntry] = []
+    for t in TASK_TYPES:
+        for entry, editor in zip(chosen[t], _weighted_cycle(names, ratios, len(chosen[t])), strict=True):
+            assigned.append(replace(entry, editor=editor))
+    assigned.sort(key=lambda e: stable_hash(cfg.seed, "order", e.key))
+    size = cfg.run.partition_size
+    return [replace(e, partition=i // size) for i, e in enumerate(assigned)]
+
+
+def _with_signatures(
+    records: Iterable[SourceRecord | RecordError],
+    sigs: SignatureCache,
+    limits: ImageLimits | None = None,
+    chunk: int = 256,
+) -> Iterator[tuple[SourceRecord | RecordError, Signature | ImageProblem | None]]:
+    """Records with their image signatures, computed a chunk at a time on the cache's
+    threads; the order of the records is kept, and only a chunk is in memory."""
+    it = iter(records)
+    while batch := list(islice(it, chunk)):
+        recs = [r for r in batch if isinstance(r, SourceRecord)]
+        found = iter(sigs.many([_image_item(r) for r in recs], limits))
+        for rec in batch:
+            yield rec, (next(found) if isinstance(rec, SourceRecord) else None)
+
+
+class EmptySourceError(ConfigError):
+    """An input that holds no records: almost always a wrong path or an unfinished download,
+    so it fails the build (before any GPU work) instead of quietly building less."""
+
+
+def _check_not_empty(specs: dict[str, Any], counts: dict[str, SourceCounts]) -> None:
+    for name, spec in specs.items():
+        if name not in counts or counts[name].read == 0:
+            where = "source.manifest" if name == "manifest" else f"source input {name!r}"
+            raise EmptySourceError(
+                f"{where}: {spec.path} holds no records (an empty file, only blank lines, or a folder "
+                f"without {spec.format} files); fix the path or remove the input"
+            )
+
+
+def _image_item(rec: SourceRecord) -> tuple[str | None, bytes | None, str]:
+    """(path, bytes, what) for the signature cache: errors name the file, or for embedded
+    bytes the URL they came from or the container and member (`shard.tar:key`, `t.parquet#3`)."""
+    if rec.image_bytes is not None:
+        return None, rec.image_bytes, rec.image_path or rec.origin
+    return rec.image_path, None, rec.image_path
+
+
+def _count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], reason: str) -> None:
+    for e in dropped:
+        counts[e.source].filtered[reason] += 1
+
+
+def _task_type(
+    rec: SourceRecord, mode: str, mapper: LabelMapper | None, strict: bool, unmapped: list[str]
+) -> str | RecordError:
+    """The record's task type: given by the source, mapped from its label, or classified.
+    A label no table maps is classified too (appended to `unmapped`, to be counted), unless
+    the input is strict or the source's task types must be given."""
+    if mode != "classify" and rec.task_type is not None:
+        if rec.task_type not in TASK_TYPES:
+            return RecordError(
+                rec.origin, rec.id, "bad_task_type",
+                f"task_type {rec.task_type!r} is not one of {', '.join(TASK_TYPES)}", source=rec.source,
+            )  # fmt: skip
+        return rec.task_type
+    if mode != "classify" and rec.label is not None and mapper is not None:
+        mapped = mapper(rec.label)
+        if mapped is not None:
+            return mapped
+        if strict or mode == "given":
+            return RecordError(
+                rec.origin, rec.id, "unknown_label",
+                f"label {rec.label!r} is not in the label table; add it to the input's label_map"
+                + (" (or drop strict_labels to classify it by its instruction)" if strict else ""),
+                source=rec.source,
+            )  # fmt: skip
+        unmapped.append(rec.label)
+        return classify(rec.instruction)
+    if mode == "given":
+        return RecordError(
+            rec.origin, rec.id, "missing_task_type", "source.task_type is 'given' but the record has none",
+            source=rec.source,
+        )  # fmt: skip
+    return classify(rec.instruction)
