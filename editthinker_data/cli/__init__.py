@@ -1,7 +1,9 @@
 """editthinker-data: a thin command line over the build flow and the build reader.
 
 Configuration is validated before anything heavy is imported, so a bad config answers in
-well under a second with the key, the value and the fix.
+well under a second with the key, the value and the fix. `tables` renders what the
+commands print (80 columns wide), `outputs` checks and opens output locations, `term`
+holds the consoles and the one-paragraph error.
 """
 
 from __future__ import annotations
@@ -14,11 +16,22 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from editthinker_data.cli.outputs import open_build, open_output
+from editthinker_data.cli.tables import (
+    balance_table,
+    bar,
+    counts,
+    pool_tables,
+    print_licences,
+    print_unmapped_labels,
+    progress_table,
+    summary_table,
+)
+from editthinker_data.cli.term import console, err_console, fail, storage_problem
 from editthinker_data.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -26,220 +39,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
 )
-console = Console()
-STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
 OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
 EndpointOption = Annotated[
     str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
 ]
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def _progress_table(snap: dict[str, float]) -> Table:
-    done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), snap["elapsed_s"]
-    rate = done / snap["generate_s"] if snap["generate_s"] > 0 else 0.0
-    table = Table(show_header=True, header_style="bold", box=None)
-    for col in ("stage", "pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    table.add_row(
-        str(snap["stage"]),
-        f"{done}/{total or '?'}",
-        str(int(snap.get("turns", 0))),
-        str(int(snap.get("editor_calls", 0))),
-        str(int(snap.get("expert_calls", 0))),
-        str(int(snap.get("scorer_calls", 0))),
-        str(int(snap.get("failed", 0))),
-        f"{rate:.2f} pairs/s",
-        f"{elapsed:.0f}s",
-    )
-    return table
-
-
-def _counts(d: dict, sep: str = ", ") -> str:
-    """{'sft': 36, 'rl': 16} -> 'sft 36, rl 16' (never a raw dict on screen)."""
-    return sep.join(f"{k} {v}" for k, v in d.items()) or "0"
-
-
-def _summary_table(stats: dict) -> Table:
-    table = Table(title="build summary", header_style="bold")
-    for col in ("stage", "input", "kept", "filtered", "failed"):
-        numeric = col in ("input", "kept")
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric or col == "stage")
-    for name in (n for n in STAGES if n in stats["stages"]):
-        s = stats["stages"][name]
-        table.add_row(
-            name, str(s["input"]), str(s["kept"]), _counts(s["filtered"], "\n"), _counts(s["failed"], "\n")
-        )
-    return table
-
-
-def _balance_table(stats: dict) -> Table | None:
-    """Trajectories and step samples per split and task type, before and after balancing."""
-    sel = stats.get("selection")
-    if not sel:
-        return None
-    before, after = sel["before_balance"], sel["after_balance"]
-    table = Table(title="balancing (whole trajectories): before -> after", header_style="bold")
-    for col in ("split", "task type", "trajectories", "steps"):
-        table.add_column(col, justify="left" if col in ("split", "task type") else "right", no_wrap=True)
-    for split in ("sft", "rl"):
-        b, a = before["by_task_type"][split], after["by_task_type"][split]
-        for task in sorted(set(b) | set(a)):
-            nb, na = b.get(task, {}), a.get(task, {})
-            table.add_row(
-                split, task, f"{nb.get('trajectories', 0)} -> {na.get('trajectories', 0)}",
-                f"{nb.get('steps', 0)} -> {na.get('steps', 0)}",
-            )  # fmt: skip
-        table.add_row(
-            split, "[bold]all[/]", f"{before['trajectory_splits'][split]} -> {after['trajectory_splits'][split]}",
-            f"{before['splits'][split]} -> {after['splits'][split]}", end_section=True,
-        )  # fmt: skip
-    return table
-
-
-def _print_licences(licences: dict[str, str], warnings: list[str]) -> None:
-    if licences:
-        console.print(
-            "licences: " + ", ".join(f"{n} {lic or 'not set'}" for n, lic in sorted(licences.items()))
-        )
-    for w in warnings:
-        console.print(f"[bold yellow]licence warning:[/] {w}")
-
-
-def _print_unmapped_labels(by_source: dict) -> None:
-    """Labels no table maps: their records were classified by instruction, not dropped."""
-    from rich.markup import escape
-
-    for name, c in by_source.items():
-        labels = c.get("unmapped_labels") or {}
-        if labels:
-            shown = ", ".join(f"{label!r} {n}" for label, n in sorted(labels.items())[:5])
-            more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
-            console.print(
-                f"[bold yellow]labels not in the table:[/] {escape(name)}: {escape(shown)}{more}; "
-                "classified by instruction (map them in the input's label_map, or set strict_labels: "
-                "true to count them unknown_label)"
-            )
-
-
-def _pool_tables(report: dict) -> list[Table]:
-    """Per source: read, unusable (with reasons), duplicates, other drops, kept; then kept
-    per source and task type."""
-    from editthinker_data.core.schema import TASK_TYPES
-
-    sources = Table(title="pool per source", header_style="bold")
-    for col in ("source", "licence", "read", "unusable", "dups", "filtered", "kept"):
-        text = col in ("source", "licence", "unusable", "filtered")
-        sources.add_column(col, justify="left" if text else "right", no_wrap=not text)
-    types = Table(title="pool per source and task type (kept / usable)", header_style="bold")
-    types.add_column("source")
-    for t in TASK_TYPES:
-        types.add_column(t, justify="right")
-    total = dict.fromkeys(("read", "unusable", "duplicates", "kept"), 0)
-    for name, c in report.get("by_source", {}).items():
-        unusable = sum(c["unusable"].values())
-        sources.add_row(
-            name, c["licence"] or "not set", str(c["read"]),
-            "\n".join([str(unusable), *(f"{k} {v}" for k, v in sorted(c["unusable"].items()))]),
-            str(c["duplicates"]), _counts(dict(sorted(c["filtered"].items())), "\n"), str(c["kept"]),
-        )  # fmt: skip
-        types.add_row(
-            name, *(f"{c['by_task_type'][t]['kept']} / {c['by_task_type'][t]['read']}" for t in TASK_TYPES)
-        )
-        for k, v in (
-            ("read", c["read"]),
-            ("unusable", unusable),
-            ("duplicates", c["duplicates"]),
-            ("kept", c["kept"]),
-        ):
-            total[k] += v
-    sources.add_row(
-        "[bold]total[/]",
-        "",
-        str(total["read"]),
-        str(total["unusable"]),
-        str(total["duplicates"]),
-        "",
-        str(total["kept"]),
-    )
-    by_type = report.get("by_task_type", {})
-    types.add_row("[bold]total[/]", *(f"{by_type[t]['kept']} / {by_type[t]['read']}" for t in TASK_TYPES))
-    return [sources, types]
-
-
-def _check_local_output(path: Path) -> None:
-    """A local output must be a folder we can write: say so in one line, before Prefect and
-    Ray start (their state would go inside it)."""
-    for parent in (path, *path.parents):
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == path else f"is inside {parent}, which is a file"
-            _fail(f"output {path} {where}, not a folder; choose a folder path (it is created if missing)")
-        if parent.exists():
-            break
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        _fail(
-            f"output {path} is not writable ({err.strerror or err}); choose a folder you can write, "
-            "or fix its permissions"
-        )
-
-
-def _open_output(cfg, output: str | None, overwrite: bool):
-    """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
-    hold nothing of another config (or cleared first with --overwrite)."""
-    from editthinker_data.io.storage import is_remote
-    from editthinker_data.units import check_output, clear_output, output_storage
-
-    target = output or cfg.output.dir
-    out_dir = target if is_remote(target) else str(Path(target).expanduser().resolve())
-    if not is_remote(out_dir):
-        _check_local_output(Path(out_dir))
-    try:
-        storage = output_storage(cfg, out_dir)
-        if overwrite:
-            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
-        check_output(cfg, storage)
-    except ConfigError as err:
-        _fail(str(err))
-    except Exception as err:  # the object store answered with an error: name it, no traceback
-        message = _storage_problem(err)
-        if message is None:
-            raise
-        _fail(f"output {out_dir}: {message}")
-    return out_dir, storage
-
-
-def _storage_problem(err: Exception) -> str | None:
-    """One line for an object-store or file-system error a user can fix; None for a bug."""
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        return None
-    if isinstance(err, NoCredentialsError):
-        return "no S3 credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-    if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "?")
-        hint = {
-            "NoSuchBucket": "the bucket does not exist; create it first",
-            "AccessDenied": "access denied; check the credentials' permissions on this bucket",
-            "403": "access denied; check the credentials' permissions on this bucket",
-            "404": "the bucket does not exist; create it first",
-        }.get(str(code), "check the bucket, the credentials and the endpoint")
-        return f"the object store answered {code}: {hint}"
-    if isinstance(err, BotoCoreError):
-        return f"{err}; check AWS_ENDPOINT_URL_S3 / output.s3_endpoint_url and the network"
-    if isinstance(err, OSError):
-        return f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}"
-    return None
 
 
 @app.command()
@@ -260,19 +63,19 @@ def pool(
 
         check_sources(cfg)
     except ConfigError as err:
-        _fail(str(err))
+        fail(str(err))
     from editthinker_data.units import run_pool
 
-    out_dir, storage = _open_output(cfg, output, overwrite)
+    out_dir, storage = open_output(cfg, output, overwrite)
     try:
         with console.status("pooling ..."):
             report = run_pool(cfg, storage)
     except ConfigError as err:  # an input found empty or in the wrong encoding while read
-        _fail(str(err))
-    for table in _pool_tables(report):
+        fail(str(err))
+    for table in pool_tables(report):
         console.print(table)
-    _print_licences(report.get("licences", {}), report.get("licence_warnings", []))
-    _print_unmapped_labels(report.get("by_source", {}))
+    print_licences(report.get("licences", {}), report.get("licence_warnings", []))
+    print_unmapped_labels(report.get("by_source", {}))
     s = report["stats"]
     console.print(
         f"{report['pairs']} pairs in {len(report['partitions'])} partitions -> {out_dir}/pool/pairs.parquet; "
@@ -311,16 +114,16 @@ def build(
 
         preflight(cfg)
     except ConfigError as err:
-        _fail(str(err))
-    out_dir, storage = _open_output(cfg, output, overwrite)
+        fail(str(err))
+    out_dir, storage = open_output(cfg, output, overwrite)
     if resume and not storage.exists("_markers/pool/all.json"):
-        _fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
+        fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     from editthinker_data.execution import runenv
 
     try:
         state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))
     except OSError as err:
-        _fail(
+        fail(
             f"cannot create the run state folder ({err.strerror}: {err.filename}); pass --state-dir "
             "with a writable local folder, or set EDITTHINKER_STATE_HOME"
         )
@@ -334,7 +137,7 @@ def build(
     from flows.build_dataset import build_dataset
 
     live = Live(
-        get_renderable=lambda: _progress_table(progress.snapshot()), console=console, refresh_per_second=4
+        get_renderable=lambda: progress_table(progress.snapshot()), console=console, refresh_per_second=4
     )
     from editthinker_data.core.outcome import BuildError, BuildIncomplete
 
@@ -344,20 +147,20 @@ def build(
     except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
         console.print()  # below the live table, not on its last line
         if exc.result:
-            console.print(_summary_table(exc.result["stats"]))
+            console.print(summary_table(exc.result["stats"]))
         again = shlex.join(
             ["editthinker-data", "build", str(config), "--output", str(out_dir)]
             + (["--state-dir", state_dir] if state_dir else [])
         )
         finish = f"\nTo finish it, run: {again}" if isinstance(exc, BuildIncomplete) else ""
-        _fail(escape(f"{exc}{finish}"), code=exc.exit_code)
+        fail(escape(f"{exc}{finish}"), code=exc.exit_code)
     except Exception as exc:
         console.print()
-        _fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
+        fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
     console.print()
     stats = result["stats"]
-    console.print(_summary_table(stats))
-    _print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))
+    console.print(summary_table(stats))
+    print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))
     totals = result["manifest"]["totals"]
     console.print(
         f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
@@ -375,19 +178,6 @@ def build(
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
 
 
-def _open_build(output: str, endpoint_url: str | None):
-    from editthinker_data.release.report import Build
-
-    try:
-        return Build(output, endpoint_url=endpoint_url)
-    except FileNotFoundError as err:
-        _fail(str(err))
-
-
-def _bar(count: int, top: int, width: int = 30) -> str:
-    return "#" * (round(width * count / top) if top else 0)
-
-
 @app.command()
 def inspect(
     output: OutputArg,
@@ -399,27 +189,27 @@ def inspect(
 ) -> None:
     """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
 
-    b = _open_build(output, endpoint_url)
+    b = open_build(output, endpoint_url)
     if sample:
         _show_trajectory(b, sample, extract)
         return
-    console.print(_summary_table(b.stats))
-    _print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
+    console.print(summary_table(b.stats))
+    print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
     console.print(
-        f"steps per split: {_counts(b.stats['splits'])}; trajectories per split: "
-        f"{_counts(b.stats['trajectory_splits'])}"
+        f"steps per split: {counts(b.stats['splits'])}; trajectories per split: "
+        f"{counts(b.stats['trajectory_splits'])}"
     )
-    balance_table = _balance_table(b.stats)
-    if balance_table is not None:
+    balance = balance_table(b.stats)
+    if balance is not None:
         after = b.stats["selection"]["after_balance"]
         kept = sum(after["trajectory_splits"].values())
-        console.print(balance_table)
+        console.print(balance)
         console.print(
             f"released trajectories with zero gain (best S_t = S_1): {after['zero_gain']} of {kept} "
             f"(selection.min_gain {b.config.selection.min_gain:g}); with a failed turn: {after['failed_turn']} "
             f"(selection.failed_turns {b.config.selection.failed_turns})"
         )
-    console.print(f"stop reasons: {_counts(b.stats['stop_reasons'])}")
+    console.print(f"stop reasons: {counts(b.stats['stop_reasons'])}")
     usage = b.stats.get("llm_usage", {})
     if usage:
         table = Table(  # ten columns: compact padding keeps it inside 80 columns
@@ -462,11 +252,11 @@ def inspect(
             "  traj: trajectories; S1, best: mean overall score of turn 1 and of the best turn; "
             "sft, rl: step samples"
         )
-    for name, counts in b.histograms().items():
+    for name, hist in b.histograms().items():
         console.print(f"[bold]overall score, {name}[/]")
-        top = max(counts)
-        for i, c in enumerate(counts):
-            console.print(f"  {i:>2}-{i + 1:<2} {c:>4} {_bar(c, top)}")
+        top = max(hist)
+        for i, c in enumerate(hist):
+            console.print(f"  {i:>2}-{i + 1:<2} {c:>4} {bar(c, top)}")
     checked, mismatches = b.recheck_selection()
     if mismatches:
         console.print(f"[bold red]selection re-check: {len(mismatches)} of {checked} decisions disagree[/]")
@@ -480,7 +270,7 @@ def _show_trajectory(b, key: str, extract: Path | None) -> None:
     try:
         t = b.trajectory(key)
     except KeyError as err:
-        _fail(str(err.args[0]))
+        fail(str(err.args[0]))
     rows, decision = t["rows"], t["decision"]
     first = rows[0]
     console.print(f"[bold]{first['pair_id']}[/] ({first['task_type']}, editor {first['editor']})")
@@ -521,7 +311,7 @@ def export(
         b = Build(output, endpoint_url=endpoint_url)
         results = run_exports(b, formats)
     except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     for name, r in results.items():
         console.print(f"{name}: {r['rows']} rows, {r['images']} images -> {output}/exports/{name}")
 
@@ -535,7 +325,7 @@ def report(
     """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
     from editthinker_data.release.run import write_report
 
-    b = _open_build(output, endpoint_url)
+    b = open_build(output, endpoint_url)
     written = write_report(b, gallery_max=gallery_max)
     console.print(f"card: {output}/{written['card']}")
     console.print(f"figures: {', '.join(written['figures'])}")
@@ -556,14 +346,14 @@ def verify_cmd(
     try:
         result = verify(storage)
     except FileNotFoundError as err:
-        _fail(f"{output}: no manifest.json ({err})")
+        fail(f"{output}: no manifest.json ({err})")
     for kind in ("mismatched", "missing", "extra"):
         for item in result[kind]:
             err_console.print(f"[red]{kind}[/]: {item}")
     bad = sum(len(result[k]) for k in ("mismatched", "missing", "extra"))
     checked = f"{result['checked']} shards and {result['files']} files"
     if bad:
-        _fail(f"{bad} problem(s) in {checked}", code=1)
+        fail(f"{bad} problem(s) in {checked}", code=1)
     console.print(f"verified {checked}: all match the manifest, nothing missing or extra")
 
 
@@ -576,7 +366,7 @@ def validate(config: Annotated[Path, typer.Argument(help="build config (YAML)")]
 
         preflight(cfg)
     except ConfigError as err:
-        _fail(str(err))
+        fail(str(err))
     console.print(f"{config}: valid (fingerprint {cfg.fingerprint()})")
 
 
@@ -603,11 +393,11 @@ def tiny_editors(
     try:
         from editthinker_data.backends.editors.tiny_models import save_tiny_editors
     except ImportError as err:
-        _fail(f"{err}; install the model libraries: pip install -e '.[models]'")
+        fail(f"{err}; install the model libraries: pip install -e '.[models]'")
     try:
         saved = save_tiny_editors(out_dir, name or None)
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     for editor, path in saved.items():
         console.print(f"{editor}: {path}")
 
@@ -618,7 +408,7 @@ def main() -> None:
     try:
         app()
     except Exception as err:
-        message = _storage_problem(err)
+        message = storage_problem(err)
         if message is None or os.environ.get("EDITTHINKER_DEBUG"):
             raise
         err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)

@@ -1,0 +1,64 @@
+"""Output locations: a local folder we can write, or an object-store URL that answers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from editthinker_data.cli.term import console, fail, storage_problem
+from editthinker_data.config import ConfigError
+
+
+def check_local_output(path: Path) -> None:
+    """A local output must be a folder we can write: say so in one line, before Prefect and
+    Ray start (their state would go inside it)."""
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == path else f"is inside {parent}, which is a file"
+            fail(f"output {path} {where}, not a folder; choose a folder path (it is created if missing)")
+        if parent.exists():
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        fail(
+            f"output {path} is not writable ({err.strerror or err}); choose a folder you can write, "
+            "or fix its permissions"
+        )
+
+
+def open_output(cfg, output: str | None, overwrite: bool):
+    """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
+    hold nothing of another config (or cleared first with --overwrite)."""
+    from editthinker_data.io.storage import is_remote
+    from editthinker_data.units import check_output, clear_output, output_storage
+
+    target = output or cfg.output.dir
+    out_dir = target if is_remote(target) else str(Path(target).expanduser().resolve())
+    if not is_remote(out_dir):
+        check_local_output(Path(out_dir))
+    try:
+        storage = output_storage(cfg, out_dir)
+        if overwrite:
+            console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
+        check_output(cfg, storage)
+    except ConfigError as err:
+        fail(str(err))
+    except Exception as err:  # the object store answered with an error: name it, no traceback
+        message = storage_problem(err)
+        if message is None:
+            raise
+        fail(f"output {out_dir}: {message}")
+    return out_dir, storage
+
+
+def open_build(output: str, endpoint_url: str | None):
+    from editthinker_data.release.report import Build
+
+    try:
+        return Build(output, endpoint_url=endpoint_url)
+    except FileNotFoundError as err:
+        fail(str(err))
