@@ -7,7 +7,8 @@ import pytest
 from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
 from editthinker_data.core.schema import encode_png
-from editthinker_data.pipeline.pooling import _weighted_cycle, pool
+from editthinker_data.pipeline.pooling import pool
+from editthinker_data.pipeline.quotas import weighted_cycle
 from editthinker_data.sources.jsonl import read_jsonl
 
 
@@ -100,4 +101,4 @@ def test_max_pairs_is_taken_round_robin_over_types(tmp_path):
 
 @pytest.mark.parametrize("ratios,expected", [([1, 1], "abab"), ([2, 1], "abaaba"), ([3, 1], "aaba")])
 def test_weighted_cycle(ratios, expected):
-    assert "".join(_weighted_cycle(["a", "b"], ratios, len(expected))) == expected
+    assert "".join(weighted_cycle(["a", "b"], ratios, len(expected))) == expected

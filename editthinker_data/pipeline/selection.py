@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from editthinker_data.config import SelectionConfig
 from editthinker_data.core.stats import StageStats
-from editthinker_data.pipeline.pooling import stable_hash
+from editthinker_data.pipeline.quotas import stable_hash
 
 SPLITS = ("sft", "rl")
 EPS = 1e-9  # scores are decimals: 7.1 - 6.0 must count as a gain of 1.1
