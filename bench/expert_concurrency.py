@@ -32,7 +32,7 @@ runenv.prepare(STATE)
 
 from openai_server import ChatServer, ChatServerProcess  # noqa: E402
 
-from editthinker_data import units  # noqa: E402
+from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config, parse_config  # noqa: E402
 from editthinker_data.demo.generate import write_demo_source  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
@@ -66,14 +66,14 @@ def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: 
     cfg = parse_config(data, environ={})
     with tempfile.TemporaryDirectory() as out:
         storage = LocalStorage(out)
-        report = units.run_pool(cfg, storage)
+        report = stages.run_pool(cfg, storage)
         workers = Workers(cfg)
         workers.start()
         try:
             started = time.perf_counter()
             n = 0
             for p in report["partitions"]:
-                r = units.run_generate(
+                r = stages.run_generate(
                     cfg, storage, p,
                     lambda items, make, done, on_usage=None: run_rollouts(
                         workers, items, make, done, max_in_flight=in_flight, retries=1, on_usage=on_usage

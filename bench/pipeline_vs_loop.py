@@ -25,7 +25,7 @@ from editthinker_data.execution import runenv  # noqa: E402
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
-from editthinker_data import units  # noqa: E402
+from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
@@ -39,9 +39,9 @@ def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="etd-bench-out-") as out:
             storage = LocalStorage(out)
-            report = units.run_pool(cfg, storage)
+            report = stages.run_pool(cfg, storage)
             started = time.perf_counter()
-            reports = [units.run_generate(cfg, storage, p, executor) for p in report["partitions"]]
+            reports = [stages.run_generate(cfg, storage, p, executor) for p in report["partitions"]]
             best = min(best, time.perf_counter() - started)
         pairs = sum(r["stats"]["input"] for r in reports)
     return best, pairs

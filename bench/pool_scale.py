@@ -62,7 +62,7 @@ def synthesize(root: Path, n: int) -> Path:
 def pool_once(manifest: str, out: str, cache: str) -> None:
     from editthinker_data.config import parse_config
     from editthinker_data.io.storage import LocalStorage
-    from editthinker_data.units import run_pool
+    from editthinker_data.stages import run_pool
 
     cfg = parse_config(
         {"source": {"inputs": [{"format": "pico_banana", "path": manifest, "name": "pico"}]}}, environ={}

@@ -12,13 +12,14 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editthinker_data.config import BuildConfig
+from editthinker_data.core.layout import part_name
 from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
 from editthinker_data.pipeline.preflight import preflight
-from editthinker_data.units import backend_context, check_output, output_storage, part_name
+from editthinker_data.stages import backend_context, check_output, output_storage
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
 from tasks.pool import pool_task

@@ -1,2 +1,2 @@
-"""Thin Prefect tasks, one per stage: each wraps a unit body from editthinker_data.units
+"""Thin Prefect tasks, one per stage: each wraps a unit body from editthinker_data.stages
 and returns its small report. No image bytes cross a task boundary."""

@@ -4,7 +4,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from editthinker_data import units
+from editthinker_data import stages
 from editthinker_data.config import BuildConfig
 
 
@@ -19,7 +19,7 @@ def finalize_task(
     extra: dict,
 ) -> dict:
     """manifest.json and stats.json, written last; a summary artifact for the Prefect UI."""
-    result = units.finalize(cfg, units.output_storage(cfg, output), pool, generate, select, write, extra)
+    result = stages.finalize(cfg, stages.output_storage(cfg, output), pool, generate, select, write, extra)
     rows = "\n".join(
         f"| {name} | {s['input']} | {s['kept']} | {sum(s['filtered'].values())} | {sum(s['failed'].values())} |"
         for name, s in result["stats"]["stages"].items()

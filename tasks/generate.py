@@ -3,7 +3,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from editthinker_data import units
+from editthinker_data import stages
 from editthinker_data.config import BuildConfig
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import run_rollouts
@@ -24,4 +24,4 @@ def generate_task(cfg: BuildConfig, output: str, partition: int, workers: Worker
             on_usage=on_usage,
         )
 
-    return units.run_generate(cfg, units.output_storage(cfg, output), partition, executor)
+    return stages.run_generate(cfg, stages.output_storage(cfg, output), partition, executor)

@@ -162,14 +162,14 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
     """The Ray scheduler interleaves many rollouts; the trajectories must not change."""
     import shutil
 
-    from editthinker_data import units
+    from editthinker_data import stages
     from editthinker_data.io.storage import LocalStorage
     from editthinker_data.local import local_executor
 
     out, first = demo_build
     (tmp_path / "pool").mkdir()
     shutil.copy(out / "pool" / "pairs.parquet", tmp_path / "pool" / "pairs.parquet")
-    report = units.run_generate(demo_cfg, LocalStorage(tmp_path), 1, local_executor(demo_cfg))
+    report = stages.run_generate(demo_cfg, LocalStorage(tmp_path), 1, local_executor(demo_cfg))
     ray_shards = [s for s in first["manifest"]["shards"]["trajectories"] if "part-00001" in s["url"]]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in ray_shards]
 

@@ -28,7 +28,7 @@ from editthinker_data.pipeline.preflight import check_sources
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import SourceFileError, SourceRecord
 from editthinker_data.sources.guard import ImagePolicy, Refused, check
-from editthinker_data.units import run_pool
+from editthinker_data.stages import run_pool
 from tests.loopback_http import Handler, LoopbackServer
 from tests.source_fixtures import png
 

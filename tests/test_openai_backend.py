@@ -134,7 +134,7 @@ def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cl
     """30% of calls fail in every way the server knows; every source pair is accounted
     for at every stage, and a rebuild (--overwrite keeps <output>/cache) sends nothing."""
     from editthinker_data.io.storage import LocalStorage
-    from editthinker_data.units import clear_output
+    from editthinker_data.stages import clear_output
     from flows.build_dataset import build_dataset
 
     with ChatServer(fault_rate=0.3, seed=7, hang_s=1.5) as server:

@@ -109,7 +109,7 @@ def test_verify_local_catches_corruption(demo_build, tmp_path):
 def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     from pathlib import Path
 
-    from editthinker_data import units
+    from editthinker_data import stages
     from editthinker_data.config import parse_config
     from editthinker_data.io.storage import LocalStorage
 
@@ -122,12 +122,12 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     data = demo_cfg.model_dump()
     data["source"]["manifest"] = f"s3://{BUCKET}/sources/demo/manifest.jsonl"
     cfg = parse_config(data, environ={})
-    remote = units.run_pool(cfg, LocalStorage(tmp_path / "remote"))
-    local = units.run_pool(demo_cfg, LocalStorage(tmp_path / "local"))
+    remote = stages.run_pool(cfg, LocalStorage(tmp_path / "remote"))
+    local = stages.run_pool(demo_cfg, LocalStorage(tmp_path / "local"))
     assert remote["stats"] == local["stats"] and remote["by_editor"] == local["by_editor"]
-    entries = units.load_partition(LocalStorage(tmp_path / "remote"), 0)
+    entries = stages.load_partition(LocalStorage(tmp_path / "remote"), 0)
     assert entries[0].image_path.startswith(f"s3://{BUCKET}/sources/demo/images/")
-    assert units.load_source_image(entries[0]).size == (128, 128)
+    assert stages.load_source_image(entries[0]).size == (128, 128)
     missing = [f for f in remote["failures"] if f["reason"] == "image_missing"]
     assert missing and "s3://" in missing[0]["detail"]
 
@@ -137,7 +137,7 @@ def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
     and the output verifies."""
     from faulty_s3 import FaultyProxy
 
-    from editthinker_data import units
+    from editthinker_data import stages
     from editthinker_data.local import local_executor
 
     host, port = s3_endpoint.removeprefix("http://").split(":")
@@ -145,9 +145,9 @@ def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
         storage = S3Storage(
             f"s3://{BUCKET}/faulty", endpoint_url=proxy.endpoint, cache_dir=tmp_path / "cache"
         )
-        pool = units.run_pool(demo_cfg, storage)
+        pool = stages.run_pool(demo_cfg, storage)
         executor = local_executor(demo_cfg)
-        reports = [units.run_generate(demo_cfg, storage, p, executor) for p in pool["partitions"]]
+        reports = [stages.run_generate(demo_cfg, storage, p, executor) for p in pool["partitions"]]
         assert sum(r["stats"]["input"] for r in reports) == 40
         clean = S3Storage(f"s3://{BUCKET}/faulty", endpoint_url=s3_endpoint, cache_dir=tmp_path / "c2")
         for r in reports:

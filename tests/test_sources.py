@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from editthinker_data import units
+from editthinker_data import stages
 from editthinker_data.config import ConfigError, parse_config
 from editthinker_data.io.imagesig import SignatureCache
 from editthinker_data.io.storage import LocalStorage
@@ -41,7 +41,7 @@ def pooled(sources, tmp_path_factory):
     _, inputs, _ = sources
     out = tmp_path_factory.mktemp("pool-out")
     cfg = cfg_for(inputs)
-    return out, cfg, units.run_pool(cfg, LocalStorage(out))
+    return out, cfg, stages.run_pool(cfg, LocalStorage(out))
 
 
 def test_every_format_is_read_and_its_bad_records_counted_by_reason(pooled, sources):
@@ -76,7 +76,7 @@ def test_failures_name_the_record_and_the_source(pooled):
 
 def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
     out, _, report = pooled
-    rows = {r["id"]: r for r in pq.read_table(out / units.POOL_FILE).to_pylist()}
+    rows = {r["id"]: r for r in pq.read_table(out / stages.POOL_FILE).to_pylist()}
     assert len(rows) == report["pairs"] == 21
     pico = rows["pico:images/positive-edit/1"]
     assert pico["source"] == "pico" and pico["original_id"] == "images/positive-edit/1"
@@ -114,12 +114,12 @@ def test_rerun_reads_signatures_from_the_cache(sources, tmp_path):
     _, inputs, _ = sources
     cfg = cfg_for(inputs)
     cache = tmp_path / "sig.sqlite"
-    first = units.run_pool(cfg, LocalStorage(tmp_path / "a"), sig_cache=cache)
-    again = units.run_pool(cfg, LocalStorage(tmp_path / "b"), sig_cache=cache)
+    first = stages.run_pool(cfg, LocalStorage(tmp_path / "a"), sig_cache=cache)
+    again = stages.run_pool(cfg, LocalStorage(tmp_path / "b"), sig_cache=cache)
     assert first["signature_cache"]["misses"] > 0 and again["signature_cache"]["misses"] == 0
     assert again["signature_cache"]["hits"] == first["signature_cache"]["misses"]
-    a = pq.read_table(tmp_path / "a" / units.POOL_FILE).to_pylist()
-    b = pq.read_table(tmp_path / "b" / units.POOL_FILE).to_pylist()
+    a = pq.read_table(tmp_path / "a" / stages.POOL_FILE).to_pylist()
+    b = pq.read_table(tmp_path / "b" / stages.POOL_FILE).to_pylist()
     strip = [{k: v for k, v in r.items() if k != "image_path"} for r in a]
     assert strip == [{k: v for k, v in r.items() if k != "image_path"} for r in b]
 
@@ -155,7 +155,7 @@ def test_quotas_and_ratios_balance_by_task_type_deterministically(tmp_path):
          {"format": "jsonl", "path": str(tmp_path / "b.jsonl"), "name": "b", "ratio": 1}],
         max_pairs=6, near_duplicate_distance=None,
     )  # fmt: skip
-    result = pool(units.pool_records(cfg), cfg)
+    result = pool(stages.pool_records(cfg), cfg)
     assert result.by_source["a"]["kept"] == 4 and result.by_source["b"]["duplicates"] == 16
     assert result.by_source["b"]["kept"] == 0
 
@@ -227,14 +227,14 @@ def test_near_duplicates_need_the_same_instruction(tmp_path):
         {"id": "c", "image": "b.jpg", "instruction": "Remove the tree on the left."},
     ])  # fmt: skip
     cfg = parse_config({"source": {"manifest": str(tmp_path / "m.jsonl")}}, environ={})
-    result = pool(units.pool_records(cfg), cfg, sigs=SignatureCache())
+    result = pool(stages.pool_records(cfg), cfg, sigs=SignatureCache())
     assert sorted(e.id for e in result.entries) == ["a", "c"] and result.stats.filtered == {
         "near_duplicate": 1
     }
     cfg = parse_config(
         {"source": {"manifest": str(tmp_path / "m.jsonl"), "near_duplicate_distance": None}}, environ={}
     )
-    assert len(pool(units.pool_records(cfg), cfg).entries) == 3
+    assert len(pool(stages.pool_records(cfg), cfg).entries) == 3
 
 
 def test_preflight_names_the_bad_input_and_the_fix(sources, tmp_path):

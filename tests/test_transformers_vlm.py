@@ -104,7 +104,7 @@ def test_missing_model_fails_at_setup_with_the_path(tmp_path):
 
 
 def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(tiny_model, demo_cfg, tmp_path):
-    from editthinker_data import units
+    from editthinker_data import stages
     from editthinker_data.config import BuildConfig
     from editthinker_data.io.storage import LocalStorage
     from editthinker_data.local import local_executor
@@ -117,7 +117,7 @@ def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(ti
     }
     cfg = BuildConfig.model_validate(data)
     storage = LocalStorage(tmp_path)
-    units.run_pool(cfg, storage)
-    report = units.run_generate(cfg, storage, 0, local_executor(cfg))
+    stages.run_pool(cfg, storage)
+    report = stages.run_generate(cfg, storage, 0, local_executor(cfg))
     assert report["stats"]["input"] == 12 and report["stats"]["failed"] == {"scorer_unparseable": 12}
     assert all("unusable" in f["detail"] for f in report["failures"])

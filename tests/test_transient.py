@@ -14,7 +14,7 @@ from loopback_http import Handler, LoopbackServer
 from openai_server import ChatServer
 from PIL import Image
 
-from editthinker_data import units
+from editthinker_data import stages
 from editthinker_data.backends import BackendError, TransientBackendError, UnusableAnswer
 from editthinker_data.backends.transport.http_retry import post_with_retries
 from editthinker_data.config import parse_config
@@ -42,7 +42,7 @@ def tiny_config(demo_cfg, base_url: str, **run):
 
 
 def executor(cfg, out):
-    return local_executor(cfg, local_backends(cfg, units.backend_context(cfg, str(out))))
+    return local_executor(cfg, local_backends(cfg, stages.backend_context(cfg, str(out))))
 
 
 def requests_in(usage) -> int:
@@ -137,17 +137,17 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         healthy = LocalStorage(tmp_path / "healthy")
-        units.run_pool(cfg, healthy)
-        expected = units.run_generate(cfg, healthy, 0, executor(cfg, tmp_path / "healthy"))
+        stages.run_pool(cfg, healthy)
+        expected = stages.run_generate(cfg, healthy, 0, executor(cfg, tmp_path / "healthy"))
         healthy_requests = server.requests
         assert requests_in(expected["usage"]) == healthy_requests > 0
         assert expected["failures"] == [] and expected["stats"]["kept"] == 5
 
         out = outage_output
         storage = open_storage(out)
-        units.run_pool(cfg, storage)
+        stages.run_pool(cfg, storage)
         server.requests, server.fail_after = 0, 8  # the endpoint goes away after 8 requests
-        first = units.run_generate(cfg, storage, 0, executor(cfg, out))
+        first = stages.run_generate(cfg, storage, 0, executor(cfg, out))
         assert first["incomplete"] is True and "stats" not in first
         transient = first["transient"]  # per backend: the expert and the scorer both lost their endpoint
         assert set(transient) <= {"expert 'vlm-expert'", "scorer 'vlm-scorer'"} and transient
@@ -168,7 +168,7 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
             ran.append(len(items))
             return plain(items, make, on_done, **kw)
 
-        again = units.run_generate(cfg, storage, 0, counting)
+        again = stages.run_generate(cfg, storage, 0, counting)
         assert ran == [unfinished] and again["resumed"] == 5 - unfinished
         assert 0 < server.requests < healthy_requests  # turns before the outage came from the cache
         assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in expected["shards"]]
@@ -186,7 +186,7 @@ def test_usage_saved_with_the_journal_survives_a_crash(demo_cfg, tmp_path):
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url, journal_every=2)
         storage = LocalStorage(tmp_path)
-        units.run_pool(cfg, storage)
+        stages.run_pool(cfg, storage)
         plain = executor(cfg, tmp_path)
 
         def crashing(items, make, on_done, **kw):
@@ -198,12 +198,12 @@ def test_usage_saved_with_the_journal_survives_a_crash(demo_cfg, tmp_path):
             return plain(items, make, done, **kw)
 
         with pytest.raises(Crash):
-            units.run_generate(cfg, storage, 0, crashing)
+            stages.run_generate(cfg, storage, 0, crashing)
         saved = storage.read_json("_journal/usage/part-00000/usage.json")
         assert requests_in(saved) == server.requests > 0  # all of it: the crash lost no finished work
         before = server.requests
 
-        report = units.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
+        report = stages.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
         assert report["resumed"] == 4
         assert requests_in(report["usage"]) == server.requests > before  # both processes
         assert report["usage"]["expert/vlm-expert"]["batches"] > 0
@@ -213,8 +213,8 @@ def test_unparseable_answers_are_final_failures_of_the_backend(demo_cfg, tmp_pat
     with ChatServer(fault_rate=1.0, faults=["malformed"]) as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         storage = LocalStorage(tmp_path)
-        units.run_pool(cfg, storage)
-        report = units.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
+        stages.run_pool(cfg, storage)
+        report = stages.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
         sent = server.requests
         assert "incomplete" not in report and storage.exists("_markers/generate/part-00000.json")
         assert report["stats"] == {"input": 5, "kept": 0, "filtered": {}, "failed": {"scorer_unparseable": 5}}

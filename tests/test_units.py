@@ -2,7 +2,7 @@
 
 import pytest
 
-from editthinker_data import units
+from editthinker_data import stages
 from editthinker_data.config import ConfigError
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.local import local_executor
@@ -20,41 +20,41 @@ def counting(executor):
 
 def test_finished_units_are_not_redone(demo_cfg, tmp_path):
     storage = LocalStorage(tmp_path)
-    pool = units.run_pool(demo_cfg, storage)
+    pool = stages.run_pool(demo_cfg, storage)
     run, calls = counting(local_executor(demo_cfg))
-    first = units.run_generate(demo_cfg, storage, 0, run)
-    again = units.run_generate(demo_cfg, storage, 0, run)
+    first = stages.run_generate(demo_cfg, storage, 0, run)
+    again = stages.run_generate(demo_cfg, storage, 0, run)
     assert calls == [12] and again == first
-    assert units.run_pool(demo_cfg, storage) == pool
+    assert stages.run_pool(demo_cfg, storage) == pool
     assert storage.exists("_markers/generate/part-00000.json")
 
 
 def test_manifest_licence_travels_and_silences_the_unset_warning(demo_cfg, tmp_path):
-    report = units.run_pool(demo_cfg, LocalStorage(tmp_path / "a"))
+    report = stages.run_pool(demo_cfg, LocalStorage(tmp_path / "a"))
     assert report["licences"] == {"manifest": "Apache-2.0"} and report["licence_warnings"] == []
     unset = demo_cfg.model_copy(
         update={"source": demo_cfg.source.model_copy(update={"manifest_licence": None})}
     )
-    report = units.run_pool(unset, LocalStorage(tmp_path / "b"))
+    report = stages.run_pool(unset, LocalStorage(tmp_path / "b"))
     assert report["licences"] == {"manifest": ""}
     assert any("licence not set: manifest" in w for w in report["licence_warnings"])
 
 
 def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     storage = LocalStorage(tmp_path)
-    units.run_pool(demo_cfg, storage)
-    units.check_output(demo_cfg, storage)  # same config: fine
+    stages.run_pool(demo_cfg, storage)
+    stages.check_output(demo_cfg, storage)  # same config: fine
     other = demo_cfg.model_copy(update={"seed": 1})
     with pytest.raises(ConfigError, match="another config.*--overwrite"):
-        units.check_output(other, storage)
+        stages.check_output(other, storage)
     (tmp_path / "_state").mkdir(exist_ok=True)  # pooling keeps its image-signature cache there
     (tmp_path / "_state" / "keep").write_text("run state")
     storage.write_json("cache/llm/ab/abcd.json", {"answer": "paid for"})
-    assert units.clear_output(storage) == 3  # pool/pairs.parquet, its marker, failures.jsonl
+    assert stages.clear_output(storage) == 3  # pool/pairs.parquet, its marker, failures.jsonl
     left = storage.list("")
     assert "_state/keep" in left and "cache/llm/ab/abcd.json" in left  # run state and answer cache stay
     assert all(n.startswith(("_state/", "cache/llm/")) for n in left)
-    units.check_output(other, storage)  # nothing left to conflict with
+    stages.check_output(other, storage)  # nothing left to conflict with
 
 
 def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
@@ -68,10 +68,10 @@ def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
     data["source"]["manifest"] = str(tmp_path / "src" / "manifest.jsonl")
     cfg = parse_config(data, environ={})
     storage = LocalStorage(tmp_path / "out")
-    pool = units.run_pool(cfg, storage)
-    victim = next(e for e in units.load_partition(storage, 0) if e.key != "style-pop")
+    pool = stages.run_pool(cfg, storage)
+    victim = next(e for e in stages.load_partition(storage, 0) if e.key != "style-pop")
     shutil.copy(tmp_path / "src" / "images" / "style-pop.png", victim.image_path)  # changed after pooling
-    report = units.run_generate(cfg, storage, 0, local_executor(cfg))
+    report = stages.run_generate(cfg, storage, 0, local_executor(cfg))
     assert report["stats"] == {"input": 12, "kept": 11, "filtered": {}, "failed": {"image_unreadable": 1}}
     [failure] = report["failures"]
     assert failure["record"] == victim.id and "changed since pooling" in failure["detail"]
@@ -85,11 +85,11 @@ class Crash(Exception):
 def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cfg, tmp_path):
     cfg = demo_cfg.model_copy(update={"run": demo_cfg.run.model_copy(update={"journal_every": 3})})
     clean = LocalStorage(tmp_path / "clean")
-    units.run_pool(cfg, clean)
-    expected = units.run_generate(cfg, clean, 0, local_executor(cfg))
+    stages.run_pool(cfg, clean)
+    expected = stages.run_generate(cfg, clean, 0, local_executor(cfg))
 
     storage = LocalStorage(tmp_path / "crashed")
-    units.run_pool(cfg, storage)
+    stages.run_pool(cfg, storage)
     plain = local_executor(cfg)
 
     def crashing(items, make, on_done, **kw):
@@ -101,12 +101,12 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
         return plain(items, make, done, **kw)
 
     with pytest.raises(Crash):
-        units.run_generate(cfg, storage, 0, crashing)
+        stages.run_generate(cfg, storage, 0, crashing)
     assert not storage.exists("_markers/generate/part-00000.json")
     assert len(storage.list("_journal/generate/part-00000")) == 2
 
     run, calls = counting(plain)
-    report = units.run_generate(cfg, storage, 0, run)
+    report = stages.run_generate(cfg, storage, 0, run)
     assert report["resumed"] == 6 and calls == [12 - 6]
     assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in expected["shards"]]
     assert storage.list("_journal") == [] and not (tmp_path / "crashed" / "_journal").exists()
@@ -118,7 +118,7 @@ def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
 ):
     from flows.build_dataset import BuildIncomplete, build_dataset
 
-    real = units.run_generate
+    real = stages.run_generate
 
     def flaky(cfg, storage, partition, executor):
         if partition == 1:
@@ -127,7 +127,7 @@ def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
 
     data = demo_cfg.model_dump()
     data["run"]["unit_retries"] = 0
-    monkeypatch.setattr(units, "run_generate", flaky)
+    monkeypatch.setattr(stages, "run_generate", flaky)
     with pytest.raises(BuildIncomplete) as err:
         build_dataset(data, str(tmp_path), str(state_dir))
     assert err.value.failed.keys() == {1} and "part-00001: OSError: SlowDown" in str(err.value)
@@ -136,7 +136,7 @@ def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
     assert markers == ["part-00000.json", "part-00002.json", "part-00003.json"]
     assert not (tmp_path / "stats.json").exists()
 
-    monkeypatch.setattr(units, "run_generate", real)
+    monkeypatch.setattr(stages, "run_generate", real)
     result = build_dataset(data, str(tmp_path), str(state_dir))
     assert result["stats"]["stages"]["generate"]["input"] == 40
 
@@ -152,11 +152,11 @@ def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(dem
     runs = {}
     for label, cfg in (("pair", demo_cfg), ("thinker", thinker_cfg)):
         storage = LocalStorage(tmp_path / label)
-        units.run_pool(cfg, storage)
-        units.run_generate(cfg, storage, 0, local_executor(cfg))
+        stages.run_pool(cfg, storage)
+        stages.run_generate(cfg, storage, 0, local_executor(cfg))
         runs[label] = [
             (t.key, t.stop_reason, [(x.instruction, round(x.overall, 4)) for x in t.turns])
-            for t in units.load_trajectory_summaries(storage, [0])
+            for t in stages.load_trajectory_summaries(storage, [0])
         ]
     # The thinker's only way to stop is to repeat the instruction, so "could not improve"
     # and "satisfied" read the same; everything else is identical.
@@ -204,7 +204,7 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     data["selection"]["balance"]["max_cell_ratio"] = 1.0
     cfg = type(demo_cfg).model_validate(data)
     storage = LocalStorage(tmp_path)
-    pool = units.run_pool(cfg, storage)
+    pool = stages.run_pool(cfg, storage)
     plain = local_executor(cfg)
     victims = []
 
@@ -217,10 +217,10 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
 
         return plain(items, make, done, **kw)
 
-    gens = [units.run_generate(cfg, storage, p, one_refine_fails) for p in pool["partitions"]]
-    select = units.run_select(cfg, storage, pool["partitions"])
-    writes = [units.run_write_steps(cfg, storage, p) for p in pool["partitions"]]
-    units.finalize(cfg, storage, pool, gens, select, writes)
+    gens = [stages.run_generate(cfg, storage, p, one_refine_fails) for p in pool["partitions"]]
+    select = stages.run_select(cfg, storage, pool["partitions"])
+    writes = [stages.run_write_steps(cfg, storage, p) for p in pool["partitions"]]
+    stages.finalize(cfg, storage, pool, gens, select, writes)
     stats = json.loads((tmp_path / "stats.json").read_text())
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     found = _step_shard_counts(tmp_path, manifest)
@@ -236,32 +236,32 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
             assert sorted(turns) == [(t, False) for t in range(2, k + 1)] + (
                 [(k + 1, True)] if len(turns) == k else []
             )
-    stages = stats["stages"]
-    assert stages["steps"]["kept"] == sum(found[s][0] for s in ("sft", "rl"))
-    assert stages["balance"]["kept"] == sum(found[s][1] for s in ("sft", "rl"))
-    assert stages["balance"]["input"] == stages["trajectory_filter"]["kept"]
-    assert stages["balance"]["filtered"]["balanced_out"] > 0  # the cap really bit
+    stage_stats = stats["stages"]
+    assert stage_stats["steps"]["kept"] == sum(found[s][0] for s in ("sft", "rl"))
+    assert stage_stats["balance"]["kept"] == sum(found[s][1] for s in ("sft", "rl"))
+    assert stage_stats["balance"]["input"] == stage_stats["trajectory_filter"]["kept"]
+    assert stage_stats["balance"]["filtered"]["balanced_out"] > 0  # the cap really bit
     before = stats["selection"]["before_balance"]
-    assert stages["steps"]["input"] == sum(before["splits"].values()) > stages["steps"]["kept"]
+    assert stage_stats["steps"]["input"] == sum(before["splits"].values()) > stage_stats["steps"]["kept"]
 
     [victim] = victims
-    summaries = {t.key: t for t in units.load_trajectory_summaries(storage, pool["partitions"])}
+    summaries = {t.key: t for t in stages.load_trajectory_summaries(storage, pool["partitions"])}
     assert summaries[victim].error == "turn 3 refine: unparseable"
-    decisions = {r["trajectory"]: r for r in units.read_parquet(storage, units.DECISIONS_FILE)}
+    decisions = {r["trajectory"]: r for r in stages.read_parquet(storage, stages.DECISIONS_FILE)}
     assert decisions[victim]["reason"] == "turn_failed" and not decisions[victim]["keep"]
     below = [
         k
         for k, t in summaries.items()
         if not t.error and len(t.turns) > 1 and 0 <= best_gain(t, "overall") < 0.5
     ]
-    assert below and stages["trajectory_filter"]["filtered"]["below_min_gain"] == len(below)
-    assert stages["trajectory_filter"]["filtered"]["turn_failed"] == 1
+    assert below and stage_stats["trajectory_filter"]["filtered"]["below_min_gain"] == len(below)
+    assert stage_stats["trajectory_filter"]["filtered"]["turn_failed"] == 1
     assert stats["selection"]["after_balance"]["zero_gain"] == 0  # min_gain 0.5 leaves none
     released = {t for s in ("sft", "rl") for t in found[s][3]}
     assert released == {k for k, d in decisions.items() if d["keep"]}
 
     after = stats["selection"]["after_balance"]
-    bal = stages["balance"]
+    bal = stage_stats["balance"]
     card = render_card(Build(str(tmp_path)), [])
     assert (
         f"| balance | {bal['input']} | {bal['kept']} | balanced_out {bal['filtered']['balanced_out']} |"
@@ -280,6 +280,6 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     assert f"zero gain (best S_t = S_1): 0 of {bal['kept']}" in shown.output
     assert "selection re-check: all 40 decisions follow" in shown.output
 
-    first = (tmp_path / units.STEPS_FILE).read_bytes()
-    units.run_select(cfg, storage, pool["partitions"])
-    assert (tmp_path / units.STEPS_FILE).read_bytes() == first  # the same seed, the same selection
+    first = (tmp_path / stages.STEPS_FILE).read_bytes()
+    stages.run_select(cfg, storage, pool["partitions"])
+    assert (tmp_path / stages.STEPS_FILE).read_bytes() == first  # the same seed, the same selection

@@ -33,6 +33,7 @@ from editthinker_data.cli.tables import (
 )
 from editthinker_data.cli.term import console, err_console, fail, storage_problem
 from editthinker_data.config import ConfigError, load_config
+from editthinker_data.core.layout import POOL_UNIT, marker_name
 
 app = typer.Typer(
     add_completion=False,
@@ -64,7 +65,7 @@ def pool(
         check_sources(cfg)
     except ConfigError as err:
         fail(str(err))
-    from editthinker_data.units import run_pool
+    from editthinker_data.stages import run_pool
 
     out_dir, storage = open_output(cfg, output, overwrite)
     try:
@@ -116,7 +117,7 @@ def build(
     except ConfigError as err:
         fail(str(err))
     out_dir, storage = open_output(cfg, output, overwrite)
-    if resume and not storage.exists("_markers/pool/all.json"):
+    if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     from editthinker_data.execution import runenv
 

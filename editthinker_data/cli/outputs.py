@@ -34,7 +34,7 @@ def open_output(cfg, output: str | None, overwrite: bool):
     """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
     hold nothing of another config (or cleared first with --overwrite)."""
     from editthinker_data.io.storage import is_remote
-    from editthinker_data.units import check_output, clear_output, output_storage
+    from editthinker_data.stages import check_output, clear_output, output_storage
 
     target = output or cfg.output.dir
     out_dir = target if is_remote(target) else str(Path(target).expanduser().resolve())

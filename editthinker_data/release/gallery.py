@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from editthinker_data.core.layout import POOL_FILE
 from editthinker_data.io.storage import read_url
-from editthinker_data.units import POOL_FILE, read_parquet
+from editthinker_data.io.tables import read_parquet
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#222}

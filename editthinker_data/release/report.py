@@ -13,9 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.config import BuildConfig
+from editthinker_data.core.layout import (
+    CONFIG_FILE,
+    DECISIONS_FILE,
+    MANIFEST_FILE,
+    STATS_FILE,
+    STEPS_FILE,
+    partition_of,
+    trajectory_index,
+)
 from editthinker_data.io.storage import Storage, open_storage
+from editthinker_data.io.tables import read_parquet
 from editthinker_data.pipeline.selection import select
-from editthinker_data.units import DECISIONS_FILE, STEPS_FILE, load_trajectory_summaries, read_parquet
+from editthinker_data.stages.select import load_trajectory_summaries
 
 
 class Build:
@@ -23,17 +33,13 @@ class Build:
         self.storage = (
             output if isinstance(output, Storage) else open_storage(output, endpoint_url=endpoint_url)
         )
-        if not self.storage.exists("stats.json"):
-            raise FileNotFoundError(f"{self.storage.url} holds no finished build (stats.json is missing)")
-        self.stats: dict[str, Any] = self.storage.read_json("stats.json")
-        self.manifest: dict[str, Any] = self.storage.read_json("manifest.json")
-        self.config = BuildConfig.model_validate_json(self.storage.read_bytes("config.json"))
+        if not self.storage.exists(STATS_FILE):
+            raise FileNotFoundError(f"{self.storage.url} holds no finished build ({STATS_FILE} is missing)")
+        self.stats: dict[str, Any] = self.storage.read_json(STATS_FILE)
+        self.manifest: dict[str, Any] = self.storage.read_json(MANIFEST_FILE)
+        self.config = BuildConfig.model_validate_json(self.storage.read_bytes(CONFIG_FILE))
         self.partitions = sorted(
-            {
-                int(p.split("part-")[1][:5])
-                for p in self.storage.list("trajectories")
-                if p.endswith(".parquet")
-            }
+            {partition_of(p) for p in self.storage.list("trajectories") if p.endswith(".parquet")}
         )
         self.trajectories = load_trajectory_summaries(self.storage, self.partitions)
         self._decisions: dict[str, dict[str, Any]] | None = None
@@ -109,7 +115,7 @@ class Build:
     def trajectory(self, key: str) -> dict[str, Any]:
         rows = []
         for p in self.partitions:
-            name = f"trajectories/part-{p:05d}.parquet"
+            name = trajectory_index(p)
             either = [[("pair_id", "=", key)], [("trajectory", "=", key)]]
             rows.extend(read_parquet(self.storage, name, filters=either))
         if not rows:

@@ -1,0 +1,80 @@
+"""Every name a build writes, in one place: the output layout, unit names and markers.
+
+Names depend only on the inputs (config, partition, shard index), so a rerun writes the same
+names and a resumed build is byte-identical to an uninterrupted one. Readers (inspect,
+verify, release) and writers (the stages) both take their paths from here.
+"""
+
+from __future__ import annotations
+
+import re
+
+POOL_FILE = "pool/pairs.parquet"
+POOL_IMAGES = "pool/images"
+DECISIONS_FILE = "selection/decisions.parquet"
+STEPS_FILE = "selection/steps.parquet"
+FAILURES_FILE = "failures.jsonl"
+CONFIG_FILE = "config.json"
+STATS_FILE = "stats.json"
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
+SPLITS = ("sft", "rl")
+SHARD_KINDS = ("trajectories", *SPLITS)
+# Hashed in the manifest beside the shards (stats.json and the trajectory indexes hold timings).
+TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, FAILURES_FILE, CONFIG_FILE)
+# What --overwrite keeps: the run state and the model answer cache (a rebuild pays only for
+# calls it has not made before).
+KEPT_ON_CLEAR = ("_state/", "cache/")
+MARKERS = "_markers"
+JOURNALS = "_journal"
+POOL_UNIT = "all"  # the pool stage has one unit
+
+_PART = re.compile(r"part-(\d{5})")
+
+
+def part_name(partition: int) -> str:
+    """The unit name of a partition: `part-00003`."""
+    return f"part-{partition:05d}"
+
+
+def partition_of(name: str) -> int:
+    """The partition a unit, shard or index name belongs to (`.../part-00003-000001.tar` -> 3)."""
+    m = _PART.search(name)
+    if m is None:
+        raise ValueError(f"{name!r} names no partition (part-NNNNN)")
+    return int(m.group(1))
+
+
+def marker_name(stage: str, unit: str) -> str:
+    """A unit's success marker, written last, after its data is durable."""
+    return f"{MARKERS}/{stage}/{unit}.json"
+
+
+def journal_prefix(stage: str, unit: str) -> str:
+    """Where an unfinished unit keeps what it has finished so far."""
+    return f"{JOURNALS}/{stage}/{unit}"
+
+
+def usage_prefix(unit: str) -> str:
+    """An unfinished generate unit's model usage so far, summed over its runs."""
+    return f"{JOURNALS}/usage/{unit}"
+
+
+def trajectory_shards(unit: str) -> str:
+    return f"trajectories/{unit}"
+
+
+def trajectory_index(partition: int) -> str:
+    return f"trajectories/{part_name(partition)}.parquet"
+
+
+def step_shards(split: str, unit: str) -> str:
+    return f"steps/{split}/{unit}"
+
+
+def wids_index(kind: str) -> str:
+    return f"{kind}.wids.json"
+
+
+def pool_image(sha256: str, ext: str) -> str:
+    return f"{POOL_IMAGES}/{sha256}.{ext}"

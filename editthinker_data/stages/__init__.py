@@ -1,0 +1,58 @@
+"""The build's units of work, one module per stage, free of Prefect and Ray: pool ->
+generate (per partition) -> select -> write steps (per partition) -> finalize; the release
+(exports, card, gallery) is in release/. `base` holds the Stage type and `run_unit`, the
+one place markers and resume live; executors (execution/) decide where units run."""
+
+from editthinker_data.core.layout import DECISIONS_FILE, POOL_FILE, STEPS_FILE
+from editthinker_data.io.tables import read_parquet
+from editthinker_data.stages.base import (
+    Stage,
+    backend_context,
+    check_output,
+    clear_output,
+    output_storage,
+    read_marker,
+    run_unit,
+    write_failures,
+)
+from editthinker_data.stages.finalize import finalize
+from editthinker_data.stages.generate import GenerateStage, RolloutRunner, run_generate
+from editthinker_data.stages.pool import (
+    PoolStage,
+    load_partition,
+    load_source_image,
+    pool_records,
+    provenance,
+    run_pool,
+)
+from editthinker_data.stages.select import load_trajectory_summaries, run_select
+from editthinker_data.stages.write_steps import build_step_sample, run_write_steps
+
+__all__ = [
+    "DECISIONS_FILE",
+    "POOL_FILE",
+    "STEPS_FILE",
+    "GenerateStage",
+    "PoolStage",
+    "RolloutRunner",
+    "Stage",
+    "backend_context",
+    "build_step_sample",
+    "check_output",
+    "clear_output",
+    "finalize",
+    "load_partition",
+    "load_source_image",
+    "load_trajectory_summaries",
+    "output_storage",
+    "pool_records",
+    "provenance",
+    "read_marker",
+    "read_parquet",
+    "run_generate",
+    "run_pool",
+    "run_select",
+    "run_unit",
+    "run_write_steps",
+    "write_failures",
+]

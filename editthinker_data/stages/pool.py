@@ -1,0 +1,108 @@
+"""The pool stage: every configured input read, validated, deduplicated, balanced and
+assigned to editors and partitions (pipeline/pooling.py), written once as the snapshot that
+every later stage reads; and the readers of that snapshot."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from editthinker_data.config import BuildConfig
+from editthinker_data.core.layout import FAILURES_FILE, POOL_FILE, POOL_IMAGES, POOL_UNIT, pool_image
+from editthinker_data.core.schema import decode_image, sha256_hex
+from editthinker_data.execution.runenv import state_dir_for
+from editthinker_data.io.imagesig import SignatureCache
+from editthinker_data.io.storage import Storage, join_url, read_url
+from editthinker_data.io.tables import POOL_SCHEMA, read_parquet, write_parquet
+from editthinker_data.pipeline.pooling import PoolEntry, pool
+from editthinker_data.sources import read_input
+from editthinker_data.sources.base import RecordError, SourceRecord
+from editthinker_data.sources.defaults import licence_warnings
+from editthinker_data.stages.base import Stage, failures_of, run_unit, write_failures
+
+
+def pool_records(cfg: BuildConfig) -> Iterator[SourceRecord | RecordError]:
+    """Every configured input's records, in config order."""
+    inputs = cfg.source.all_inputs()
+    for spec in inputs:
+        yield from read_input(spec, prefix_ids=len(inputs) > 1, max_image_bytes=cfg.source.max_image_bytes)
+
+
+def signature_cache_path(cfg: BuildConfig, storage: Storage) -> Path:
+    """Image signatures survive reruns: in the build's run state (always a local folder)."""
+    return state_dir_for(storage.url, cfg.run.state_dir) / "imagesig.sqlite"
+
+
+class PoolStage(Stage):
+    """Pool once: the snapshot (pool/pairs.parquet, embedded images under pool/images/) and
+    its marker are what every later stage and every rerun read."""
+
+    name = "pool"
+
+    def on_skip(self, storage: Storage, unit: str, report: dict[str, Any]) -> None:
+        if not storage.exists(FAILURES_FILE):  # pooled by an older version; a build's file stays
+            write_failures(storage, report["failures"])
+
+    def process(self, storage: Storage, unit: str, sig_cache: str | Path | None = None) -> dict[str, Any]:
+        cfg = self.cfg
+
+        def store(sha: str, ext: str, data: bytes) -> str:
+            name = pool_image(sha, ext)
+            storage.write_bytes(name, data)
+            return join_url(storage.url, name)
+
+        sigs = SignatureCache(sig_cache or signature_cache_path(cfg, storage))
+        try:
+            result = pool(pool_records(cfg), cfg, sigs=sigs, store=store)
+        finally:
+            sigs.close()
+        kept = {e.image_sha256 for e in result.entries}
+        for sha, url in result.stored_images.items():  # embedded images no kept pair uses
+            if sha not in kept:
+                storage.delete(f"{POOL_IMAGES}/{url.rsplit('/', 1)[-1]}")
+        write_parquet(storage, POOL_FILE, [asdict(e) for e in result.entries], POOL_SCHEMA)
+        report = {
+            "pairs": len(result.entries),
+            "partitions": sorted({e.partition for e in result.entries}),
+            "stats": result.stats.to_dict(),
+            "by_task_type": result.by_type,
+            "by_editor": dict(Counter(e.editor for e in result.entries)),
+            "by_source": result.by_source,
+            "licences": result.licences,
+            "licence_warnings": licence_warnings(result.licences),
+            "signature_cache": {"hits": sigs.hits, "misses": sigs.misses},
+            "failures": failures_of(result.failures, "pool"),
+        }
+        write_failures(storage, report["failures"])  # before the marker: a marked pool has its file
+        return report
+
+
+def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = None) -> dict[str, Any]:
+    """The pool stage's one unit, in this process."""
+    return run_unit(PoolStage(cfg), storage, POOL_UNIT, sig_cache=sig_cache)
+
+
+def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
+    rows = read_parquet(storage, POOL_FILE, filters=[("partition", "=", partition)])
+    return sorted((PoolEntry(**r) for r in rows), key=lambda e: e.key)
+
+
+def provenance(entry: PoolEntry) -> dict[str, str]:
+    """What a released sample says about its source pair (licences travel with the data)."""
+    return {
+        "source": entry.source,
+        "original_id": entry.original_id,
+        "label": entry.label,
+        "licence": entry.licence,
+    }
+
+
+def load_source_image(entry: PoolEntry):
+    """The pooled image, checked against the hash taken at pooling time."""
+    data = read_url(entry.image_path)
+    if sha256_hex(data) != entry.image_sha256:
+        raise ValueError(f"image {entry.image_path} changed since pooling (sha256 differs)")
+    return decode_image(data)

@@ -1,0 +1,64 @@
+"""The select stage: every trajectory's keep/drop decision, its best step, the RL/SFT
+split and the balancing (pipeline/selection.py), over the trajectory indexes of all
+partitions; writes selection/decisions.parquet and selection/steps.parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from editthinker_data.config import BuildConfig
+from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE, trajectory_index
+from editthinker_data.io.storage import Storage
+from editthinker_data.io.tables import DECISION_SCHEMA, STEP_SCHEMA, read_parquet, write_parquet
+from editthinker_data.pipeline.selection import TrajectorySummary, TurnSummary, select
+
+
+def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> list[TrajectorySummary]:
+    by_traj: dict[str, list[dict[str, Any]]] = {}
+    for p in partitions:
+        name = trajectory_index(p)
+        if storage.exists(name):
+            for row in read_parquet(storage, name):
+                by_traj.setdefault(row["trajectory"], []).append(row)
+    out = []
+    for key, rows in sorted(by_traj.items()):
+        rows.sort(key=lambda r: r["turn"])
+        first = rows[0]
+        turns = tuple(
+            TurnSummary(
+                r["turn"], r["instruction"], r["reasoning"], r["semantic"], r["quality"], r["overall"]
+            )
+            for r in rows
+        )
+        out.append(
+            TrajectorySummary(
+                key, first["partition"], first["task_type"], first["editor"], first["source_instruction"],
+                first["stop_reason"], turns, first["final_reasoning"], first["final_instruction"],
+                first.get("error"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) -> dict[str, Any]:
+    summaries = load_trajectory_summaries(storage, partitions)
+    result = select(summaries, cfg.selection, cfg.seed)
+    write_parquet(storage, STEPS_FILE, [asdict(s) for s in result.steps], STEP_SCHEMA)
+    write_parquet(
+        storage,
+        DECISIONS_FILE,
+        [{"trajectory": k, **asdict(d)} for k, d in sorted(result.decisions.items())],
+        DECISION_SCHEMA,
+    )
+    return {
+        "fingerprint": cfg.fingerprint(),
+        "trajectory_filter": result.trajectory_stats.to_dict(),
+        "balance": result.balance_stats.to_dict(),
+        "steps": result.step_stats.to_dict(),
+        "splits": result.splits,
+        "trajectory_splits": result.trajectory_splits,
+        "by_task_type": result.after_balance["by_task_type"],
+        "selection": {"before_balance": result.before_balance, "after_balance": result.after_balance},
+    }

@@ -1,0 +1,111 @@
+"""The write-steps stage: one partition's selected steps as released step samples (inputs
+I_src, I_{t-1}, T_s, T_{t-1}; target R_t, S_t, T_t), WebDataset shards per split. Reads
+only the turn images its samples use."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import webdataset as wds
+
+from editthinker_data.backends import prompt_templates
+from editthinker_data.config import BuildConfig
+from editthinker_data.core.layout import STEPS_FILE, part_name, step_shards
+from editthinker_data.core.schema import Scores, StepSample, decode_image
+from editthinker_data.io.shards import ShardSink
+from editthinker_data.io.storage import Storage
+from editthinker_data.io.tables import read_parquet
+from editthinker_data.pipeline.selection import StepPlan, TrajectorySummary
+from editthinker_data.stages.base import read_marker
+from editthinker_data.stages.pool import load_partition, load_source_image, provenance
+from editthinker_data.stages.select import load_trajectory_summaries
+
+
+def read_turn_images(storage: Storage, shards: list[str], wanted: set[str]) -> dict[str, Any]:
+    """The turn images the step samples use, decoded; the others are skipped undecoded."""
+    images = {}
+    for shard in shards:
+        for sample in wds.WebDataset(str(storage.local_copy(shard)), shardshuffle=False, empty_check=False):
+            if sample["__key__"] in wanted:
+                images[sample["__key__"]] = decode_image(sample["png"]).convert("RGB")
+    return images
+
+
+def previous_image_key(plan: StepPlan, traj: TrajectorySummary) -> str:
+    """The sample key of the image a step starts from: the turn before it."""
+    return f"{traj.key}_t{plan.turn - 1}"
+
+
+def build_step_sample(
+    plan: StepPlan,
+    traj: TrajectorySummary,
+    source,
+    images: dict[str, Any],
+    templates: dict[str, str] | None = None,
+    provenance: dict[str, str] | None = None,
+) -> StepSample:
+    turns = {t.index: t for t in traj.turns}
+    if plan.stop:
+        prev = turns[plan.turn - 1]
+        reasoning, instruction, result = traj.final_reasoning or "", prev.instruction, None
+    else:
+        prev, cur = turns[plan.turn - 1], turns[plan.turn]
+        reasoning, instruction = cur.reasoning or "", cur.instruction
+        result = Scores(cur.semantic, cur.quality)
+    return StepSample(
+        key=plan.key,
+        trajectory=traj.key,
+        turn=plan.turn,
+        task_type=traj.task_type,
+        editor=traj.editor,
+        source_instruction=traj.source_instruction,
+        previous_instruction=prev.instruction,
+        reasoning=reasoning,
+        scores=Scores(prev.semantic, prev.quality),
+        instruction=instruction,
+        stop=plan.stop,
+        result_scores=result,
+        split=plan.split,
+        prompt_templates=templates or {},
+        provenance=provenance or {},
+        source_image=source,
+        previous_image=images[f"{traj.key}_t{prev.index}"],
+    )
+
+
+def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
+    unit = part_name(partition)
+    templates = prompt_templates(cfg.backend_specs())
+    plans = [
+        StepPlan(**r) for r in read_parquet(storage, STEPS_FILE, filters=[("partition", "=", partition)])
+    ]
+    plans.sort(key=lambda p: p.key)
+    summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
+    gen = read_marker(storage, "generate", unit, cfg.fingerprint())
+    wanted = {previous_image_key(plan, summaries[plan.trajectory]) for plan in plans}
+    images = read_turn_images(storage, [s["url"] for s in gen["shards"]], wanted) if gen and plans else {}
+    entries = {e.key: e for e in load_partition(storage, partition)}
+    sinks = {
+        split: ShardSink(
+            storage, step_shards(split, unit), cfg.output.shard_max_samples, cfg.output.shard_max_bytes
+        )
+        for split in ("sft", "rl")
+    }
+    sources: dict[str, Any] = {}
+    counts: Counter[str] = Counter()
+    for plan in plans:
+        if plan.trajectory not in sources:
+            sources[plan.trajectory] = load_source_image(entries[plan.trajectory])
+        sample = build_step_sample(
+            plan,
+            summaries[plan.trajectory],
+            sources[plan.trajectory],
+            images,
+            templates,
+            provenance(entries[plan.trajectory]),
+        )
+        sinks[plan.split].write(sample.to_wds())
+        counts[plan.split] += 1
+    shards = {split: [s.to_dict() for s in sink.close()] for split, sink in sinks.items()}
+    return {"partition": partition, "samples": dict(counts), "shards": shards}
