@@ -30,8 +30,8 @@ from editthinker_data.config import load_config  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
+from editthinker_data.execution.local_rollouts import local_executor  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
-from editthinker_data.local import local_executor  # noqa: E402
 
 
 def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:

@@ -163,8 +163,8 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
     import shutil
 
     from editthinker_data import stages
+    from editthinker_data.execution.local_rollouts import local_executor
     from editthinker_data.io.storage import LocalStorage
-    from editthinker_data.local import local_executor
 
     out, first = demo_build
     (tmp_path / "pool").mkdir()

@@ -138,7 +138,7 @@ def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
     from faulty_s3 import FaultyProxy
 
     from editthinker_data import stages
-    from editthinker_data.local import local_executor
+    from editthinker_data.execution.local_rollouts import local_executor
 
     host, port = s3_endpoint.removeprefix("http://").split(":")
     with FaultyProxy(host, int(port), fault_rate=0.3, seed=1) as proxy:

@@ -106,8 +106,8 @@ def test_missing_model_fails_at_setup_with_the_path(tmp_path):
 def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(tiny_model, demo_cfg, tmp_path):
     from editthinker_data import stages
     from editthinker_data.config import BuildConfig
+    from editthinker_data.execution.local_rollouts import local_executor
     from editthinker_data.io.storage import LocalStorage
-    from editthinker_data.local import local_executor
 
     data = demo_cfg.model_dump()
     data["scorer"] = {

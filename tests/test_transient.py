@@ -20,8 +20,8 @@ from editthinker_data.backends.transport.http_retry import post_with_retries
 from editthinker_data.config import parse_config
 from editthinker_data.core.outcome import BuildIncomplete, failure_share, verdict
 from editthinker_data.core.schema import Scores, SourcePair
+from editthinker_data.execution.local_rollouts import local_backends, local_executor
 from editthinker_data.io.storage import LocalStorage
-from editthinker_data.local import local_backends, local_executor
 from editthinker_data.pipeline.loop import Names, drive, rollout
 
 SRC = Image.new("RGB", (8, 8), (0, 0, 0))

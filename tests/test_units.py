@@ -4,8 +4,8 @@ import pytest
 
 from editthinker_data import stages
 from editthinker_data.config import ConfigError
+from editthinker_data.execution.local_rollouts import local_executor
 from editthinker_data.io.storage import LocalStorage
-from editthinker_data.local import local_executor
 
 
 def counting(executor):

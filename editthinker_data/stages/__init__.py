@@ -15,7 +15,7 @@ from editthinker_data.stages.base import (
     run_unit,
     write_failures,
 )
-from editthinker_data.stages.finalize import finalize
+from editthinker_data.stages.finalize import FinalizeStage, finalize
 from editthinker_data.stages.generate import GenerateStage, RolloutRunner, run_generate
 from editthinker_data.stages.pool import (
     PoolStage,
@@ -25,17 +25,20 @@ from editthinker_data.stages.pool import (
     provenance,
     run_pool,
 )
-from editthinker_data.stages.select import load_trajectory_summaries, run_select
-from editthinker_data.stages.write_steps import build_step_sample, run_write_steps
+from editthinker_data.stages.select import SelectStage, load_trajectory_summaries, run_select
+from editthinker_data.stages.write_steps import WriteStepsStage, build_step_sample, run_write_steps
 
 __all__ = [
     "DECISIONS_FILE",
     "POOL_FILE",
     "STEPS_FILE",
+    "FinalizeStage",
     "GenerateStage",
     "PoolStage",
     "RolloutRunner",
+    "SelectStage",
     "Stage",
+    "WriteStepsStage",
     "backend_context",
     "build_step_sample",
     "check_output",

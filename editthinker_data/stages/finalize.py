@@ -11,7 +11,7 @@ from editthinker_data.core.layout import CONFIG_FILE, MANIFEST_FILE, STATS_FILE,
 from editthinker_data.core.stats import StageStats
 from editthinker_data.io.storage import Storage
 from editthinker_data.release.manifest import describe
-from editthinker_data.stages.base import write_failures
+from editthinker_data.stages.base import Stage, write_failures
 
 
 def finalize(
@@ -81,3 +81,13 @@ def finalize(
     storage.write_json(STATS_FILE, stats)
     storage.write_json(MANIFEST_FILE, manifest)
     return {"stats": stats, "manifest": manifest}
+
+
+class FinalizeStage(Stage):
+    """The build's last write: stats.json and manifest.json from every unit's report."""
+
+    name = "finalize"
+    marked = False
+
+    def process(self, storage: Storage, unit: str, **reports: Any) -> dict[str, Any]:
+        return finalize(self.cfg, storage, **reports)

@@ -13,6 +13,7 @@ from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE, trajectory_
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import DECISION_SCHEMA, STEP_SCHEMA, read_parquet, write_parquet
 from editthinker_data.pipeline.selection import TrajectorySummary, TurnSummary, select
+from editthinker_data.stages.base import Stage
 
 
 def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> list[TrajectorySummary]:
@@ -62,3 +63,16 @@ def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) ->
         "by_task_type": result.after_balance["by_task_type"],
         "selection": {"before_balance": result.before_balance, "after_balance": result.after_balance},
     }
+
+
+class SelectStage(Stage):
+    """One unit over every partition's trajectory index; unmarked (cheap, and its inputs
+    are the finished generate units, so a rerun decides the same)."""
+
+    name = "select"
+    marked = False
+
+    def process(self, storage: Storage, unit: str, partitions: Sequence[int]) -> dict[str, Any]:
+        report = run_select(self.cfg, storage, partitions)
+        report.pop("fingerprint", None)  # run_unit stamps it
+        return report

@@ -11,13 +11,13 @@ import webdataset as wds
 
 from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import STEPS_FILE, part_name, step_shards
+from editthinker_data.core.layout import STEPS_FILE, part_name, partition_of, step_shards
 from editthinker_data.core.schema import Scores, StepSample, decode_image
 from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import read_parquet
 from editthinker_data.pipeline.selection import StepPlan, TrajectorySummary
-from editthinker_data.stages.base import read_marker
+from editthinker_data.stages.base import Stage, read_marker
 from editthinker_data.stages.pool import load_partition, load_source_image, provenance
 from editthinker_data.stages.select import load_trajectory_summaries
 
@@ -109,3 +109,14 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
         counts[plan.split] += 1
     shards = {split: [s.to_dict() for s in sink.close()] for split, sink in sinks.items()}
     return {"partition": partition, "samples": dict(counts), "shards": shards}
+
+
+class WriteStepsStage(Stage):
+    """One partition's step shards. Unmarked: cheap next to generate, and rewritten whole by
+    a rerun (same names, same bytes), so it never mixes two selections."""
+
+    name = "write_steps"
+    marked = False
+
+    def process(self, storage: Storage, unit: str) -> dict[str, Any]:
+        return run_write_steps(self.cfg, storage, partition_of(unit))

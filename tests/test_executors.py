@@ -1,0 +1,74 @@
+"""Executors: the same stage units through the local and the Ray executor give the same
+bytes; markers and resume belong to the base (a marked unit is not run again); a failing
+unit fails alone, named."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from editthinker_data import stages
+from editthinker_data.core.layout import part_name
+from editthinker_data.execution.base import LocalExecutor
+from editthinker_data.execution.local_rollouts import local_executor
+from editthinker_data.io.storage import LocalStorage
+from editthinker_data.stages.write_steps import WriteStepsStage
+
+
+def _prepared(cfg, out):
+    storage = LocalStorage(out)
+    pool = stages.run_pool(cfg, storage)
+    runner = local_executor(cfg)
+    for p in pool["partitions"]:
+        stages.run_generate(cfg, storage, p, runner)
+    stages.run_select(cfg, storage, pool["partitions"])
+    return pool
+
+
+def _digests(report):
+    return {split: [s["sha256"] for s in shards] for split, shards in report["shards"].items()}
+
+
+@pytest.mark.slow
+def test_write_steps_on_ray_tasks_equals_local_and_failures_are_named(demo_cfg, ray_cluster, tmp_path):
+    from editthinker_data.distributed.executor import RayExecutor
+
+    pool = _prepared(demo_cfg, tmp_path / "a")
+    units = [part_name(p) for p in pool["partitions"]]
+    local = LocalExecutor(workers=2).run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
+    remote = RayExecutor().run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
+    assert not local.failed and not remote.failed
+    assert [_digests(r) for r in remote.reports] == [_digests(r) for r in local.reports]
+    assert sum(sum(r["samples"].values()) for r in remote.reports) > 0
+
+    broken = RayExecutor().run(WriteStepsStage(demo_cfg), str(tmp_path / "nowhere"), units[:1])
+    assert list(broken.failed) == units[:1] and broken.reports == []
+
+
+def test_the_base_reuses_marked_units_and_isolates_failures(demo_cfg, tmp_path):
+    from editthinker_data.stages.pool import PoolStage
+
+    calls = []
+
+    class CountingPool(PoolStage):
+        def process(self, storage, unit, **inputs):
+            calls.append(unit)
+            return super().process(storage, unit, **inputs)
+
+    out = str(tmp_path / "out")
+    first = LocalExecutor().run(CountingPool(demo_cfg), out, ["all"])
+    again = LocalExecutor().run(CountingPool(demo_cfg), out, ["all"])
+    assert calls == ["all"] and first.reports == again.reports  # the marker, not a second pooling
+    marker = (tmp_path / "out" / "_markers" / "pool" / "all.json").read_bytes()
+    assert hashlib.sha256(marker).hexdigest()
+
+    class Broken(PoolStage):
+        def process(self, storage, unit, **inputs):
+            raise OSError(f"disk full while writing {unit}")
+
+    run = LocalExecutor(workers=2).run(Broken(demo_cfg), str(tmp_path / "other"), ["a", "b"])
+    assert run.reports == [] and run.failed == {
+        "a": "OSError: disk full while writing a",
+        "b": "OSError: disk full while writing b",
+    }
