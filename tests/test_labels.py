@@ -20,11 +20,11 @@ from editthinker_data.sources import read_input
 from editthinker_data.sources.defaults import (
     GEDIT,
     IMGEDIT,
-    LABEL_TABLES,
     PICO_BANANA,
     LabelMapper,
     normalise_label,
 )
+from editthinker_data.sources.formats import FORMATS, LABEL_TABLES
 from tests.source_fixtures import _jsonl, _write, jpeg, png
 
 SUBJ, STYLE, BG, OTHER = "subject-driven", "style", "background", "other"
@@ -259,3 +259,14 @@ def test_strict_labels_without_any_table_is_refused_with_the_fix(unknown_labels)
     cfg_for([{**unknown_labels, "strict_labels": True, "default_labels": False, "label_map": {"add": SUBJ}}])
     with pytest.raises(ConfigError, match="strict_labels"):
         cfg_for([{**unknown_labels, "strict_labels": "sometimes"}])
+
+
+def test_every_format_is_one_registry_entry_whose_reader_and_options_exist():
+    """A FormatSpec names an importable reader; its image-root and path options are known to
+    config (resolved against the config file) and taken by the format."""
+    from editthinker_data.config import PATH_OPTIONS
+
+    for name, spec in FORMATS.items():
+        assert callable(spec.load_reader()), name
+        assert set(spec.image_roots) <= set(spec.options), name
+        assert set(spec.image_roots) <= set(PATH_OPTIONS), name

@@ -78,7 +78,7 @@ def _check_input(spec: SourceInput) -> None:
         path = local_path(spec.path)
     except StorageError as err:
         raise ConfigError(f"{where}: {err}") from None
-    wants_dir = FORMATS[spec.format]
+    wants_dir = FORMATS[spec.format].path_is_dir
     fix = "fix the path (relative paths resolve against the config file)"
     if not path.exists():
         raise ConfigError(f"{where}: {path} not found; {fix}")

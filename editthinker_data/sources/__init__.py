@@ -11,76 +11,24 @@ from typing import Any
 
 from editthinker_data.sources import guard
 from editthinker_data.sources.base import RecordError, SourceFileError, SourceRecord
-from editthinker_data.sources.defaults import LICENCES
+from editthinker_data.sources.formats import FORMATS, TEXT_FORMATS  # noqa: F401  (the registry's views)
 from editthinker_data.sources.guard import ImagePolicy
 
 Reader = Callable[..., Iterator[SourceRecord | RecordError]]
 
 
 def _reader(fmt: str) -> Reader:
-    # Imported on demand: a build reads only the formats its config names.
-    if fmt == "jsonl":
-        from editthinker_data.sources.jsonl import read_jsonl as r
-    elif fmt == "pico_banana":
-        from editthinker_data.sources.pico_banana import read_pico_banana as r
-    elif fmt in ("opengpt4o", "sharegpt4o"):
-        from editthinker_data.sources.opengpt4o import read_opengpt4o as r
-    elif fmt == "gedit":
-        from editthinker_data.sources.gedit import read_gedit as r
-    elif fmt == "imgedit":
-        from editthinker_data.sources.imgedit import read_imgedit as r
-    elif fmt == "kris":
-        from editthinker_data.sources.kris import read_kris as r
-    elif fmt == "rise":
-        from editthinker_data.sources.rise import read_rise as r
-    elif fmt == "parquet":
-        from editthinker_data.sources.parquet import read_parquet as r
-    elif fmt == "webdataset":
-        from editthinker_data.sources.webdataset import read_webdataset as r
-    elif fmt == "hf_disk":
-        from editthinker_data.sources.hf_disk import read_hf_disk as r
-    else:
+    if fmt not in FORMATS:
         raise ValueError(f"unknown source format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return r
-
-
-# format -> does `path` name a folder (True) or a file (False); None: either.
-FORMATS: dict[str, bool | None] = {
-    "jsonl": False,
-    "pico_banana": False,
-    "opengpt4o": False,
-    "sharegpt4o": False,
-    "gedit": None,
-    "imgedit": False,
-    "kris": True,
-    "rise": False,
-    "parquet": None,
-    "webdataset": None,
-    "hf_disk": True,
-}
-
-
-# format -> the reader options it takes (checked in preflight: a misspelt option fails early)
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "jsonl": (),
-    "pico_banana": ("instruction", "openimages_mapping", "openimages_dir", "image_root"),
-    "opengpt4o": ("image_root",),
-    "sharegpt4o": ("image_root",),
-    "gedit": ("language",),
-    "imgedit": ("image_root",),
-    "kris": (),
-    "rise": ("image_root",),
-    "parquet": ("columns",),
-    "webdataset": (),
-    "hf_disk": ("split", "columns"),
-}
+    return FORMATS[fmt].load_reader()
 
 
 def check_options(fmt: str, options: dict[str, Any]) -> str | None:
     """What is wrong with a format's options, or None."""
-    unknown = sorted(set(options) - set(OPTIONS[fmt]))
+    takes = FORMATS[fmt].options
+    unknown = sorted(set(options) - set(takes))
     if unknown:
-        takes = ", ".join(OPTIONS[fmt]) or "none"
+        takes = ", ".join(takes) or "none"
         return f"unknown options {unknown} for format {fmt} (it takes: {takes})"
     if fmt == "pico_banana" and options.get("instruction", "short") not in ("short", "long"):
         return (
@@ -95,13 +43,7 @@ def check_options(fmt: str, options: dict[str, Any]) -> str | None:
 
 
 def default_licence(fmt: str) -> str:
-    return LICENCES.get(fmt, "")
-
-
-# formats whose records are JSON text (the `encoding` input setting applies to them)
-TEXT_FORMATS = ("jsonl", "pico_banana", "opengpt4o", "sharegpt4o", "imgedit", "kris", "rise")
-# reader options that name folders the input's image paths may reach
-ROOT_OPTIONS = ("image_root", "openimages_dir")
+    return FORMATS[fmt].licence if fmt in FORMATS else ""
 
 
 def image_policy(spec: Any, max_image_bytes: int = 64 * 1024 * 1024) -> ImagePolicy:
@@ -112,7 +54,7 @@ def image_policy(spec: Any, max_image_bytes: int = 64 * 1024 * 1024) -> ImagePol
         own = path.rsplit("/", 1)[0]
     else:
         own = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    roots = [own, *(spec.options.get(k) for k in ROOT_OPTIONS), *spec.allowed_roots]
+    roots = [own, *(spec.options.get(k) for k in FORMATS[spec.format].image_roots), *spec.allowed_roots]
     return ImagePolicy.of(
         [r for r in roots if isinstance(r, str)],
         allow_urls=spec.allow_urls,

@@ -152,21 +152,6 @@ PICO_BANANA_RULES: list[tuple[str, str]] = [
 # Every KRIS-Bench and RISEBench task asks for reasoning.
 REASONING_ONLY = {"*": REASON}
 
-LABEL_TABLES: dict[str, dict[str, str]] = {
-    "pico_banana": {**PICO_BANANA, **PICO_BANANA_PAPER},
-    "gedit": GEDIT,
-    "imgedit": IMGEDIT,
-    "kris": REASONING_ONLY,
-    "rise": REASONING_ONLY,
-}
-LABEL_RULES: dict[str, list[tuple[str, str]]] = {"pico_banana": PICO_BANANA_RULES}
-
-# Only licences confirmed from the dataset's own page are defaults; the others stay
-# unset, which the summary warns about until the config names one.
-LICENCES: dict[str, str] = {
-    "pico_banana": "cc-by-nc-nd-4.0",
-}
-
 NON_COMMERCIAL = re.compile(r"(^|[-_ ])nc([-_ ]|$)|non-?commercial|research[-_ ]only", re.IGNORECASE)
 NO_DERIVATIVES = re.compile(r"(^|[-_ ])nd([-_ ]|$)|no-?deriv", re.IGNORECASE)
 UNKNOWN_LICENCES = {"", "unknown", "other"}
@@ -203,11 +188,14 @@ class LabelMapper:
     """Maps one source's labels to task types: the config's label_map over the defaults."""
 
     def __init__(self, fmt: str, overrides: dict[str, str] | None = None, use_defaults: bool = True):
-        table = dict(LABEL_TABLES.get(fmt, {})) if use_defaults else {}
+        from editthinker_data.sources.formats import FORMATS  # the registry holds each format's tables
+
+        spec = FORMATS.get(fmt)
+        table = dict(spec.labels) if use_defaults and spec else {}
         table.update(overrides or {})
         self.wildcard = table.pop("*", None)
         self.table = {normalise_label(k): v for k, v in table.items()}
-        self.rules = [(re.compile(p), t) for p, t in LABEL_RULES.get(fmt, [])] if use_defaults else []
+        self.rules = [(re.compile(p), t) for p, t in spec.label_rules] if use_defaults and spec else []
 
     def __call__(self, label: str) -> str | None:
         key = normalise_label(label)
