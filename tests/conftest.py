@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 _STATE = Path(tempfile.mkdtemp(prefix="etd-test-"))
-from editthinker_data.execution import runenv  # noqa: E402
+from editthinker_data.core import runenv  # noqa: E402
 
 runenv.prepare(_STATE)
 os.environ.update(HF_HOME=str(_STATE / "hf"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")

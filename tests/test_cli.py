@@ -137,7 +137,7 @@ def test_help_text_keeps_square_brackets():
 
 
 def test_state_dir_is_absolute_and_per_user_for_object_storage(tmp_path, monkeypatch):
-    from editthinker_data.execution.runenv import default_state_dir, state_dir_for
+    from editthinker_data.core.runenv import default_state_dir, state_dir_for
 
     monkeypatch.delenv("EDITTHINKER_STATE_HOME", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))

@@ -119,7 +119,7 @@ def build(
     out_dir, storage = open_output(cfg, output, overwrite)
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    from editthinker_data.execution import runenv
+    from editthinker_data.core import runenv
 
     try:
         state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))

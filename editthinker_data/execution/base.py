@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from editthinker_data.config import BuildConfig
 from editthinker_data.stages.base import Stage, output_storage, run_unit
 
 
@@ -77,13 +76,3 @@ class LocalExecutor(Executor):
             return [one(u) for u in units]
         with ThreadPoolExecutor(self.workers, thread_name_prefix=f"{stage.name}-unit") as pool:
             return list(pool.map(one, units))
-
-
-def executor_for(cfg: BuildConfig, kind: str = "local") -> Executor:
-    if kind == "local":
-        return LocalExecutor(cfg.run.concurrent_partitions)
-    if kind == "ray":
-        from editthinker_data.distributed.executor import RayExecutor
-
-        return RayExecutor()
-    raise ValueError(f"unknown executor {kind!r}; use local or ray")

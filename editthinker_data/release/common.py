@@ -68,7 +68,7 @@ def images_entry(store: ImageStore, columns: list[str], relative_to: str) -> dic
 
 def publish_export(storage: Storage, out: str, files: dict[str, bytes], store: ImageStore) -> None:
     """Write the data files, publish the folder and drop what an earlier export left there."""
-    from editthinker_data.release.manifest import prune, record_files
+    from editthinker_data.io.manifest import prune, record_files
 
     for name, data in files.items():
         storage.write_bytes(f"{out}/{name}", data)

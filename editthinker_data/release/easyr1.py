@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from editthinker_data.io.manifest import file_entry
 from editthinker_data.io.storage import Storage
 from editthinker_data.release.common import (
     TEMPLATE_VERSION,
@@ -23,7 +24,6 @@ from editthinker_data.release.common import (
     publish_export,
     user_template,
 )
-from editthinker_data.release.manifest import file_entry
 
 DATA_FILE = "rl_train.jsonl"
 FORMAT_PROMPT_FILE = "format_prompt.txt"

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from editthinker_data.core.schema import thinker_output
+from editthinker_data.io.manifest import file_entry
 from editthinker_data.io.storage import Storage
 from editthinker_data.release.common import (
     TEMPLATE_VERSION,
@@ -19,7 +20,6 @@ from editthinker_data.release.common import (
     publish_export,
     user_turn,
 )
-from editthinker_data.release.manifest import file_entry
 
 DATASET_NAME = "editthinker_sft"
 DATA_FILE = "sft_train.json"

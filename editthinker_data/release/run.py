@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from editthinker_data.io.manifest import prune, record_files
 from editthinker_data.release.card import render_card
 from editthinker_data.release.easyr1 import export_easyr1
 from editthinker_data.release.figures import write_figures
 from editthinker_data.release.gallery import write_gallery
 from editthinker_data.release.llamafactory import export_llamafactory
-from editthinker_data.release.manifest import prune, record_files
 
 EXPORTERS = {"llamafactory": export_llamafactory, "easyr1": export_easyr1}
 CARD = "README.md"

@@ -9,8 +9,8 @@ from typing import Any
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import CONFIG_FILE, MANIFEST_FILE, STATS_FILE, TABLE_FILES, wids_index
 from editthinker_data.core.stats import StageStats
+from editthinker_data.io.manifest import describe
 from editthinker_data.io.storage import Storage
-from editthinker_data.release.manifest import describe
 from editthinker_data.stages.base import Stage, write_failures
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import FAILURES_FILE, POOL_FILE, POOL_IMAGES, POOL_UNIT, pool_image
+from editthinker_data.core.runenv import state_dir_for
 from editthinker_data.core.schema import decode_image, sha256_hex
-from editthinker_data.execution.runenv import state_dir_for
 from editthinker_data.io.imagesig import SignatureCache
 from editthinker_data.io.storage import Storage, join_url, read_url
 from editthinker_data.io.tables import POOL_SCHEMA, read_parquet, write_parquet

@@ -55,7 +55,7 @@ class AnswerCache:
 
 
 def local_cache_root() -> str:
-    from editthinker_data.execution.runenv import user_state_root
+    from editthinker_data.core.runenv import user_state_root
 
     return os.path.join(os.environ.get("EDITTHINKER_CACHE_DIR") or str(user_state_root() / "cache"), "llm")
 
