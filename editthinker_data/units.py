@@ -8,6 +8,7 @@ plain loop in tests and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -424,6 +425,10 @@ def run_generate(cfg: BuildConfig, storage: Storage, partition: int, executor: E
         counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage) or {}
     except BaseException:
         sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
+        # What this attempt spent stays counted: its retry (or a rerun) redoes the unjournaled
+        # pairs and pays for them again.
+        with contextlib.suppress(Exception):
+            usage_log.save(merge_usage(earlier, live))
         raise
     journal.flush()
     usage = merge_usage(earlier, live)

@@ -14,6 +14,8 @@ not with actors that a crash or a replacement takes away.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,12 +23,14 @@ from typing import Any
 import ray
 
 from editthinker_data.backends import BackendError, TransientBackendError
-from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.pools import DEATHS, Workers
 from editthinker_data.loop import Call, Rollout
 from editthinker_data.progress import current as progress
 from editthinker_data.schema import Trajectory
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
+START_POLL_S = 5.0  # how often to check on replacements that Ray has not placed yet
+log = logging.getLogger(__name__)
 
 
 def run_rollouts(
@@ -68,7 +72,7 @@ def run_rollouts(
         for key, queue in queues.items():
             pool = workers.pools[key]
             for ai, actor in enumerate(pool.actors):
-                while queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
+                while pool.ready(ai) and queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
                     batch = [queue.popleft() for _ in range(min(pool.spec.batch_size, len(queue)))]
                     ref = actor.run_counted.remote([c.request for _, c, _ in batch])
                     futures[ref] = (key, ai, actor, batch)
@@ -83,20 +87,35 @@ def run_rollouts(
             gens[rid] = make_rollout(items[rid])
             advance(rid, None, first=True)
         dispatch()
-        if not futures:
+        starting = {ref: pool for pool in workers.pools.values() for ref, _ in list(pool.pending.values())}
+        if not futures and not starting:
             if gens or next_item < len(items):
                 continue
             break
-        ready, _ = ray.wait(list(futures), num_returns=1)
+        ready, _ = ray.wait([*futures, *starting], num_returns=1, timeout=START_POLL_S if starting else None)
+        if not ready:  # only replacements are awaited, and none came up yet
+            for pool in workers.pools.values():
+                pool.check_pending(time.monotonic())
         for ref in ready:
+            if ref in starting:  # a replacement came up (or died first)
+                starting[ref].settle(ref)
+                continue
             key, ai, actor, batch = futures.pop(ref)
             busy[(key, ai)] -= 1
+            pool = workers.pools[key]
             try:
                 results, cost = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
-                pool = workers.pools[key]
-                if pool.actors[ai] is actor:  # not yet replaced by an earlier failed batch
-                    pool.replace(ai)
+            except DEATHS as err:
+                # The actor, its process or its node is gone, and with it what this batch
+                # cost: counted as lost (its calls may have reached the endpoint).
+                pool.lost(actor)
+                log.warning(
+                    "%s %r: an actor died (%s: %s); replacing it, %d requests to retry",
+                    *key, type(err).__name__, str(err).splitlines()[0] if str(err) else "", len(batch),
+                )  # fmt: skip
+                if on_usage is not None:
+                    on_usage(f"{key[0]}/{key[1]}", {"lost_batches": 1, "lost_requests": len(batch)})
+                if pool.replace(ai, actor, type(err).__name__):
                     counters["actors_replaced"] += 1
                 for rid, call, attempts in batch:
                     if attempts < retries:
@@ -110,6 +129,7 @@ def run_rollouts(
                             ),
                         )
                 continue
+            pool.tally(actor, cost)
             if on_usage is not None:
                 on_usage(f"{key[0]}/{key[1]}", cost)
             progress().add(**{f"{key[0]}_calls": len(batch)})
