@@ -5,7 +5,8 @@ per pool, sends them in batches (the pool's batch_size) to actors with spare cap
 and feeds results back as they arrive, so editors keep working while other trajectories
 wait on the expert or the scorer. An actor that dies is replaced; its requests are
 retried up to `retries` times, then delivered as a TransientBackendError (the trajectory
-is left unfinished, and a rerun retries it).
+is left unfinished, and a rerun retries it). A replacement gets no batch until its set-up
+has answered, so one that Ray placed on a node that just died costs no request a retry.
 
 Each batch comes back with what it cost (the backend's counter deltas), handed to
 `on_usage(backend, cost)` as it arrives, so usage is kept with the unit (journal, marker),
@@ -110,7 +111,7 @@ def run_rollouts(
                 # cost: counted as lost (its calls may have reached the endpoint).
                 pool.lost(actor)
                 log.warning(
-                    "%s %r: an actor died (%s: %s); replacing it, %d requests to retry",
+                    "%s %r: an actor died (%s: %s); its %d requests go back to the pool",
                     *key, type(err).__name__, str(err).splitlines()[0] if str(err) else "", len(batch),
                 )  # fmt: skip
                 if on_usage is not None:
