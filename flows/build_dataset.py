@@ -90,13 +90,13 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("writing shards")
     writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
     # Usage is summed from the unit reports (every process that worked on the build), not
-    # from the actors alive now; `actors` describes this process's actors (model set-ups).
+    # from the actors alive now; `actors` lists this process's actors, replaced ones included.
     usage = merge_usage(*(r.get("usage", {}) for r in generate))
     share = failure_share(generate, cfg.run.max_failed_fraction)
     extra = {
         "llm_usage": llm_usage(cfg, usage_as_actor_info(usage)),
         "backends": usage,
-        "actors": [{k: a[k] for k in ("role", "name", "setups", "calls", "counters")} for a in actor_info],
+        "actors": actor_info,
         "generate_failures": share,
         "elapsed_s": round(time.monotonic() - started, 2),
     }

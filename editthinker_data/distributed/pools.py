@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,16 @@ import ray
 
 from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
 from editthinker_data.config import BackendSpec, BuildConfig
+
+# What a call meets when its actor is gone: the process crashed or was killed, the actor is
+# unreachable (its node is going), or its node died after the actor answered and took the
+# result with it (a result lives in the object store of the node that made it).
+DEATHS = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+# A replacement that dies before it comes up is replaced again, this many times in a row at
+# most: a lost node may take the first replacements with it (Ray places them before it
+# knows the node is gone), but a set-up that always crashes must stop the unit.
+MAX_START_FAILURES = 5
+START_TIMEOUT_S = 600.0  # a replacement Ray cannot place: the cluster lost what it asks for
 
 
 class BackendActor:
@@ -32,6 +43,7 @@ class BackendActor:
             "role": self.role,
             "name": self.backend.name,
             "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
             "setups": self.setups,
             "setup_seconds": self.setup_seconds,
             "calls": self.calls,
@@ -69,6 +81,31 @@ class BackendActor:
 
 
 @dataclass
+class ActorRecord:
+    """One actor of a pool, kept after it dies: the driver tallies each batch it answered,
+    so a replaced actor's work is still in the build's `actors` stats."""
+
+    actor: Any
+    slot: int
+    status: str = "alive"  # alive | replaced | unreachable (no answer at the end)
+    reason: str = ""
+    node: str | None = None
+    pid: int | None = None
+    up: bool = False  # set up and answered at least once
+    batches: int = 0
+    lost_batches: int = 0  # sent, then lost with the actor (or its node)
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def describe(self, role: str, name: str) -> dict[str, Any]:
+        out = {"role": role, "name": name, "slot": self.slot, "status": self.status, "node": self.node,
+               "pid": self.pid, "setups": int(self.up), "calls": self.batches,
+               "lost_batches": self.lost_batches, "counters": dict(self.counters)}  # fmt: skip
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
 class Pool:
     role: str
     name: str
@@ -77,29 +114,108 @@ class Pool:
     context: BackendContext | None = None
     actors: list[Any] = field(default_factory=list)
     replaced: int = 0
+    history: list[ActorRecord] = field(default_factory=list)
+    # Replacements not yet set up: slot -> (their first `info` call, when it was sent). No
+    # batch goes to them until it answers, so a replacement that Ray placed on a node that
+    # is gone costs no request a retry.
+    pending: dict[int, tuple[Any, float]] = field(default_factory=dict)
+    start_failures: int = 0
+    # The generate units of a build run their schedulers in threads over the same pools.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _new_actor(self) -> Any:
+    def _new_actor(self, slot: int) -> Any:
         options = {
             "num_cpus": self.spec.resources.num_cpus,
             "num_gpus": self.spec.resources.num_gpus,
             "max_restarts": 0,
         }
         cls = ray.remote(BackendActor)
-        return cls.options(**options).remote(self.role, self.spec, self.seed, self.context)
+        actor = cls.options(**options).remote(self.role, self.spec, self.seed, self.context)
+        self.history.append(ActorRecord(actor, slot))
+        return actor
 
     def start(self) -> None:
-        self.actors = [self._new_actor() for _ in range(self.spec.num_actors)]
+        self.actors = [self._new_actor(i) for i in range(self.spec.num_actors)]
 
-    def replace(self, index: int) -> None:
-        """A dead actor (crash, OOM) gets a fresh one; its requests are retried by the caller."""
+    def record(self, actor: Any) -> ActorRecord:
+        return next(r for r in reversed(self.history) if r.actor is actor)
+
+    def tally(self, actor: Any, cost: dict[str, float]) -> None:
+        """One batch answered by `actor`, with what it cost."""
+        with self._lock:
+            rec = self.record(actor)
+            rec.up = True
+            rec.batches += 1
+            for k, v in cost.items():
+                rec.counters[k] = round(rec.counters.get(k, 0) + v, 6)
+
+    def replace(self, index: int, dead: Any | None = None, reason: str = "") -> bool:
+        """A dead actor (crash, OOM, lost node) gets a fresh one; its requests are retried
+        by the caller. With `dead`, only if that actor still holds the slot (another unit's
+        scheduler may have replaced it already); returns whether this call replaced it."""
+        with self._lock:
+            old = self.actors[index]
+            if dead is not None and old is not dead:
+                return False
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(old, no_restart=True)
+            self._replace(index, reason)
+            return True
+
+    def _replace(self, index: int, reason: str) -> None:
+        old = self.actors[index]
         with contextlib.suppress(Exception):  # already gone
-            ray.kill(self.actors[index], no_restart=True)
-        self.actors[index] = self._new_actor()
+            ray.kill(old, no_restart=True)
+        rec = self.record(old)
+        rec.status, rec.reason = "replaced", reason
+        self.actors[index] = new = self._new_actor(index)
+        self.pending[index] = (new.info.remote(), time.monotonic())
         self.replaced += 1
+
+    def ready(self, index: int) -> bool:
+        return index not in self.pending
+
+    def settle(self, ref: Any) -> None:
+        """A replacement's `info` answered (set up: it may take batches) or failed (it died
+        before it came up: replace it again, up to MAX_START_FAILURES in a row)."""
+        with self._lock:
+            slot = next((i for i, (r, _) in self.pending.items() if r == ref), None)
+            if slot is None:  # another unit's scheduler settled it
+                return
+            del self.pending[slot]
+            actor = self.actors[slot]
+            try:
+                info = ray.get(ref)
+            except DEATHS as err:
+                self.start_failures += 1
+                if self.start_failures > MAX_START_FAILURES:
+                    raise RuntimeError(
+                        f"{self.role} {self.name!r}: {self.start_failures} replacement actors in a row died "
+                        f"before they were set up (last: {type(err).__name__}: {err})"
+                    ) from err
+                self._replace(slot, f"{type(err).__name__} before it was set up")
+                return
+            self.start_failures = 0
+            rec = self.record(actor)
+            rec.up, rec.node, rec.pid = True, info["node"], info["pid"]
+
+    def check_pending(self, now: float) -> None:
+        for slot, (_, since) in list(self.pending.items()):
+            if now - since > START_TIMEOUT_S:
+                raise RuntimeError(
+                    f"{self.role} {self.name!r}: a replacement actor (slot {slot}) was not placed in "
+                    f"{START_TIMEOUT_S:g} s; the cluster may have lost the nodes with what it asks for "
+                    f"(num_cpus={self.spec.resources.num_cpus:g}, num_gpus={self.spec.resources.num_gpus:g})"
+                )
+
+    def lost(self, actor: Any) -> None:
+        with self._lock:
+            self.record(actor).lost_batches += 1
 
     def stop(self) -> None:
         for actor in self.actors:
-            ray.kill(actor, no_restart=True)
+            with contextlib.suppress(Exception):  # its node may be gone
+                ray.kill(actor, no_restart=True)
         self.actors = []
 
 
@@ -138,13 +254,40 @@ class Workers:
             pool.start()
         refs = [a.info.remote() for p in self.pools.values() for a in p.actors]
         try:
-            return ray.get(refs, timeout=timeout_s)
+            infos = ray.get(refs, timeout=timeout_s)
         except ray.exceptions.RayActorError as err:
             self.stop()
             raise RuntimeError(f"a backend actor failed to start: {err}") from err
+        records = [p.record(a) for p in self.pools.values() for a in p.actors]
+        for rec, info in zip(records, infos, strict=True):
+            rec.up, rec.node, rec.pid = True, info["node"], info["pid"]
+        return infos
 
-    def info(self) -> list[dict[str, Any]]:
-        return ray.get([a.info.remote() for p in self.pools.values() for a in p.actors])
+    def info(self, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Every actor the build had, replaced ones included. Live actors report their own
+        counters (model loads and all); an actor that no longer answers (its node died after
+        its last batch) is marked unreachable, with what the driver tallied for it."""
+        asked = {a.info.remote(): (p, p.record(a)) for p in self.pools.values() for a in p.actors}
+        ready = ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)[0] if asked else []
+        answers: dict[int, dict[str, Any]] = {}
+        for ref, (_, rec) in asked.items():
+            try:
+                answers[id(rec)] = ray.get(ref) if ref in ready else None
+            except ray.exceptions.RayError as err:
+                answers[id(rec)] = None
+                rec.reason = type(err).__name__
+            if answers[id(rec)] is None:
+                rec.status = "unreachable"
+                rec.reason = rec.reason or f"no answer in {timeout_s:g} s"
+        out = []
+        for p in self.pools.values():
+            for rec in p.history:
+                entry = rec.describe(p.role, p.name)
+                answer = answers.get(id(rec))
+                if answer:  # the actor's own view: cumulative counters, set-ups
+                    entry.update({k: answer[k] for k in ("pid", "node", "setups", "calls", "counters")})
+                out.append(entry)
+        return out
 
     def stop(self) -> None:
         for pool in self.pools.values():

@@ -5,7 +5,8 @@ per pool, sends them in batches (the pool's batch_size) to actors with spare cap
 and feeds results back as they arrive, so editors keep working while other trajectories
 wait on the expert or the scorer. An actor that dies is replaced; its requests are
 retried up to `retries` times, then delivered as a TransientBackendError (the trajectory
-is left unfinished, and a rerun retries it).
+is left unfinished, and a rerun retries it). A replacement gets no batch until its set-up
+has answered, so one that Ray placed on a node that just died costs no request a retry.
 
 Each batch comes back with what it cost (the backend's counter deltas), handed to
 `on_usage(backend, cost)` as it arrives, so usage is kept with the unit (journal, marker),
@@ -14,6 +15,8 @@ not with actors that a crash or a replacement takes away.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,10 +26,12 @@ import ray
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Trajectory
-from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.pools import DEATHS, Workers
 from editthinker_data.pipeline.loop import Call, Rollout
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
+START_POLL_S = 5.0  # how often to check on replacements that Ray has not placed yet
+log = logging.getLogger(__name__)
 
 
 def run_rollouts(
@@ -68,7 +73,7 @@ def run_rollouts(
         for key, queue in queues.items():
             pool = workers.pools[key]
             for ai, actor in enumerate(pool.actors):
-                while queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
+                while pool.ready(ai) and queue and busy[(key, ai)] < PER_ACTOR_OUTSTANDING:
                     batch = [queue.popleft() for _ in range(min(pool.spec.batch_size, len(queue)))]
                     ref = actor.run_counted.remote([c.request for _, c, _ in batch])
                     futures[ref] = (key, ai, actor, batch)
@@ -83,20 +88,35 @@ def run_rollouts(
             gens[rid] = make_rollout(items[rid])
             advance(rid, None, first=True)
         dispatch()
-        if not futures:
+        starting = {ref: pool for pool in workers.pools.values() for ref, _ in list(pool.pending.values())}
+        if not futures and not starting:
             if gens or next_item < len(items):
                 continue
             break
-        ready, _ = ray.wait(list(futures), num_returns=1)
+        ready, _ = ray.wait([*futures, *starting], num_returns=1, timeout=START_POLL_S if starting else None)
+        if not ready:  # only replacements are awaited, and none came up yet
+            for pool in workers.pools.values():
+                pool.check_pending(time.monotonic())
         for ref in ready:
+            if ref in starting:  # a replacement came up (or died first)
+                starting[ref].settle(ref)
+                continue
             key, ai, actor, batch = futures.pop(ref)
             busy[(key, ai)] -= 1
+            pool = workers.pools[key]
             try:
                 results, cost = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as err:
-                pool = workers.pools[key]
-                if pool.actors[ai] is actor:  # not yet replaced by an earlier failed batch
-                    pool.replace(ai)
+            except DEATHS as err:
+                # The actor, its process or its node is gone, and with it what this batch
+                # cost: counted as lost (its calls may have reached the endpoint).
+                pool.lost(actor)
+                log.warning(
+                    "%s %r: an actor died (%s: %s); its %d requests go back to the pool",
+                    *key, type(err).__name__, str(err).splitlines()[0] if str(err) else "", len(batch),
+                )  # fmt: skip
+                if on_usage is not None:
+                    on_usage(f"{key[0]}/{key[1]}", {"lost_batches": 1, "lost_requests": len(batch)})
+                if pool.replace(ai, actor, type(err).__name__):
                     counters["actors_replaced"] += 1
                 for rid, call, attempts in batch:
                     if attempts < retries:
@@ -110,6 +130,7 @@ def run_rollouts(
                             ),
                         )
                 continue
+            pool.tally(actor, cost)
             if on_usage is not None:
                 on_usage(f"{key[0]}/{key[1]}", cost)
             progress().add(**{f"{key[0]}_calls": len(batch)})

@@ -4,6 +4,7 @@ benchmarks), written as trajectory shards and the trajectory index."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -191,6 +192,10 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
         counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage) or {}
     except BaseException:
         sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
+        # What this attempt spent stays counted: its retry (or a rerun) redoes the unjournaled
+        # pairs and pays for them again.
+        with contextlib.suppress(Exception):
+            usage_log.save(merge_usage(earlier, live))
         raise
     journal.flush()
     usage = merge_usage(earlier, live)
