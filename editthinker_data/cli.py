@@ -365,6 +365,10 @@ def build(
         f"time: {time.monotonic() - command_started:.1f}s in all (start-up of Prefect and Ray, the build "
         f"and its release); the build's stages {stats['elapsed_s']:.1f}s (pooling to stats.json)"
     )
+    from editthinker_data.distributed.load import load_lines
+
+    for line in load_lines(stats.get("scheduler", {})):
+        console.print(line)
     release = result.get("release", {})
     for name, r in release.get("exports", {}).items():
         console.print(f"export {name}: {r['rows']} rows in {out_dir}/exports/{name}")
