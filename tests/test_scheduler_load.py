@@ -105,19 +105,26 @@ def test_a_batch_cost_splits_over_units_and_whole_numbers_stay_whole():
     assert split_cost({"calls": 1}, {a: 4}) == {a: {"calls": 1}}  # one unit: the whole batch
 
 
-def test_an_editor_pool_that_ran_dry_is_reported():
-    report = {
+def load_report(**dry):
+    return {
         "max_in_flight": "auto",
         "in_flight_target": 40,
         "peak_in_flight": 41,
         "active_s": 100.0,
         "pools": {
-            "editor/careful": {"busy": 0.97, "dry_s": 1.0},
-            "editor/sloppy": {"busy": 0.55, "dry_s": 40.0},
+            **{f"editor/{name}": {"busy": 1 - d / 100, "dry_s": d} for name, d in dry.items()},
             "expert/x": {"busy": 0.2, "dry_s": 70.0},
         },
     }
-    lines = load_lines(report)
-    assert lines[0].startswith("editors busy: careful 97%, sloppy 55%")
-    assert len(lines) == 2 and "'sloppy' ran dry for 40.0s of 100.0s" in lines[1]
+
+
+def test_an_editor_pool_that_ran_dry_while_others_worked_is_reported():
+    lines = load_lines(load_report(careful=3.0, sloppy=40.0))
+    assert lines[0].startswith("editors busy: careful 97%, sloppy 60%")
+    assert len(lines) == 2 and "'sloppy' ran dry for 40.0s of 100.0s while other editors worked" in lines[1]
+    # the final drain idles every pool a little: no warning
+    assert len(load_lines(load_report(careful=4.0, sloppy=6.0))) == 1
+    # all editors waiting is a different cause, said as such
+    lines = load_lines(load_report(careful=30.0))
+    assert len(lines) == 2 and lines[1].startswith("every editor pool sat idle for 30.0s")
     assert load_lines({"pools": {}}) == []

@@ -162,25 +162,36 @@ def split_cost(cost: dict[str, float], shares: dict[object, int]) -> dict[object
     return out
 
 
-DRY_SHARE = 0.05  # an editor pool idle this share of the build while others worked is reported
+DRY_SHARE = 0.05  # an editor pool idle this much longer than the others is reported
+ALL_DRY_SHARE = (
+    0.10  # every editor pool idle this share of the build is reported (a few % is the final drain)
+)
 
 
 def load_lines(report: dict) -> list[str]:
-    """The build summary's line on editor load, and one warning per editor pool that ran dry
-    while rollouts were in flight elsewhere (its pairs were used up, or it waited on others)."""
-    pools = {k: v for k, v in report.get("pools", {}).items() if k.startswith("editor/")}
+    """The build summary's line on editor load, one warning per editor pool that ran dry
+    while other editor pools worked (its share of pairs is too small for its actors), and
+    one when all editors waited (too little expert/scorer capacity, or too few in flight)."""
+    pools = {k.split("/", 1)[1]: v for k, v in report.get("pools", {}).items() if k.startswith("editor/")}
     if not pools:
         return []
     active = report.get("active_s") or 0.0
-    busy = ", ".join(f"{k.split('/', 1)[1]} {v['busy']:.0%}" for k, v in pools.items())
-    target = report.get("in_flight_target")
-    lines = [
-        f"editors busy: {busy} (in flight: {report.get('max_in_flight')} -> {target}, peak {report.get('peak_in_flight')})"
-    ]
+    busy = ", ".join(f"{name} {v['busy']:.0%}" for name, v in pools.items())
+    target, peak = report.get("in_flight_target"), report.get("peak_in_flight")
+    lines = [f"editors busy: {busy} (in flight: {report.get('max_in_flight')} -> {target}, peak {peak})"]
+    if not active:
+        return lines
+    least = min(v["dry_s"] for v in pools.values())
     for name, v in pools.items():
-        if active and v["dry_s"] > DRY_SHARE * active:
+        if v["dry_s"] - least > DRY_SHARE * active:
             lines.append(
-                f"editor pool {name.split('/', 1)[1]!r} ran dry for {v['dry_s']:.1f}s of {active:.1f}s while other "
-                f"backends worked: give it more pairs (ratio) or fewer actors"
+                f"editor pool {name!r} ran dry for {v['dry_s']:.1f}s of {active:.1f}s while other editors worked: "
+                f"give it a larger share of pairs (ratio) or fewer actors"
             )
+    if least > ALL_DRY_SHARE * active:
+        lines.append(
+            f"every editor pool sat idle for {least:.1f}s of {active:.1f}s with rollouts in flight: they waited "
+            f"on the expert or scorer (give those more actors or concurrency) or on too few rollouts "
+            f"(max_in_flight, concurrent_partitions: auto)"
+        )
     return lines

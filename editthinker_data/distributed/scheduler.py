@@ -81,6 +81,7 @@ class Dispatcher:
         self.peak_in_flight = 0
         self.last_admitted = 0.0
         self.jobs_submitted = 0  # run() calls so far (any thread)
+        self._count_lock = threading.Lock()
         self.jobs_ended = 0
         self._inbox: deque[tuple[str, _Job]] = deque()
         self._wake = threading.Event()
@@ -134,8 +135,9 @@ class Dispatcher:
         """Run `make(item)` for every item; `on_done(index, trajectory)` as each ends, in this
         thread. Returns this unit's counters and its window's per-pool load."""
         job = _Job(items, make)
-        self._post("submit", job)
-        self.jobs_submitted += 1
+        with self._count_lock:  # unit threads submit at once
+            self._post("submit", job)
+            self.jobs_submitted += 1
         try:
             while True:
                 kind, *args = job.events.get()
