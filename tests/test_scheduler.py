@@ -241,3 +241,26 @@ def test_auto_in_flight_rises_when_the_expert_is_slow(ray_cluster):
     slow, away_slow = measured(0.2)
     assert away_slow > away_fast + 0.15  # the expert's answer time is measured as time away from the editors
     assert slow > fast + 8, (fast, slow)
+
+
+def test_a_unit_that_fails_leaves_the_budget_to_the_others(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    make = lambda p: rollout(p, names, max_turns=3, seed=0)  # noqa: E731
+
+    def broken(i, t):
+        raise OSError("disk full")  # the unit's shard writer fails
+
+    done = []
+    try:
+        with Dispatcher(workers, max_in_flight=4, retries=0) as dispatcher, ThreadPoolExecutor(2) as pool:
+            first = pool.submit(dispatcher.run, pairs(8), make, broken)
+            second = pool.submit(dispatcher.run, pairs(8), make, lambda i, t: done.append(i))
+            with pytest.raises(OSError, match="disk full"):
+                first.result()
+            second.result()
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(8))

@@ -31,7 +31,6 @@ import ray
 
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.distributed.load import (
-    PER_ACTOR_OUTSTANDING,
     PoolLoad,
     auto_in_flight,
     ewma,
@@ -42,8 +41,6 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.loop import Call, Rollout
 from editthinker_data.progress import current as progress
 from editthinker_data.schema import Trajectory
-
-__all__ = ["PER_ACTOR_OUTSTANDING", "Dispatcher", "run_rollouts"]
 
 Key = tuple[str, str]
 POLL_S = 0.05  # how soon a newly submitted unit is seen while batches are out
@@ -59,7 +56,6 @@ class _Job:
     next_item: int = 0
     live: int = 0
     cancelled: bool = False
-    started: float = field(default_factory=time.monotonic)
     start: dict[Key, dict[str, float]] = field(default_factory=dict)
     active_at_start: float = 0.0
     counters: dict[str, int] = field(
@@ -216,8 +212,11 @@ class Dispatcher:
                     self._collect(ref)
         except BaseException as err:  # a scheduler bug: every waiting unit fails with it
             self._failure = err
-            for job in self._jobs:
-                job.events.put(("error", RuntimeError(f"rollout dispatcher failed: {err!r}")))
+        # Closed or failed: no unit may wait for an answer that will not come.
+        waiting = self._jobs + [job for what, job in list(self._inbox) if what == "submit"]
+        reason = f"failed: {self._failure!r}" if self._failure else "closed"
+        for job in waiting:
+            job.events.put(("error", RuntimeError(f"the rollout dispatcher {reason}")))
 
     def _take_inbox(self) -> None:
         while self._inbox:
@@ -243,13 +242,19 @@ class Dispatcher:
 
     def _admit(self) -> None:
         budget = self.in_flight_target()
-        for job in self._jobs:
-            while len(self._gens) < budget and job.next_item < len(job.items):
+        for job in list(self._jobs):
+            while len(self._gens) < budget and job.next_item < len(job.items) and not job.cancelled:
                 index, rid = job.next_item, self._next_rid
                 job.next_item += 1
                 self._next_rid += 1
+                try:
+                    gen = job.make(job.items[index])
+                except Exception as err:  # a bad item fails its unit, not the build
+                    job.events.put(("error", err))
+                    self._drop(job)
+                    break
                 job.live += 1
-                self._gens[rid] = (job, index, job.make(job.items[index]))
+                self._gens[rid] = (job, index, gen)
                 self.last_admitted = time.monotonic()
                 self._advance(rid, None, first=True)
         self.peak_in_flight = max(self.peak_in_flight, len(self._gens))
