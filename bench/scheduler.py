@@ -9,7 +9,8 @@ pixel work; the expert and the scorer sleep --ratio times that per batch and ser
 --cap requests at once (2 actors x cap/2 per batch), as a remote model with a concurrency
 cap would. The run settings (max_in_flight, concurrent_partitions, partition_size) are the
 config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher for
-the build, `concurrent_partitions` units at once, each handing its partition's rollouts over.
+the build, units started by `run_units` as the budget has room, each handing its
+partition's rollouts over. `--verbose` prints the scheduler's per-pool report.
 
 Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
 / ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
