@@ -36,9 +36,9 @@ from editthinker_data.backends import EditRequest, create_backend  # noqa: E402
 from editthinker_data.backends.editors import tiny_models  # noqa: E402
 from editthinker_data.config import parse_config  # noqa: E402
 from editthinker_data.core.schema import Trajectory  # noqa: E402
+from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
 from editthinker_data.pipeline.loop import Call  # noqa: E402
 
 KINDS = {

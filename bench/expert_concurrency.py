@@ -35,9 +35,9 @@ from openai_server import ChatServer, ChatServerProcess  # noqa: E402
 from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config, parse_config  # noqa: E402
 from editthinker_data.demo.generate import write_demo_source  # noqa: E402
+from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
 
 

@@ -27,9 +27,9 @@ runenv.prepare(STATE)
 
 from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config  # noqa: E402
+from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.distributed.scheduler import run_rollouts  # noqa: E402
 from editthinker_data.execution.local_rollouts import local_executor  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
 

@@ -16,8 +16,11 @@ from editthinker_data.core.layout import part_name
 from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
+from editthinker_data.distributed.drive import run_units
+from editthinker_data.distributed.load import load_lines
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.runtime import ensure_ray, shutdown
+from editthinker_data.distributed.scheduler import Dispatcher
 from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.stages import backend_context, check_output, output_storage
 from tasks.finalize import finalize_task
@@ -27,8 +30,11 @@ from tasks.release import release_task
 from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
+MAX_UNITS = 16  # generate units at once (threads waiting on the dispatcher); the task runner's size
+WRITE_WINDOW = 4  # write_steps units at once: each decodes its partition's turn images
 
-@flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+
+@flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=MAX_UNITS), log_prints=True)
 def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[str, Any]:
     """The build's result; an unfinished build raises `BuildIncomplete` and an unusable one
     `BuildUnusable` (`editthinker_data.core.outcome`) in the caller, and fails the flow run."""
@@ -46,16 +52,16 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("starting actors")
     started_ray = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, Path(state_dir))
     workers = Workers(cfg, backend_context(cfg, output, state_dir))
+    dispatcher: Dispatcher | None = None
     try:
         actors = workers.start()
+        dispatcher = Dispatcher(workers, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries)
         log.info("started %d backend actors", len(actors))
         progress().set_stage("generating")
         generate: list[dict[str, Any]] = []
         failed: dict[int, str] = {}
         incomplete: dict[int, dict[str, Any]] = {}  # pairs a backend could not answer
         task = generate_task.with_options(retries=cfg.run.unit_retries)
-        window = cfg.run.concurrent_partitions
-        futures: list[tuple[int, Any]] = []
 
         def collect(p: int, future: Any) -> None:
             try:  # a unit that fails (after its retries) fails alone; the others go on
@@ -71,14 +77,24 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
             else:
                 generate.append(report)
 
-        for p in partitions:
-            futures.append((p, task.submit(cfg, output, p, workers)))
-            if len(futures) >= window:
-                collect(*futures.pop(0))
-        for p, future in futures:
-            collect(p, future)
+        # One budget for the whole build: the next unit starts as soon as there is room,
+        # while the units before it drain their tails.
+        run_units(
+            dispatcher,
+            partitions,
+            lambda p: task.submit(cfg, output, p, dispatcher),
+            lambda future: future.wrapped_future,
+            collect,
+            setting=cfg.run.concurrent_partitions,
+            most=MAX_UNITS,
+        )
         actor_info = workers.info()
+        scheduler = dispatcher.report()
+        for line in load_lines(scheduler):
+            log.info(line)
     finally:
+        if dispatcher is not None:
+            dispatcher.close()
         workers.stop()
         if started_ray:
             shutdown()
@@ -88,7 +104,13 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     progress().set_stage("selecting")
     select = select_task(cfg, output, partitions)
     progress().set_stage("writing shards")
-    writes = [f.result() for f in [write_steps_task.submit(cfg, output, p) for p in partitions]]
+    writes: list[dict[str, Any]] = []
+    pending: list[Any] = []
+    for p in partitions:
+        pending.append(write_steps_task.submit(cfg, output, p))
+        if len(pending) >= WRITE_WINDOW:
+            writes.append(pending.pop(0).result())
+    writes.extend(f.result() for f in pending)
     # Usage is summed from the unit reports (every process that worked on the build), not
     # from the actors alive now; `actors` lists this process's actors, replaced ones included.
     usage = merge_usage(*(r.get("usage", {}) for r in generate))
@@ -98,6 +120,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         "backends": usage,
         "actors": actor_info,
         "generate_failures": share,
+        "scheduler": scheduler,
         "elapsed_s": round(time.monotonic() - started, 2),
     }
     progress().set_stage("finalizing")

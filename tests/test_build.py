@@ -143,6 +143,24 @@ def test_each_actor_set_up_once(demo_build):
     assert all(a["calls"] > 0 for a in actors)
 
 
+def test_stats_report_each_pools_load_and_the_shared_budget(demo_build, demo_cfg):
+    """One dispatcher for the build: its in-flight target and every pool's busy fraction,
+    idle and dry time land in stats.json; each unit reports its own window too."""
+    out, result = demo_build
+    sched = json.loads((out / "stats.json").read_text())["scheduler"]
+    assert sched["max_in_flight"] == demo_cfg.run.max_in_flight == "auto"
+    assert sched["in_flight_target"] >= 2 * 4 * 2  # never below two batches per editor actor
+    assert sched["peak_in_flight"] > 0
+    editors = {f"editor/{e.name}" for e in demo_cfg.editors}
+    assert editors <= set(sched["pools"])
+    total_requests = 0
+    for name, pool in sched["pools"].items():
+        assert 0 < pool["busy"] <= 1 and pool["idle_s"] >= pool["dry_s"] * pool["actors"] >= 0, (name, pool)
+        total_requests += pool["requests"]
+    turns = result["stats"]["stages"]["generate"]
+    assert total_requests >= turns["kept"]  # at least one call per kept trajectory
+
+
 def test_rebuild_gives_identical_bytes(demo_build, demo_cfg, tmp_path, state_dir):
     """Same config and seed: same sample keys and shard bytes, whatever the finishing order."""
     from flows.build_dataset import build_dataset

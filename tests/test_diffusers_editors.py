@@ -239,8 +239,8 @@ def test_oom_splits_the_batch_and_cuda_errors_end_the_actor(tiny, monkeypatch):
 @pytest.mark.slow
 def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
     from editthinker_data.core.schema import SourcePair
+    from editthinker_data.distributed.drive import run_rollouts
     from editthinker_data.distributed.pools import Workers
-    from editthinker_data.distributed.scheduler import run_rollouts
     from editthinker_data.pipeline.loop import Names, rollout
 
     cfg = parse_config(

@@ -100,8 +100,8 @@ def test_bad_settings_fail_before_any_request(monkeypatch):
 @pytest.mark.slow
 def test_actor_pool_run_with_a_flaky_service(ray_cluster):
     from editthinker_data.core.schema import SourcePair
+    from editthinker_data.distributed.drive import run_rollouts
     from editthinker_data.distributed.pools import Workers
-    from editthinker_data.distributed.scheduler import run_rollouts
     from editthinker_data.pipeline.loop import Names, rollout
 
     with EditorServer(

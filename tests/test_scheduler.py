@@ -1,13 +1,18 @@
 """The Ray scheduler: many rollouts in flight, batches, and actors that die mid-build."""
 
+import dataclasses
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import ray
 
 from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
 from editthinker_data.core.schema import SourcePair
+from editthinker_data.distributed.drive import run_rollouts
 from editthinker_data.distributed.pools import Workers
-from editthinker_data.distributed.scheduler import run_rollouts
+from editthinker_data.distributed.scheduler import Dispatcher
 from editthinker_data.pipeline.loop import Names, rollout
 
 pytestmark = pytest.mark.slow
@@ -207,3 +212,115 @@ def test_replacements_that_never_come_up_stop_the_unit_with_a_named_error(ray_cl
             run(cfg, workers, pairs(2), retries=1)
     finally:
         workers.stop()
+
+
+def test_batches_spread_over_the_least_loaded_actors(ray_cluster):
+    """Two edits in flight at most: the old dispatch put both on actor 0 (room for two
+    batches there); least-loaded dispatch gives each its own actor."""
+    cfg = parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "params": {"latency_s": 0.02}, "num_actors": 3}],
+            "expert": {"name": "x", "batch_size": 8},
+            "scorer": {"name": "s", "batch_size": 8},
+        },
+        environ={},
+    )
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        names = Names("x", "s")
+        with Dispatcher(workers, max_in_flight=2, retries=0) as dispatcher:
+            dispatcher.run(pairs(8), lambda p: rollout(p, names, max_turns=2, seed=0), lambda i, t: None)
+        calls = [a["calls"] for a in workers.info() if a["role"] == "editor"]
+    finally:
+        workers.stop()
+    assert sum(calls) >= 8 and sum(1 for c in calls if c) >= 2, calls
+
+
+def test_units_share_one_budget_and_the_next_starts_during_the_tail(ray_cluster):
+    cfg = config(0.05)
+    workers = Workers(cfg)
+    workers.start()
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    started, ended = {}, {}
+
+    def make(pair):  # admitted by the dispatcher when it calls make; ended when the rollout returns
+        started[pair.id] = time.monotonic()
+        traj = yield from rollout(pair, names, max_turns=3, seed=0)
+        ended[pair.id] = time.monotonic()
+        return traj
+
+    unit_a = [dataclasses.replace(p, id=f"a{i}") for i, p in enumerate(pairs(6))]
+    unit_b = [dataclasses.replace(p, id=f"b{i}") for i, p in enumerate(pairs(6))]
+    done = {"a": [], "b": []}
+    try:
+        with Dispatcher(workers, max_in_flight=4, retries=0) as dispatcher:
+            with ThreadPoolExecutor(2) as pool:
+                first = pool.submit(dispatcher.run, unit_a, make, lambda i, t: done["a"].append(i))
+                while dispatcher.jobs_submitted < 1:
+                    time.sleep(0.001)
+                second = pool.submit(dispatcher.run, unit_b, make, lambda i, t: done["b"].append(i))
+                reports = [first.result(), second.result()]
+            peak = dispatcher.peak_in_flight
+    finally:
+        workers.stop()
+    assert sorted(done["a"]) == list(range(6)) and sorted(done["b"]) == list(range(6))
+    assert peak <= 4  # one budget for both units, not 4 each
+    a_ends = sorted(ended[p.id] for p in unit_a)
+    b_first = min(started[p.id] for p in unit_b)
+    assert b_first >= a_ends[2]  # unit A's six pairs were admitted first (four, then two as room freed)
+    assert b_first < a_ends[-1]  # unit B's rollouts filled the budget while A drained its tail
+    for report in reports:
+        assert report["requests"] > 0 and set(report["pools"]) == {"editor/e", "expert/x", "scorer/s"}
+        assert 0 <= report["pools"]["editor/e"]["busy"] <= 1
+
+
+def test_auto_in_flight_rises_when_the_expert_is_slow(ray_cluster):
+    def measured(expert_latency):
+        cfg = parse_config(
+            {
+                "source": {"manifest": "unused.jsonl"},
+                "editors": [{"name": "e", "params": {"latency_s": 0.02}, "batch_size": 4}],
+                "expert": {"name": "x", "params": {"latency_s": expert_latency}, "batch_size": 16},
+                "scorer": {"name": "s", "batch_size": 16},
+            },
+            environ={},
+        )
+        workers = Workers(cfg)
+        workers.start()
+        try:
+            with Dispatcher(workers, retries=0) as dispatcher:  # max_in_flight: auto
+                names = Names("x", "s")
+                dispatcher.run(pairs(24), lambda p: rollout(p, names, max_turns=3, seed=0), lambda i, t: None)
+                return dispatcher.in_flight_target(), dispatcher.away_s
+        finally:
+            workers.stop()
+
+    fast, away_fast = measured(0.0)
+    slow, away_slow = measured(0.2)
+    assert away_slow > away_fast + 0.15  # the expert's answer time is measured as time away from the editors
+    assert slow > fast + 8, (fast, slow)
+
+
+def test_a_unit_that_fails_leaves_the_budget_to_the_others(ray_cluster):
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    make = lambda p: rollout(p, names, max_turns=3, seed=0)  # noqa: E731
+
+    def broken(i, t):
+        raise OSError("disk full")  # the unit's shard writer fails
+
+    done = []
+    try:
+        with Dispatcher(workers, max_in_flight=4, retries=0) as dispatcher, ThreadPoolExecutor(2) as pool:
+            first = pool.submit(dispatcher.run, pairs(8), make, broken)
+            second = pool.submit(dispatcher.run, pairs(8), make, lambda i, t: done.append(i))
+            with pytest.raises(OSError, match="disk full"):
+                first.result()
+            second.result()
+    finally:
+        workers.stop()
+    assert sorted(done) == list(range(8))

@@ -13,8 +13,8 @@ from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
 from editthinker_data.core.schema import SourcePair
 from editthinker_data.core.stats import add_usage, llm_usage, usage_as_actor_info
+from editthinker_data.distributed.drive import run_rollouts
 from editthinker_data.distributed.pools import Workers
-from editthinker_data.distributed.scheduler import run_rollouts
 from editthinker_data.pipeline.loop import Names, rollout
 
 pytestmark = pytest.mark.slow

@@ -29,6 +29,7 @@ from editthinker_data.cli.tables import (
     print_licences,
     print_unmapped_labels,
     progress_table,
+    show_trajectory,
     summary_table,
 )
 from editthinker_data.cli.term import console, err_console, fail, storage_problem
@@ -171,6 +172,10 @@ def build(
         f"time: {time.monotonic() - command_started:.1f}s in all (start-up of Prefect and Ray, the build "
         f"and its release); the build's stages {stats['elapsed_s']:.1f}s (pooling to stats.json)"
     )
+    from editthinker_data.distributed.load import load_lines
+
+    for line in load_lines(stats.get("scheduler", {})):
+        console.print(line)
     release = result.get("release", {})
     for name, r in release.get("exports", {}).items():
         console.print(f"export {name}: {r['rows']} rows in {out_dir}/exports/{name}")
@@ -192,7 +197,7 @@ def inspect(
 
     b = open_build(output, endpoint_url)
     if sample:
-        _show_trajectory(b, sample, extract)
+        show_trajectory(b, sample, extract)
         return
     console.print(summary_table(b.stats))
     print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
@@ -265,36 +270,6 @@ def inspect(
             console.print(f"  {m}")
         raise typer.Exit(1)
     console.print(f"[green]selection re-check: all {checked} decisions follow from the stored scores[/]")
-
-
-def _show_trajectory(b, key: str, extract: Path | None) -> None:
-    try:
-        t = b.trajectory(key)
-    except KeyError as err:
-        fail(str(err.args[0]))
-    rows, decision = t["rows"], t["decision"]
-    first = rows[0]
-    console.print(f"[bold]{first['pair_id']}[/] ({first['task_type']}, editor {first['editor']})")
-    console.print(f"source instruction: {first['source_instruction']}")
-    console.print(f"stop: {first['stop_reason']}   decision: {decision}")
-    for r in rows:
-        console.print(f"\n[bold]turn {r['turn']}[/]  seed {r['seed']}")
-        if r["reasoning"]:
-            console.print(f"  reasoning:   {r['reasoning']}")
-        console.print(f"  instruction: {r['instruction']}")
-        console.print(
-            f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}"
-        )
-        console.print(f"  image:       {r['shard']}#{r['sample_key']}.png")
-        took = [f"{k} {r[k + '_s']:.3f}s" for k in ("edit", "score", "refine") if r.get(k + "_s") is not None]
-        console.print(f"  latency:     {', '.join(took)}")
-    if first["final_reasoning"]:
-        console.print(f"\n[bold]final critique[/]: {first['final_reasoning']}")
-    if first["error"]:
-        console.print(f"\n[bold red]error[/]: {first['error']}")
-    if extract:
-        for path in b.extract_images(rows, extract):
-            console.print(f"wrote {path}")
 
 
 @app.command()

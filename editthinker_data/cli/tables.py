@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
-from editthinker_data.cli.term import console
+from editthinker_data.cli.term import console, fail
 
 STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
 
@@ -143,3 +145,33 @@ def pool_tables(report: dict) -> list[Table]:
 
 def bar(count: int, top: int, width: int = 30) -> str:
     return "#" * (round(width * count / top) if top else 0)
+
+
+def show_trajectory(b, key: str, extract: Path | None) -> None:
+    try:
+        t = b.trajectory(key)
+    except KeyError as err:
+        fail(str(err.args[0]))
+    rows, decision = t["rows"], t["decision"]
+    first = rows[0]
+    console.print(f"[bold]{first['pair_id']}[/] ({first['task_type']}, editor {first['editor']})")
+    console.print(f"source instruction: {first['source_instruction']}")
+    console.print(f"stop: {first['stop_reason']}   decision: {decision}")
+    for r in rows:
+        console.print(f"\n[bold]turn {r['turn']}[/]  seed {r['seed']}")
+        if r["reasoning"]:
+            console.print(f"  reasoning:   {r['reasoning']}")
+        console.print(f"  instruction: {r['instruction']}")
+        console.print(
+            f"  scores:      semantic {r['semantic']:.2f}  quality {r['quality']:.2f}  overall {r['overall']:.2f}"
+        )
+        console.print(f"  image:       {r['shard']}#{r['sample_key']}.png")
+        took = [f"{k} {r[k + '_s']:.3f}s" for k in ("edit", "score", "refine") if r.get(k + "_s") is not None]
+        console.print(f"  latency:     {', '.join(took)}")
+    if first["final_reasoning"]:
+        console.print(f"\n[bold]final critique[/]: {first['final_reasoning']}")
+    if first["error"]:
+        console.print(f"\n[bold red]error[/]: {first['error']}")
+    if extract:
+        for path in b.extract_images(rows, extract):
+            console.print(f"wrote {path}")

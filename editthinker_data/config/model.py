@@ -166,8 +166,24 @@ class OutputConfig(Strict):
 
 class RunConfig(Strict):
     partition_size: int = Field(64, ge=1, description="source pairs per unit of work")
-    max_in_flight: int = Field(32, ge=1, description="trajectories in flight per partition")
-    concurrent_partitions: int = Field(2, ge=1)
+    max_in_flight: int | Literal["auto"] = Field(
+        "auto",
+        description="trajectories in flight for the whole build, over all running units; auto sizes it "
+        "from the actor counts, batch sizes and measured service times so every editor stays busy",
+    )
+    concurrent_partitions: int | Literal["auto"] = Field(
+        "auto",
+        description="generate units running at once; auto runs enough to fill max_in_flight, plus one "
+        "so a unit's tail never idles the editors",
+    )
+
+    @field_validator("max_in_flight", "concurrent_partitions")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError(f"{value} must be auto or 1 or more")
+        return value
+
     ray_address: str | None = Field(None, description="join this Ray cluster; default starts a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
     state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")

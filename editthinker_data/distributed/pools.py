@@ -53,13 +53,17 @@ class BackendActor:
     def _counters(self) -> dict[str, Any]:
         return self.backend.stats() if hasattr(self.backend, "stats") else {}
 
-    def run_counted(self, requests: list[Any]) -> tuple[list[Any], dict[str, float]]:
-        """Results with what this batch cost (the backend's counters before and after): the
-        caller keeps usage per unit, so it survives reruns and replaced actors."""
+    def run_counted(self, requests: list[Any]) -> tuple[list[Any], dict[str, float], float]:
+        """Results with what this batch cost (the backend's counters before and after) and how
+        long it ran here: the caller keeps usage per unit, so it survives reruns and replaced
+        actors, and measures busy time without the queueing in front of the actor."""
         before = self._counters()
+        started = time.perf_counter()
         results = self.run_batch(requests)
+        seconds = time.perf_counter() - started
         after = self._counters()
-        return results, {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+        cost = {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+        return results, cost, seconds
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
         self.calls += 1

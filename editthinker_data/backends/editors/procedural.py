@@ -34,6 +34,7 @@ class ProceduralEditor:
         skill: float = 0.6,
         fail_rate: float = 0.0,
         crash_rate: float = 0.0,
+        latency_s: float = 0.0,
     ):
         if not 0.0 <= skill <= 1.0:
             raise ValueError(f"skill={skill} must lie in 0-1")
@@ -41,6 +42,9 @@ class ProceduralEditor:
             raise ValueError(f"fail_rate={fail_rate} must lie in 0-1")
         if not 0.0 <= crash_rate <= 1.0:
             raise ValueError(f"crash_rate={crash_rate} must lie in 0-1")
+        if latency_s < 0:
+            raise ValueError(f"latency_s={latency_s} must be 0 or more")
+        self.latency_s = latency_s  # a GPU's fixed time per batch (scheduler benchmarks)
         self.crash_rate = crash_rate
         self.name = name
         self.skill = skill
@@ -57,6 +61,8 @@ class ProceduralEditor:
             and random.Random(f"{os.getpid()}|{time.monotonic_ns()}").random() < self.crash_rate
         ):
             raise BackendFatal("editor process broke on this batch (injected fault)")
+        if self.latency_s:
+            time.sleep(self.latency_s)
         out: list[Image.Image | BackendError] = []
         for req in requests:
             try:

@@ -1,0 +1,233 @@
+"""Editor busy fraction of the build's scheduler on the config's default run settings, beside
+a plain per-trajectory loop.
+
+    python bench/scheduler.py [--pairs 2000] [--k 2] [--edit-ms 160] [--ratio 3] [--all-editors]
+
+Simulated devices: the config's first editor gets K actors (--k) that sleep --edit-ms per
+batch (a GPU's fixed time per batch of batch_size edits) on top of their
+pixel work; the expert and the scorer sleep --ratio times that per batch and serve at most
+--cap requests at once (2 actors x cap/2 per batch), as a remote model with a concurrency
+cap would. The run settings (max_in_flight, concurrent_partitions, partition_size) are the
+config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher for
+the build, units started by `run_units` as the budget has room, each handing its
+partition's rollouts over. `--verbose` prints the scheduler's per-pool report.
+
+Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
+/ ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
+trajectory after another, in this process) over the first --loop-pairs pairs. Source images
+are the demo scenes at 48 px, so the pixel work stays small beside the simulated latency on
+a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from editthinker_data.core import runenv  # noqa: E402
+
+STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
+runenv.prepare(STATE)
+
+from PIL import Image  # noqa: E402
+
+from editthinker_data.config import BuildConfig, load_config  # noqa: E402
+from editthinker_data.core.schema import SourcePair  # noqa: E402
+from editthinker_data.distributed.drive import run_units  # noqa: E402
+from editthinker_data.distributed.load import load_lines  # noqa: E402
+from editthinker_data.distributed.pools import Workers  # noqa: E402
+from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
+from editthinker_data.distributed.scheduler import Dispatcher  # noqa: E402
+from editthinker_data.execution.local_rollouts import local_backends, local_executor  # noqa: E402
+from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
+
+MAX_UNITS = 16  # as flows/build_dataset.py
+
+
+def simulated(cfg: BuildConfig, args: argparse.Namespace) -> BuildConfig:
+    data = cfg.model_dump()
+    small = {"num_cpus": 0.05, "num_gpus": 0}
+    if not args.all_editors:  # one pool of K devices: the config's split of pairs is not the subject
+        data["editors"] = data["editors"][:1]
+    for editor in data["editors"]:
+        editor.update(
+            num_actors=args.k if not args.all_editors else args.k // len(data["editors"]), resources=small
+        )
+        if args.edit_batch:
+            editor["batch_size"] = args.edit_batch
+        editor["params"] = {**editor["params"], "latency_s": args.edit_ms / 1000}
+    for role in ("expert", "scorer"):
+        data[role].update(num_actors=2, batch_size=max(1, args.cap // 2), resources=small)
+        data[role]["params"] = {**data[role]["params"], "latency_s": args.ratio * args.edit_ms / 1000}
+    return BuildConfig.model_validate(data)
+
+
+def demo_pairs(cfg: BuildConfig, n: int, size: int = 48) -> list[SourcePair]:
+    root = ROOT / "editthinker_data" / "demo" / "source"
+    scenes = []
+    for line in (root / "manifest.jsonl").read_text().splitlines():
+        try:  # the demo keeps a few bad records on purpose
+            row = json.loads(line)
+            image = Image.open(root / row["image"]).convert("RGB").resize((size, size), Image.NEAREST)
+        except (ValueError, OSError, KeyError):
+            continue
+        scenes.append((row, image))
+    editors = [e.name for e in cfg.editors]
+    return [
+        SourcePair(
+            f"p{i}",
+            row["instruction"],
+            image,
+            row.get("task_type") or "other",
+            "sha",
+            editor=editors[i % len(editors)],
+        )
+        for i, (row, image) in ((i, scenes[i % len(scenes)]) for i in range(n))
+    ]
+
+
+def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    size = cfg.run.partition_size
+    partitions = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    workers = Workers(cfg)
+    workers.start()
+    turns = []
+    try:
+        dispatcher = Dispatcher(workers, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries)
+
+        def unit(part: list[SourcePair]) -> None:
+            make = lambda p: rollout(p, names, max_turns=cfg.loop.max_turns, seed=cfg.seed)  # noqa: E731
+            dispatcher.run(part, make, lambda i, t: turns.append(len(t.turns)))
+
+        samples: list[tuple[float, float]] = []  # (time, editors' busy seconds so far)
+        editor_loads = [load for (role, _), load in dispatcher.loads.items() if role == "editor"]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.1):
+                samples.append((time.monotonic(), sum(load.busy_s for load in editor_loads)))
+
+        threading.Thread(target=sample, daemon=True).start()
+        started, t0 = time.perf_counter(), time.monotonic()
+        with ThreadPoolExecutor(MAX_UNITS) as pool:
+            run_units(
+                dispatcher,
+                range(len(partitions)),
+                lambda p: pool.submit(unit, partitions[p]),
+                lambda future: future,
+                lambda p, future: future.result(),
+                setting=cfg.run.concurrent_partitions,
+                most=MAX_UNITS,
+            )
+        wall = time.perf_counter() - started
+        report = dispatcher.report()
+        sampling.set()
+        report["tail_s"] = round(time.monotonic() - dispatcher.last_admitted, 2)
+        # busy before the tail: up to the last admission (after it, rollouts only drain)
+        t_last, busy_last = min(samples, key=lambda s: abs(s[0] - dispatcher.last_admitted))
+        dispatcher.close()
+    finally:
+        workers.stop()
+    editors = {k: v for k, v in report["pools"].items() if k.startswith("editor/")}
+    k = sum(v["actors"] for v in editors.values())
+    edit_s = sum(v["busy_s"] for v in editors.values())
+    return {
+        "pairs": len(pairs),
+        "turns": sum(turns),
+        "wall": wall,
+        "edit_s": edit_s,
+        "k": k,
+        "report": report,
+        "steady": busy_last / (k * (t_last - t0)),
+    }
+
+
+class Timed:
+    """An editor that adds up the time of its batches (the plain loop's busy time)."""
+
+    def __init__(self, backend):
+        self.backend, self.name, self.seconds = backend, backend.name, 0.0
+
+    def run_batch(self, requests):
+        started = time.perf_counter()
+        try:
+            return self.backend.run_batch(requests)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def run_loop(cfg: BuildConfig, pairs: list[SourcePair], k: int) -> dict:
+    backends = local_backends(cfg)
+    timed = {key: Timed(b) for key, b in backends.items() if key[0] == "editor"}
+    executor = local_executor(cfg, {**backends, **timed})
+    names = Names(cfg.expert.name, cfg.scorer.name)
+    turns = []
+    started = time.perf_counter()
+    executor(pairs, lambda p: rollout(p, names, max_turns=cfg.loop.max_turns, seed=cfg.seed),
+             lambda i, t: turns.append(len(t.turns)))  # fmt: skip
+    wall = time.perf_counter() - started
+    return {"pairs": len(pairs), "turns": sum(turns), "wall": wall, "k": k,
+            "edit_s": sum(t.seconds for t in timed.values())}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument("--loop-pairs", type=int, default=4)
+    ap.add_argument("--edit-ms", type=float, default=160.0, help="editor sleep per batch")
+    ap.add_argument("--ratio", type=float, default=3.0, help="expert and scorer time per batch / edit time")
+    ap.add_argument("--cap", type=int, default=32, help="requests the expert (and the scorer) serve at once")
+    ap.add_argument("--edit-batch", type=int, default=0, help="editor batch size (default: the config's)")
+    ap.add_argument("--k", type=int, default=2, help="simulated editor devices (actors)")
+    ap.add_argument(
+        "--all-editors", action="store_true", help="keep every editor pool of the config (K split over them)"
+    )
+    ap.add_argument("--verbose", action="store_true", help="print the scheduler's per-pool report")
+    args = ap.parse_args()
+
+    cfg = simulated(load_config(args.config), args)
+    pairs = demo_pairs(cfg, args.pairs)
+    ensure_ray(None, os.cpu_count(), STATE)
+    try:
+        sched = run_scheduler(cfg, pairs)
+    finally:
+        shutdown()
+        shutil.rmtree(STATE, ignore_errors=True)
+    loop = run_loop(cfg, pairs[: args.loop_pairs], sched["k"])
+
+    run = cfg.run
+    pools = ", ".join(f"{e.name} x{e.num_actors}" for e in cfg.editors)
+    print(f"K = {sched['k']} editor actors ({pools}), batch {cfg.editors[0].batch_size}, {args.edit_ms:.0f} ms per batch; "
+          f"expert and scorer {args.ratio:g}x that, at most {args.cap} requests each at once; cpus {os.cpu_count()}")  # fmt: skip
+    rep = sched["report"]
+    print(f"run settings: partition_size {run.partition_size}, concurrent_partitions {run.concurrent_partitions}, "
+          f"max_in_flight {run.max_in_flight} -> {rep['in_flight_target']} (peak {rep['peak_in_flight']})")  # fmt: skip
+    print(f"{'mode':<12}{'pairs':>7}{'turns':>7}{'wall s':>9}{'edit s':>9}{'busy':>8}{'wall/ideal':>12}")
+    for name, r in (("scheduler", sched), ("plain loop", loop)):
+        ideal = r["edit_s"] / r["k"]
+        print(f"{name:<12}{r['pairs']:>7}{r['turns']:>7}{r['wall']:>9.1f}{r['edit_s']:>9.1f}"
+              f"{ideal / r['wall']:>8.1%}{r['wall'] / ideal:>12.2f}")  # fmt: skip
+    print(
+        f"scheduler before its tail ({rep['tail_s']:.1f}s draining the last rollouts): {sched['steady']:.1%} busy"
+    )
+    for line in load_lines(rep):
+        print(line)
+    if args.verbose:
+        print(json.dumps(rep, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Load bookkeeping for the scheduler, free of Ray so it is tested on its own: which actor
+gets the next batch, how busy each pool was, and how many rollouts keep the editors fed.
+
+The in-flight target follows Little's law: to keep every editor actor with
+PER_ACTOR_OUTSTANDING batches (one running, one queued), the build needs that many requests
+at the editors plus the editors' full throughput x the time a rollout spends away from them
+(scoring, refining, waiting for a batch of those), since a rollout waiting on the expert
+cannot be editing. A batched backend makes that time grow with its batches: measuring it
+per rollout, rather than summing service times, catches the wait for the next batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
+AUTO_MAX_IN_FLIGHT = 1024  # rollouts hold their images in the driver: a sane ceiling
+EWMA = 0.1  # weight of the newest batch in a pool's service time (follows a build's drift)
+
+
+@dataclass
+class PoolLoad:
+    """One pool's outstanding batches per actor and its measured service times.
+
+    `busy_s` sums the actors' own batch times; `idle_s` sums actor-seconds with nothing
+    sent while the build had rollouts in flight; `dry_s` counts seconds in which the whole
+    pool had nothing to do while rollouts were in flight (waiting on other pools)."""
+
+    role: str
+    actors: int
+    batch_size: int
+    clock: Callable[[], float] = time.monotonic
+    outstanding: list[int] = field(default_factory=list)
+    service_s: float | None = None  # EWMA of one batch's time inside the actor
+    response_s: float | None = None  # EWMA of a request's time from queued to answered
+    batches: int = 0
+    requests: int = 0
+    busy_s: float = 0.0
+    idle_s: float = 0.0
+    dry_s: float = 0.0
+    _active: bool = False
+    _since: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.outstanding = [0] * self.actors
+        self._since = self.clock()
+
+    def pick(self, queued: int, usable=None) -> int | None:
+        """The least-loaded actor with room for another batch (ties go to the lowest index),
+        so batches spread over the pool instead of stacking on actor 0. An idle actor takes
+        whatever is queued; a busy one is sent only a full batch to queue behind its running
+        one, since a backend that pays per batch would serve a partial one at full cost while
+        the requests that come next wait behind it. `usable(i)` leaves out actors that cannot
+        take work yet (a replacement before its set-up has answered)."""
+        candidates = [i for i in range(self.actors) if usable is None or usable(i)]
+        if not candidates:  # every actor of the pool is a replacement still setting up
+            return None
+        best = min(candidates, key=lambda i: (self.outstanding[i], i))
+        if self.outstanding[best] == 0:
+            return best
+        if self.outstanding[best] < PER_ACTOR_OUTSTANDING and queued >= self.batch_size:
+            return best
+        return None
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if self._active:
+            idle = sum(1 for n in self.outstanding if n == 0)
+            self.idle_s += idle * (now - self._since)
+            if idle == self.actors:
+                self.dry_s += now - self._since
+        self._since = now
+
+    def set_active(self, active: bool) -> None:
+        """Idle time counts only while the build has rollouts in flight."""
+        self._tick()
+        self._active = active
+
+    def sent(self, actor: int, requests: int) -> None:
+        self._tick()
+        self.outstanding[actor] += 1
+        self.batches += 1
+        self.requests += requests
+
+    def returned(self, actor: int, service_s: float | None, response_s: float | None = None) -> None:
+        self._tick()
+        self.outstanding[actor] -= 1
+        if service_s is not None:
+            self.busy_s += service_s
+            self.service_s = ewma(self.service_s, service_s)
+        if response_s is not None:
+            self.response_s = ewma(self.response_s, response_s)
+
+    def totals(self) -> dict[str, float]:
+        self._tick()
+        return {"busy_s": self.busy_s, "idle_s": self.idle_s, "dry_s": self.dry_s, "requests": self.requests}
+
+
+def ewma(old: float | None, new: float) -> float:
+    return new if old is None else (1 - EWMA) * old + EWMA * new
+
+
+def auto_in_flight(
+    pools: Iterable[PoolLoad], away_s: float | None = None, cap: int = AUTO_MAX_IN_FLIGHT
+) -> int:
+    """Rollouts in flight that keep every editor actor fed (Little's law, see the module doc).
+
+    `away_s` is the measured mean time a rollout spends between leaving an editor and coming
+    back to one (scorer, expert, their queues, the driver). Until it is known, each other
+    role counts two service times per edit (one batch running, the next one filling), and a
+    pool that has not answered yet counts the editors' time. Never more than the pools can
+    hold at once (PER_ACTOR_OUTSTANDING full batches per actor): more would only queue."""
+    pools = list(pools)
+    editors = [p for p in pools if p.role == "editor"]
+    if not editors:
+        return cap
+    floor = sum(p.actors * p.batch_size * PER_ACTOR_OUTSTANDING for p in editors)
+    hold = sum(p.actors * p.batch_size * PER_ACTOR_OUTSTANDING for p in pools)
+    known = [p.service_s for p in editors if p.service_s]
+    edit_s = sum(known) / len(known) if known else 1.0
+    throughput = sum(p.actors * p.batch_size / (p.service_s or edit_s) for p in editors)  # requests/s
+    if away_s is None:
+        away_s = 0.0
+        for role in {p.role for p in pools} - {"editor"}:
+            times = [p.service_s for p in pools if p.role == role and p.service_s]
+            away_s += 2 * (sum(times) / len(times) if times else edit_s)
+    return max(floor, min(cap, hold, math.ceil(floor + throughput * away_s)))
+
+
+def pool_report(load: PoolLoad, start: dict[str, float] | None, active_s: float) -> dict[str, float]:
+    """Busy fraction and idle time of one pool over a window (a unit, or the whole build)."""
+    now, start = load.totals(), start or {}
+    busy = now["busy_s"] - start.get("busy_s", 0.0)
+    return {
+        "actors": load.actors,
+        "requests": int(now["requests"] - start.get("requests", 0)),
+        "busy": round(busy / (load.actors * active_s), 3) if active_s > 0 else 0.0,
+        "busy_s": round(busy, 3),
+        "idle_s": round(now["idle_s"] - start.get("idle_s", 0.0), 3),
+        "dry_s": round(now["dry_s"] - start.get("dry_s", 0.0), 3),
+        "service_s": round(load.service_s, 4) if load.service_s else None,
+        "response_s": round(load.response_s, 4) if load.response_s else None,
+    }
+
+
+def split_cost(cost: dict[str, float], shares: dict[object, int]) -> dict[object, dict[str, float]]:
+    """One batch's cost split over the units whose requests it carried, by request count;
+    whole numbers (calls, tokens) stay whole and still add up to the batch's figure."""
+    total = sum(shares.values())
+    out: dict[object, dict[str, float]] = {k: {} for k in shares}
+    for key, value in cost.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            exact = {k: value * n / total for k, n in shares.items()}
+            parts = {k: math.floor(v) for k, v in exact.items()}
+            rest = value - sum(parts.values())
+            for k in sorted(shares, key=lambda k: parts[k] - exact[k])[:rest]:
+                parts[k] += 1  # largest remainders first
+            for k in shares:
+                out[k][key] = parts[k]
+        else:
+            for k, n in shares.items():
+                out[k][key] = value * n / total
+    return out
+
+
+DRY_SHARE = 0.05  # an editor pool idle this much longer than the others is reported
+ALL_DRY_SHARE = (
+    0.10  # every editor pool idle this share of the build is reported (a few % is the final drain)
+)
+
+
+def load_lines(report: dict) -> list[str]:
+    """The build summary's line on editor load, one warning per editor pool that ran dry
+    while other editor pools worked (its share of pairs is too small for its actors), and
+    one when all editors waited (too little expert/scorer capacity, or too few in flight)."""
+    pools = {k.split("/", 1)[1]: v for k, v in report.get("pools", {}).items() if k.startswith("editor/")}
+    if not pools:
+        return []
+    active = report.get("active_s") or 0.0
+    busy = ", ".join(f"{name} {v['busy']:.0%}" for name, v in pools.items())
+    target, peak = report.get("in_flight_target"), report.get("peak_in_flight")
+    lines = [f"editors busy: {busy} (in flight: {report.get('max_in_flight')} -> {target}, peak {peak})"]
+    if not active:
+        return lines
+    least = min(v["dry_s"] for v in pools.values())
+    for name, v in pools.items():
+        if v["dry_s"] - least > DRY_SHARE * active:
+            lines.append(
+                f"editor pool {name!r} ran dry for {v['dry_s']:.1f}s of {active:.1f}s while other editors worked: "
+                f"give it a larger share of pairs (ratio) or fewer actors"
+            )
+    if least > ALL_DRY_SHARE * active:
+        lines.append(
+            f"every editor pool sat idle for {least:.1f}s of {active:.1f}s with rollouts in flight: they waited "
+            f"on the expert or scorer (give those more actors or concurrency) or on too few rollouts "
+            f"(max_in_flight, concurrent_partitions: auto)"
+        )
+    return lines
