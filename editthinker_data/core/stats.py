@@ -54,9 +54,17 @@ class StageStats:
 Usage = dict[str, dict[str, Any]]  # "role/name" -> {"batches": n, "counters": {name: value}}
 
 
+# A batch shared by several units is split between them; this key carries each unit's whole
+# share of the batch itself (1 for one of them, 0 for the rest), so batches still add up.
+BATCH_SHARE = "_batch"
+
+
 def add_usage(usage: Usage, backend: str, cost: dict[str, float], batches: int = 1) -> None:
     """Add one batch's (or one run's) counter deltas to a backend's running sums."""
     entry = usage.setdefault(backend, {"batches": 0, "counters": {}})
+    if BATCH_SHARE in cost:
+        cost = dict(cost)
+        batches = int(cost.pop(BATCH_SHARE))
     entry["batches"] += batches
     for k, v in cost.items():
         entry["counters"][k] = round(entry["counters"].get(k, 0) + v, 6)

@@ -32,6 +32,7 @@ import ray
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Trajectory
+from editthinker_data.core.stats import BATCH_SHARE
 from editthinker_data.distributed.load import (
     PoolLoad,
     auto_in_flight,
@@ -323,8 +324,8 @@ class Dispatcher:
                 ref = actor.run_counted.remote([c.request for _, c, _ in batch])
                 self._futures[ref] = (key, ai, actor, batch)
                 load.sent(ai, len(batch))
-                for job in {self._gens[rid][0] for rid, _, _ in batch}:
-                    job.counters["batches"] += 1
+                # Counted once, for the unit of its first request: a batch may carry several units'.
+                self._gens[batch[0][0]][0].counters["batches"] += 1
                 for rid, _, _ in batch:
                     self._gens[rid][0].counters["requests"] += 1
 
@@ -351,7 +352,7 @@ class Dispatcher:
             shares[self._gens[rid][0]] += 1
         backend = f"{key[0]}/{key[1]}"
         self.workers.pools[key].tally(actor, cost)
-        for job, part in split_cost(cost, shares).items():
+        for job, part in split_cost({**cost, BATCH_SHARE: 1}, shares).items():
             job.events.put(("usage", backend, part))
         progress().add(**{f"{key[0]}_calls": len(batch)})
         for (rid, _, _), result in zip(sent, results, strict=True):
@@ -371,7 +372,7 @@ class Dispatcher:
         shares: dict[_Job, int] = defaultdict(int)
         for rid, _, _ in batch:
             shares[self._gens[rid][0]] += 1
-        lost = {"lost_batches": 1, "lost_requests": len(batch)}
+        lost = {"lost_batches": 1, "lost_requests": len(batch), BATCH_SHARE: 1}
         for job, part in split_cost(lost, shares).items():
             job.events.put(("usage", f"{key[0]}/{key[1]}", part))
         replaced = pool.replace(ai, actor, type(err).__name__)  # False: an earlier batch replaced it
