@@ -36,6 +36,20 @@ from editthinker_data.cli.term import console, err_console, fail, storage_proble
 from editthinker_data.config import ConfigError, load_config
 from editthinker_data.core.layout import POOL_UNIT, marker_name
 
+
+def checked_config(path: Path, sources_only: bool = False):
+    """The config, validated and preflighted (the sources alone for `pool`); any problem is
+    one paragraph and exit 2, before anything heavy starts."""
+    from editthinker_data.pipeline.preflight import check_sources, preflight
+
+    try:
+        cfg = load_config(path)
+        (check_sources if sources_only else preflight)(cfg)
+    except ConfigError as err:
+        fail(str(err))
+    return cfg
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -59,13 +73,7 @@ def pool(
 ) -> None:
     """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
     a later `build` of the same config and output starts from this pool."""
-    try:
-        cfg = load_config(config)
-        from editthinker_data.pipeline.preflight import check_sources
-
-        check_sources(cfg)
-    except ConfigError as err:
-        fail(str(err))
+    cfg = checked_config(config, sources_only=True)
     from editthinker_data.stages import run_pool
 
     out_dir, storage = open_output(cfg, output, overwrite)
@@ -110,13 +118,7 @@ def build(
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     command_started = time.monotonic()
-    try:
-        cfg = load_config(config)
-        from editthinker_data.pipeline.preflight import preflight
-
-        preflight(cfg)
-    except ConfigError as err:
-        fail(str(err))
+    cfg = checked_config(config)
     out_dir, storage = open_output(cfg, output, overwrite)
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
@@ -336,13 +338,7 @@ def verify_cmd(
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="build config (YAML)")]) -> None:
     """Check a config (schema, backend kinds and params, paths) without running anything."""
-    try:
-        cfg = load_config(config)
-        from editthinker_data.pipeline.preflight import preflight
-
-        preflight(cfg)
-    except ConfigError as err:
-        fail(str(err))
+    cfg = checked_config(config)
     console.print(f"{config}: valid (fingerprint {cfg.fingerprint()})")
 
 
