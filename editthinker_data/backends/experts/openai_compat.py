@@ -28,8 +28,10 @@ from editthinker_data.backends import (
     ScoreRequest,
     UnusableAnswer,
 )
-from editthinker_data.backends.experts.parsing import ParseError, parse_expert, parse_thinker
+from editthinker_data.backends.experts.parsing import ParseError
 from editthinker_data.backends.experts.prompting import (
+    ExpertRole,
+    ThinkerRole,
     expert_job,
     load_template,
     new_counters,
@@ -258,13 +260,7 @@ class _ChatRole:
         raise NotImplementedError
 
 
-class OpenAIExpert(_ChatRole):
-    role = "expert"
-    default_template = "expert_v1"
-
-    def parse(self, answer: str):
-        return parse_expert(answer)
-
+class OpenAIExpert(ExpertRole, _ChatRole):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
         return asyncio.run(self._run([expert_job(self.template, r) for r in requests]))
 
@@ -279,15 +275,6 @@ class OpenAIScorer(ProtocolScorer, _ChatRole):
         return [combine_answers(self.protocol, cs, [next(answers) for _ in cs]) for cs in calls]
 
 
-class OpenAIThinker(_ChatRole):
-    """A trained thinker (or any MLLM prompted like one): asked with the same user turn the
-    SFT export trains on, it answers <think>..</think><score>{..}</score><answer>..</answer>."""
-
-    role = "thinker"
-    default_template = "thinker_user_v1"
-
-    def parse(self, answer: str):
-        return parse_thinker(answer)
-
+class OpenAIThinker(ThinkerRole, _ChatRole):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
         return asyncio.run(self._run([thinker_job(self.template_name, r) for r in requests]))

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest, UnusableAnswer
-from editthinker_data.backends.experts.parsing import ParseError, parse_expert, parse_thinker
+from editthinker_data.backends.experts.parsing import ParseError
 from editthinker_data.backends.experts.prompting import (
+    ExpertRole,
+    ThinkerRole,
     expert_job,
     load_template,
     new_counters,
@@ -161,13 +163,7 @@ class _LocalVLM:
         raise NotImplementedError
 
 
-class TransformersExpert(_LocalVLM):
-    role = "expert"
-    default_template = "expert_v1"
-
-    def parse(self, answer: str):
-        return parse_expert(answer)
-
+class TransformersExpert(ExpertRole, _LocalVLM):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
         return [self._ask(*expert_job(self.template, r)) for r in requests]
 
@@ -189,12 +185,6 @@ class TransformersScorer(ProtocolScorer, _LocalVLM):
         return out
 
 
-class TransformersThinker(_LocalVLM):
-    role = "thinker"
-    default_template = "thinker_user_v1"
-
-    def parse(self, answer: str):
-        return parse_thinker(answer)
-
+class TransformersThinker(ThinkerRole, _LocalVLM):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
         return [self._ask(*thinker_job(self.template_name, r)) for r in requests]
