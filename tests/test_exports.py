@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 
 from editthinker_data.io.storage import open_storage
-from editthinker_data.release.common import iter_steps, user_turn
+from editthinker_data.prompts import user_turn
+from editthinker_data.release.common import iter_steps
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

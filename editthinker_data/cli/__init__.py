@@ -56,6 +56,12 @@ app = typer.Typer(
     help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
 )
 OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", help="output directory or s3:// URL (overrides output.dir)")
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
+]
 EndpointOption = Annotated[
     str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
 ]
@@ -64,12 +70,8 @@ EndpointOption = Annotated[
 @app.command()
 def pool(
     config: Annotated[Path, typer.Argument(help="build config (YAML) with source.inputs or source.manifest")],
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
-    ] = False,
+    output: OutputOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
     a later `build` of the same config and output starts from this pool."""
@@ -96,9 +98,7 @@ def pool(
 @app.command()
 def build(
     config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="output directory (overrides output.dir)")
-    ] = None,
+    output: OutputOption = None,
     state_dir: Annotated[
         str | None,
         typer.Option(
@@ -106,9 +106,7 @@ def build(
             "~/.local/state/editthinker-data/<hash>)"
         ),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
-    ] = False,
+    overwrite: OverwriteOption = False,
     resume: Annotated[
         bool,
         typer.Option(

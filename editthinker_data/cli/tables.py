@@ -7,8 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from editthinker_data.cli.term import console, fail
-
-STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
+from editthinker_data.core.stats import STAGES
 
 
 def progress_table(snap: dict[str, float]) -> Table:

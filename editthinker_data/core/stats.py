@@ -54,6 +54,9 @@ class StageStats:
 Usage = dict[str, dict[str, Any]]  # "role/name" -> {"batches": n, "counters": {name: value}}
 
 
+# The stages stats.json counts, in pipeline order (input = kept + filtered + failed for each).
+STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
+
 # A batch shared by several units is split between them; this key carries each unit's whole
 # share of the batch itself (1 for one of them, 0 for the rest), so batches still add up.
 BATCH_SHARE = "_batch"

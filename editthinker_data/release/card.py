@@ -7,9 +7,8 @@ from typing import Any
 
 import yaml
 
-from editthinker_data.release.common import TEMPLATE_VERSION
-
-STAGES = ("pool", "generate", "trajectory_filter", "balance", "steps")
+from editthinker_data.core.stats import STAGES
+from editthinker_data.prompts import THINKER_TEMPLATE
 
 
 def size_category(n: int) -> str:
@@ -148,7 +147,7 @@ the RL split; the rest form SFT. Every trajectory's samples are in one split, wh
   single-turn trajectories {"kept" if sel.keep_single_turn else "dropped"}; stop samples {"included" if sel.include_stop_steps else "left out"};
   trajectories with a failed turn {"dropped (turn_failed)" if sel.failed_turns == "drop" else "judged on the turns stored before the failure"}
 - Balancing: {_balance_rule(sel)}
-- Thinker prompt template: `{TEMPLATE_VERSION}`
+- Thinker prompt template: `{THINKER_TEMPLATE}`
 
 | stage | input | kept | filtered | failed |
 |---|---|---|---|---|

@@ -1,5 +1,5 @@
-"""Shared by the exports: reading step shards back, content-addressed image files, and the
-versioned thinker prompt template."""
+"""Shared by the exports: reading step shards back and content-addressed image files (the
+thinker prompt template is in editthinker_data.prompts)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,6 @@ from typing import Any
 import webdataset as wds
 
 from editthinker_data.io.storage import Storage
-from editthinker_data.prompts import THINKER_TEMPLATE, load_template, user_turn  # noqa: F401
-
-TEMPLATE_VERSION = THINKER_TEMPLATE
-
-
-def user_template(version: str = TEMPLATE_VERSION) -> str:
-    return load_template(version)
 
 
 def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:

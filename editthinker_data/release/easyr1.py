@@ -16,13 +16,12 @@ from typing import Any
 
 from editthinker_data.io.manifest import file_entry
 from editthinker_data.io.storage import Storage
+from editthinker_data.prompts import THINKER_TEMPLATE, load_template
 from editthinker_data.release.common import (
-    TEMPLATE_VERSION,
     ImageStore,
     images_entry,
     iter_steps,
     publish_export,
-    user_template,
 )
 
 DATA_FILE = "rl_train.jsonl"
@@ -31,10 +30,10 @@ IMAGE_COLUMNS = ["origin_image_path", "edited_image_path"]
 ANSWER_KEY = "evaluation"
 
 
-def format_prompt(version: str = TEMPLATE_VERSION) -> str:
+def format_prompt(version: str = THINKER_TEMPLATE) -> str:
     """Our thinker prompt with the fork's placeholders: the RL prompt is the SFT user turn."""
     return (
-        user_template(version)
+        load_template(version)
         .strip()
         .format(source_instruction="{original_instruction}", previous_instruction="{rewritten_prompt}")
         + "\n"
@@ -99,7 +98,7 @@ def export_easyr1(storage: Storage, out: str = "exports/easyr1", splits=("rl",))
         "format": "easyr1",
         "rows": len(lines),
         "images": len(images.written),
-        "prompt_template": TEMPLATE_VERSION,
+        "prompt_template": THINKER_TEMPLATE,
         "files": {
             DATA_FILE: {**file_entry(data), "rows": len(lines)},
             FORMAT_PROMPT_FILE: file_entry(prompt),

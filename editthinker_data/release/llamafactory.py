@@ -12,13 +12,12 @@ from typing import Any
 from editthinker_data.core.schema import thinker_output
 from editthinker_data.io.manifest import file_entry
 from editthinker_data.io.storage import Storage
+from editthinker_data.prompts import THINKER_TEMPLATE, user_turn
 from editthinker_data.release.common import (
-    TEMPLATE_VERSION,
     ImageStore,
     images_entry,
     iter_steps,
     publish_export,
-    user_turn,
 )
 
 DATASET_NAME = "editthinker_sft"
@@ -95,7 +94,7 @@ def export_llamafactory(
         "format": "llamafactory",
         "rows": len(rows),
         "images": len(images.written),
-        "prompt_template": TEMPLATE_VERSION,
+        "prompt_template": THINKER_TEMPLATE,
         "files": {
             DATA_FILE: {**file_entry(data), "rows": len(rows)},
             "dataset_info.json": file_entry(registry),
