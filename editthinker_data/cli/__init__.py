@@ -20,6 +20,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from editthinker_data.cli.app import (
+    EndpointOption,
+    OutputArg,
+    OutputOption,
+    OverwriteOption,
+    app,
+    checked_config,
+)
 from editthinker_data.cli.outputs import open_build, open_output
 from editthinker_data.cli.tables import (
     balance_table,
@@ -33,38 +41,8 @@ from editthinker_data.cli.tables import (
     summary_table,
 )
 from editthinker_data.cli.term import console, err_console, fail, storage_problem
-from editthinker_data.config import ConfigError, load_config
+from editthinker_data.config import ConfigError
 from editthinker_data.core.layout import POOL_UNIT, marker_name
-
-
-def checked_config(path: Path, sources_only: bool = False):
-    """The config, validated and preflighted (the sources alone for `pool`); any problem is
-    one paragraph and exit 2, before anything heavy starts."""
-    from editthinker_data.pipeline.preflight import check_sources, preflight
-
-    try:
-        cfg = load_config(path)
-        (check_sources if sources_only else preflight)(cfg)
-    except ConfigError as err:
-        fail(str(err))
-    return cfg
-
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Build think-while-edit training data (EditThinker): pool, edit, critique, score, filter, shard.",
-)
-OutputArg = Annotated[str, typer.Argument(help="a finished build (local path or s3://bucket/prefix)")]
-OutputOption = Annotated[
-    str | None, typer.Option("--output", "-o", help="output directory or s3:// URL (overrides output.dir)")
-]
-OverwriteOption = Annotated[
-    bool, typer.Option("--overwrite", help="delete a previous build of another config in OUTPUT first")
-]
-EndpointOption = Annotated[
-    str | None, typer.Option(envvar="AWS_ENDPOINT_URL_S3", help="S3-compatible endpoint")
-]
 
 
 @app.command()
