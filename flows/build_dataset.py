@@ -18,9 +18,8 @@ from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
 from editthinker_data.distributed.drive import run_units
 from editthinker_data.distributed.load import load_lines
-from editthinker_data.distributed.pools import Workers
-from editthinker_data.distributed.runtime import ensure_ray, shutdown
-from editthinker_data.distributed.scheduler import Dispatcher
+from editthinker_data.distributed.runtime import ensure_ray, ray_get, shutdown
+from editthinker_data.distributed.service import start_service, stop_service
 from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.stages import backend_context, check_output, output_storage
 from tasks.finalize import finalize_task
@@ -51,12 +50,12 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
 
     progress().set_stage("starting actors")
     started_ray = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, Path(state_dir))
-    workers = Workers(cfg, backend_context(cfg, output, state_dir))
-    dispatcher: Dispatcher | None = None
+    service = None
     try:
-        actors = workers.start()
-        dispatcher = Dispatcher(workers, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries)
-        log.info("started %d backend actors", len(actors))
+        # The dispatcher actor owns the backend pools; generate units run on cluster workers
+        # and hand it their rollouts, so this process never holds an image.
+        service, actors = start_service(cfg, backend_context(cfg, output, state_dir))
+        log.info("started %d backend actors", actors)
         progress().set_stage("generating")
         generate: list[dict[str, Any]] = []
         failed: dict[int, str] = {}
@@ -79,23 +78,23 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
 
         # One budget for the whole build: the next unit starts as soon as there is room,
         # while the units before it drain their tails.
+        setting = cfg.run.concurrent_partitions
         run_units(
-            dispatcher,
             partitions,
-            lambda p: task.submit(cfg, output, p, dispatcher),
+            lambda p: task.submit(cfg, output, p, service),
             lambda future: future.wrapped_future,
             collect,
-            setting=cfg.run.concurrent_partitions,
-            most=MAX_UNITS,
+            wants=lambda running: ray_get(service.wants_unit.remote(running, setting, MAX_UNITS)),
+            tick=lambda: progress().mirror("dispatcher", ray_get(service.progress.remote())),
         )
-        actor_info = workers.info()
-        scheduler = dispatcher.report()
+        progress().mirror("dispatcher", ray_get(service.progress.remote()))
+        actor_info = ray_get(service.info.remote())
+        scheduler = ray_get(service.report.remote())
         for line in load_lines(scheduler):
             log.info(line)
     finally:
-        if dispatcher is not None:
-            dispatcher.close()
-        workers.stop()
+        if service is not None:
+            stop_service(service)
         if started_ray:
             shutdown()
     if failed or incomplete:  # a Failed state, not a raise: the caller sees the error, not a traceback

@@ -13,6 +13,7 @@ class Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._elsewhere: dict[str, dict[str, int]] = {}  # counters kept by another process
         self.started = time.monotonic()
         self.total_pairs = 0
         self.stage = "starting"
@@ -22,6 +23,15 @@ class Progress:
     def add(self, **counts: int) -> None:
         with self._lock:
             self._counts.update(counts)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def mirror(self, source: str, counts: dict[str, int]) -> None:
+        """Show `counts`, the latest totals of another process (the dispatcher actor)."""
+        with self._lock:
+            self._elsewhere[source] = dict(counts)
 
     def set_total(self, pairs: int) -> None:
         with self._lock:
@@ -39,7 +49,10 @@ class Progress:
     def snapshot(self) -> dict[str, float | str]:
         now = time.monotonic()
         with self._lock:
-            snap: dict[str, float | str] = dict(self._counts)
+            total = Counter(self._counts)
+            for counts in self._elsewhere.values():
+                total.update(counts)
+            snap: dict[str, float | str] = dict(total)
             snap["total_pairs"] = self.total_pairs
             snap["stage"] = self.stage
             end = self.generate_ended or now

@@ -83,11 +83,13 @@ class Scores:
 
 @dataclass
 class SourcePair:
-    """One (I_src, T_s) pair after pooling."""
+    """One (I_src, T_s) pair after pooling. `image` is None until the pair's rollout starts
+    (a generate unit reads source images in a bounded window), and an object reference where
+    images travel between cluster workers."""
 
     id: str
     instruction: str
-    image: Image.Image
+    image: Image.Image | None
     task_type: str
     image_sha256: str
     origin: str = ""  # where it came from (manifest path + line), for error messages

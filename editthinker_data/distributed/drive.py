@@ -16,21 +16,21 @@ from editthinker_data.pipeline.loop import Rollout
 
 
 def run_units(
-    dispatcher: Dispatcher,
     partitions: Sequence[int],
     start: Callable[[int], Any],
     done: Callable[[Any], concurrent.futures.Future],
     finish: Callable[[int, Any], None],
     *,
-    setting: int | str,
-    most: int,
+    wants: Callable[[int], bool],
+    tick: Callable[[], None] | None = None,
 ) -> None:
     """Start a unit per partition (`start(p)` returns a handle, `done(handle)` its future)
-    whenever `dispatcher.wants_unit` says so, and `finish(p, handle)` each as it ends, in
-    any order: a slow unit never holds up the next one's start."""
+    whenever `wants(running)` says so (the dispatcher's `wants_unit`), and `finish(p, handle)`
+    each as it ends, in any order: a slow unit never holds up the next one's start. `tick`
+    runs between waits (the live progress)."""
     todo, running = deque(partitions), {}
     while todo or running:
-        if todo and dispatcher.wants_unit(len(running), setting, most):
+        if todo and wants(len(running)):
             p = todo.popleft()
             running[p] = start(p)
             continue
@@ -39,6 +39,8 @@ def run_units(
         for future in finished:
             p = futures[future]
             finish(p, running.pop(p))
+        if tick is not None:
+            tick()
 
 
 def run_rollouts(

@@ -11,28 +11,45 @@ from typing import Any
 import ray
 
 from editthinker_data.execution.base import Executor, run_unit_at
+from editthinker_data.stages.base import Stage
 
 # Where the output and the sources live is not a secret; credentials stay with each node.
 _FORWARDED_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "EDITTHINKER_CACHE_DIR")
 
 
+def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> Any:
+    """One unit as a Ray task; returns its reference."""
+    env = {k: os.environ[k] for k in _FORWARDED_ENV if os.environ.get(k)}
+    task = ray.remote(run_unit_at).options(
+        num_cpus=stage.resources.num_cpus,
+        num_gpus=stage.resources.num_gpus,
+        max_retries=0,  # a unit is retried by the flow (and resumes from its journal)
+        runtime_env={"env_vars": env} if env else None,
+        name=f"{stage.name}-{unit}",
+    )
+    return task.remote(stage, output, unit, inputs)
+
+
+def unit_result(ref: Any) -> dict[str, Any]:
+    """The unit's report, or the unit's own exception as raised (a lost worker or node: the
+    Ray error)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        raise err.as_instanceof_cause() from None
+
+
+def run_remote_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    return unit_result(submit_unit(stage, output, unit, inputs))
+
+
 class RayExecutor(Executor):
     def _map(self, stage, output, units, inputs) -> list[dict[str, Any] | BaseException]:
-        env = {k: os.environ[k] for k in _FORWARDED_ENV if os.environ.get(k)}
-        task = ray.remote(run_unit_at).options(
-            num_cpus=stage.resources.num_cpus,
-            num_gpus=stage.resources.num_gpus,
-            max_retries=0,  # a unit is retried by the flow (and resumes from its journal)
-            runtime_env={"env_vars": env} if env else None,
-            name=f"{stage.name}-unit",
-        )
-        refs = [task.remote(stage, output, unit, inputs(unit)) for unit in units]
+        refs = [submit_unit(stage, output, unit, inputs(unit)) for unit in units]
         out: list[dict[str, Any] | BaseException] = []
         for ref in refs:
             try:
-                out.append(ray.get(ref))
-            except ray.exceptions.RayTaskError as err:  # the unit's own exception, as raised
-                out.append(err.as_instanceof_cause())
-            except ray.exceptions.RayError as err:  # the worker or its node died
+                out.append(unit_result(ref))
+            except Exception as err:  # the unit's own error, or its worker or node died
                 out.append(err)
         return out

@@ -16,6 +16,7 @@ import ray
 
 from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
 from editthinker_data.config import BackendSpec, BuildConfig
+from editthinker_data.distributed.refs import InputLost, resolve
 
 # What a call meets when its actor is gone: the process crashed or was killed, the actor is
 # unreachable (its node is going), or its node died after the actor answered and took the
@@ -56,14 +57,27 @@ class BackendActor:
     def run_counted(self, requests: list[Any]) -> tuple[list[Any], dict[str, float], float]:
         """Results with what this batch cost (the backend's counters before and after) and how
         long it ran here: the caller keeps usage per unit, so it survives reruns and replaced
-        actors, and measures busy time without the queueing in front of the actor."""
+        actors, and measures busy time without the queueing in front of the actor. Image
+        fields that are object references are fetched here; a request whose image was lost
+        gets an `InputLost` in place of its result."""
+        requests, lost = resolve(requests)
+        live = [r for i, r in enumerate(requests) if i not in lost]
         before = self._counters()
         started = time.perf_counter()
-        results = self.run_batch(requests)
+        answers = iter(self.run_batch(live) if live else [])
         seconds = time.perf_counter() - started
         after = self._counters()
         cost = {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+        results = [lost[i] if i in lost else next(answers) for i in range(len(requests))]
         return results, cost, seconds
+
+    def run_split(self, requests: list[Any]) -> tuple[Any, ...]:
+        """`run_counted` with every result its own object (call with num_returns=n+1): the
+        scheduler gets the last, small one (cost, seconds, and the results that are errors
+        or lost inputs, by position) and passes the edits on as references it never reads."""
+        results, cost, seconds = self.run_counted(requests)
+        notes = {i: r for i, r in enumerate(results) if isinstance(r, BackendError | InputLost)}
+        return (*results, (notes, cost, seconds))
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
         self.calls += 1

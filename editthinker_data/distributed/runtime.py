@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -75,3 +76,8 @@ def ensure_ray(address: str | None, num_cpus: int | None, state_dir: Path) -> bo
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
+
+
+def ray_get(ref: Any, timeout_s: float | None = None) -> Any:
+    """`ray.get` for the flow, which does not import Ray itself."""
+    return ray.get(ref, timeout=timeout_s)

@@ -32,15 +32,15 @@ import ray
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Trajectory
-from editthinker_data.core.stats import BATCH_SHARE
+from editthinker_data.distributed.batches import BatchTraffic
 from editthinker_data.distributed.load import (
     PoolLoad,
     auto_in_flight,
     ewma,
     pool_report,
-    split_cost,
 )
-from editthinker_data.distributed.pools import DEATHS, Workers
+from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.refs import InputLost, materialize
 from editthinker_data.pipeline.loop import Call, Rollout
 
 Key = tuple[str, str]
@@ -52,27 +52,48 @@ POLL_S = 0.05  # how soon a newly submitted unit is seen while batches are out
 class _Job:
     """One unit's rollouts: admitted in item order, reported back through `events`."""
 
-    items: Sequence[Any]
+    items: Sequence[Any]  # a None item was settled by its unit (an unreadable source)
     make: Callable[[Any], Rollout]
+    prepare: Callable[[Any], Any] | None = None  # item -> SourcePair, or a finished Trajectory
+    fed: int | None = None  # items that have arrived so far (None: all of them)
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     next_item: int = 0
     live: int = 0
+    live_items: set[int] = field(default_factory=set)
     cancelled: bool = False
     start: dict[Key, dict[str, float]] = field(default_factory=dict)
     active_at_start: float = 0.0
     counters: dict[str, int] = field(
-        default_factory=lambda: {"batches": 0, "requests": 0, "retries": 0, "actors_replaced": 0}
+        default_factory=lambda: {
+            "batches": 0,
+            "requests": 0,
+            "retries": 0,
+            "actors_replaced": 0,
+            "restarts": 0,
+        }
     )
 
+    def available(self) -> int:
+        return len(self.items) if self.fed is None else self.fed
 
-class Dispatcher:
+    def held_back(self, window: int) -> bool:
+        """Whether its next item must wait for the oldest unfinished one: what a unit holds
+        for writing in pair order stays within `window` trajectories."""
+        oldest = min(self.live_items) if self.live_items else self.next_item
+        return self.next_item >= oldest + window
+
+
+class Dispatcher(BatchTraffic):
     """The build's one scheduler: `run(items, make, on_done, on_usage)` from any number of
     unit threads at once; `close()` when the build is done."""
 
-    def __init__(self, workers: Workers, *, max_in_flight: int | str = "auto", retries: int):
+    def __init__(
+        self, workers: Workers, *, max_in_flight: int | str = "auto", retries: int, reorder_window: int = 0
+    ):
         self.workers = workers
         self.fixed = None if max_in_flight == "auto" else int(max_in_flight)
         self.retries = retries
+        self.reorder_window = reorder_window  # 0: twice the in-flight target, at least 16
         self.loads = {
             key: PoolLoad(p.role, p.spec.num_actors, p.spec.batch_size) for key, p in workers.pools.items()
         }
@@ -85,6 +106,8 @@ class Dispatcher:
         self._wake = threading.Event()
         self._jobs: list[_Job] = []  # admission order: the earliest unit's items first
         self._gens: dict[int, tuple[_Job, int, Rollout]] = {}
+        self._pairs: dict[int, Any] = {}  # rollout -> its prepared pair (to start it again)
+        self._restarts: dict[int, int] = {}
         self._queues: dict[Key, deque[tuple[int, Call, int]]] = defaultdict(deque)
         self._queued_at: dict[int, float] = {}  # rollout -> when its call joined a queue
         self._left_editor: dict[int, float] = {}  # rollout -> when its last edit came back
@@ -112,7 +135,8 @@ class Dispatcher:
             return running < int(setting)
         if running == 0:
             return True
-        jobs = list(self._jobs)
+        window = self.window()
+        jobs = [j for j in list(self._jobs) if not j.held_back(window)]  # held back: room for another
         waiting = [job for what, job in list(self._inbox) if what == "submit"]
         unadmitted = sum(len(j.items) - j.next_item for j in jobs) + sum(len(j.items) for j in waiting)
         handed_over = self.jobs_submitted - self.jobs_ended
@@ -123,24 +147,51 @@ class Dispatcher:
             and len(self._gens) < self.in_flight_target()
         )
 
+    def window(self) -> int:
+        return self.reorder_window or max(16, 2 * self.in_flight_target())
+
+    def start_job(
+        self,
+        items: Sequence[Any],
+        make: Callable[[Any], Rollout],
+        prepare: Callable[[Any], Any] | None = None,
+        fed: int | None = None,
+    ) -> _Job:
+        """Hand over a unit's items; `make(prepare(item))` runs as each is admitted. With
+        `fed`, only that many items have arrived: `feed` adds the next ones."""
+        job = _Job(items, make, prepare, fed)
+        with self._count_lock:  # unit threads submit at once
+            self._post("submit", job)
+            self.jobs_submitted += 1
+        return job
+
+    def feed(self, job: _Job, items: Sequence[Any]) -> None:
+        start = job.available()
+        for k, item in enumerate(items):
+            job.items[start + k] = item  # type: ignore[index]
+        job.fed = start + len(items)
+        self._wake.set()
+
+    def cancel(self, job: _Job) -> None:
+        self._post("cancel", job)  # its rollouts leave the budget; late results are dropped
+
     def run(
         self,
         items: Sequence[Any],
         make: Callable[[Any], Rollout],
         on_done: Callable[[int, Trajectory], None],
         on_usage: Callable[[str, dict[str, float]], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
     ) -> dict[str, Any]:
         """Run `make(item)` for every item; `on_done(index, trajectory)` as each ends, in this
-        thread. Returns this unit's counters and its window's per-pool load."""
-        job = _Job(items, make)
-        with self._count_lock:  # unit threads submit at once
-            self._post("submit", job)
-            self.jobs_submitted += 1
+        thread (which fetches its turn images). Returns this unit's counters and its window's
+        per-pool load."""
+        job = self.start_job(items, make, prepare)
         try:
             while True:
                 kind, *args = job.events.get()
                 if kind == "done":
-                    on_done(*args)
+                    on_done(args[0], materialize(args[1]))
                 elif kind == "usage":
                     if on_usage is not None:
                         on_usage(*args)
@@ -149,7 +200,7 @@ class Dispatcher:
                 else:
                     return args[0]
         except BaseException:
-            self._post("cancel", job)  # its rollouts leave the budget; late results are dropped
+            self.cancel(job)
             raise
 
     def report(self) -> dict[str, Any]:
@@ -250,29 +301,65 @@ class Dispatcher:
             self.jobs_ended += 1
         for rid in [rid for rid, (j, _, _) in self._gens.items() if j is job]:
             del self._gens[rid]
+            self._forget(rid)
             self._queued_at.pop(rid, None)
             self._left_editor.pop(rid, None)
         for key, q in self._queues.items():
             self._queues[key] = deque(e for e in q if e[0] in self._gens)
 
     def _admit(self) -> None:
-        budget = self.in_flight_target()
+        budget, window = self.in_flight_target(), self.window()
         for job in list(self._jobs):
-            while len(self._gens) < budget and job.next_item < len(job.items) and not job.cancelled:
-                index, rid = job.next_item, self._next_rid
+            while (
+                len(self._gens) < budget
+                and job.next_item < job.available()
+                and not job.held_back(window)
+                and not job.cancelled
+            ):
+                index = job.next_item
                 job.next_item += 1
-                self._next_rid += 1
+                item = job.items[index]
+                if item is None:
+                    continue
                 try:
-                    gen = job.make(job.items[index])
+                    pair = job.prepare(item) if job.prepare else item
+                    if isinstance(pair, Trajectory):  # settled before it started (unreadable source)
+                        job.events.put(("done", index, pair))
+                        continue
+                    gen = job.make(pair)
                 except Exception as err:  # a bad item fails its unit, not the build
                     job.events.put(("error", err))
                     self._drop(job)
                     break
+                rid = self._next_rid
+                self._next_rid += 1
                 job.live += 1
+                job.live_items.add(index)
                 self._gens[rid] = (job, index, gen)
+                self._pairs[rid] = pair
                 self.last_admitted = time.monotonic()
                 self._advance(rid, None, first=True)
         self.peak_in_flight = max(self.peak_in_flight, len(self._gens))
+
+    def _forget(self, rid: int) -> None:
+        self._pairs.pop(rid, None)
+        self._restarts.pop(rid, None)
+        self._queued_at.pop(rid, None)
+        self._left_editor.pop(rid, None)
+
+    def _restart(self, rid: int, lost: InputLost) -> None:
+        """An image this rollout needs was lost with its node: start the rollout again from
+        its source (rollouts are deterministic, so its trajectory is the same)."""
+        job, index, gen = self._gens[rid]
+        done = self._restarts.get(rid, 0)
+        if done >= self.retries:
+            self._advance(rid, TransientBackendError(f"an image was lost {done + 1} times: {lost.detail}"))
+            return
+        self._restarts[rid] = done + 1
+        job.counters["restarts"] += 1
+        gen.close()
+        self._gens[rid] = (job, index, job.make(self._pairs[rid]))
+        self._advance(rid, None, first=True)
 
     def _finish_jobs(self) -> None:
         for job in [j for j in self._jobs if j.live == 0 and j.next_item >= len(j.items)]:
@@ -292,8 +379,9 @@ class Dispatcher:
             call = next(gen) if first else gen.send(value)
         except StopIteration as stop:
             del self._gens[rid]
-            self._left_editor.pop(rid, None)
+            self._forget(rid)
             job.live -= 1
+            job.live_items.discard(index)
             traj: Trajectory = stop.value
             progress().add(pairs_done=1, turns=len(traj.turns), failed=int(traj.stop_reason == "failed"))
             job.events.put(("done", index, traj))
@@ -311,81 +399,3 @@ class Dispatcher:
         self._queued_at[rid] = now
         if call.role == "editor" and rid in self._left_editor:
             self.away_s = ewma(self.away_s, now - self._left_editor.pop(rid))
-
-    def _dispatch(self) -> None:
-        for key, q in self._queues.items():
-            pool, load = self.workers.pools[key], self.loads[key]
-            while q:
-                ai = load.pick(len(q), usable=pool.ready)
-                if ai is None:
-                    break
-                batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]
-                actor = pool.actors[ai]
-                ref = actor.run_counted.remote([c.request for _, c, _ in batch])
-                self._futures[ref] = (key, ai, actor, batch)
-                load.sent(ai, len(batch))
-                # Counted once, for the unit of its first request: a batch may carry several units'.
-                self._gens[batch[0][0]][0].counters["batches"] += 1
-                for rid, _, _ in batch:
-                    self._gens[rid][0].counters["requests"] += 1
-
-    def _collect(self, ref: Any) -> None:
-        key, ai, actor, sent = self._futures.pop(ref)
-        batch = [e for e in sent if e[0] in self._gens]  # a cancelled unit's results are dropped
-        try:
-            results, cost, seconds = ray.get(ref)
-        except DEATHS as err:  # the actor, its process or its node is gone (and results with it)
-            self.loads[key].returned(ai, None)
-            self._actor_died(key, ai, actor, batch, err)
-            return
-        except ray.exceptions.RayError as err:  # lost object, and the like: those units fail
-            self.loads[key].returned(ai, None)
-            for job in {self._gens[rid][0] for rid, _, _ in batch}:
-                job.events.put(("error", err))
-                self._drop(job)
-            return
-        now = time.monotonic()
-        waited = [now - self._queued_at.pop(rid, now) for rid, _, _ in sent]
-        self.loads[key].returned(ai, seconds, sum(waited) / len(waited) if waited else None)
-        shares: dict[_Job, int] = defaultdict(int)
-        for rid, _, _ in batch:
-            shares[self._gens[rid][0]] += 1
-        backend = f"{key[0]}/{key[1]}"
-        self.workers.pools[key].tally(actor, cost)
-        for job, part in split_cost({**cost, BATCH_SHARE: 1}, shares).items():
-            job.events.put(("usage", backend, part))
-        progress().add(**{f"{key[0]}_calls": len(batch)})
-        for (rid, _, _), result in zip(sent, results, strict=True):
-            if key[0] == "editor":
-                self._left_editor[rid] = now
-            if rid in self._gens:  # an earlier result may have failed (and dropped) its unit
-                self._advance(rid, result)
-
-    def _actor_died(self, key: Key, ai: int, actor: Any, batch: list, err: BaseException) -> None:
-        pool = self.workers.pools[key]
-        # What the batch cost died with it: counted as lost (its calls may have reached the endpoint).
-        pool.lost(actor)
-        log.warning(
-            "%s %r: an actor died (%s: %s); its %d requests go back to the pool",
-            *key, type(err).__name__, str(err).splitlines()[0] if str(err) else "", len(batch),
-        )  # fmt: skip
-        shares: dict[_Job, int] = defaultdict(int)
-        for rid, _, _ in batch:
-            shares[self._gens[rid][0]] += 1
-        lost = {"lost_batches": 1, "lost_requests": len(batch), BATCH_SHARE: 1}
-        for job, part in split_cost(lost, shares).items():
-            job.events.put(("usage", f"{key[0]}/{key[1]}", part))
-        replaced = pool.replace(ai, actor, type(err).__name__)  # False: an earlier batch replaced it
-        for job in shares:
-            job.counters["actors_replaced"] += int(replaced)
-        for rid, call, attempts in batch:
-            if attempts < self.retries:
-                self._gens[rid][0].counters["retries"] += 1
-                self._queues[key].append((rid, call, attempts + 1))
-            else:
-                self._advance(
-                    rid,
-                    TransientBackendError(
-                        f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"
-                    ),
-                )

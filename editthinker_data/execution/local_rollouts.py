@@ -47,10 +47,15 @@ def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | 
         make: Callable[[Any], Rollout],
         on_done: Callable[[int, Trajectory], None],
         on_usage: Callable[[str, dict[str, float]], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
     ) -> dict[str, int]:
         for i, item in enumerate(items):
+            pair = prepare(item) if prepare else item
+            if isinstance(pair, Trajectory):  # settled before it started
+                on_done(i, pair)
+                continue
             before, calls_before = counters(), Counter(calls)
-            traj = drive(make(item), call)
+            traj = drive(make(pair), call)
             if on_usage is not None:
                 report(before, calls_before, on_usage)
             on_done(i, traj)

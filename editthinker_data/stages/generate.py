@@ -5,12 +5,13 @@ benchmarks), written as trajectory shards and the trajectory index."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from editthinker_data.backends import prompt_templates
-from editthinker_data.config import BuildConfig
+from editthinker_data.config import BuildConfig, Resources
 from editthinker_data.core.layout import (
     journal_prefix,
     part_name,
@@ -19,7 +20,7 @@ from editthinker_data.core.layout import (
     trajectory_shards,
     usage_prefix,
 )
-from editthinker_data.core.schema import SourcePair, Trajectory, trajectory_turn_records
+from editthinker_data.core.schema import SourcePair, Trajectory, TurnFailure, trajectory_turn_records
 from editthinker_data.core.stats import StageStats, Usage, add_usage, merge_usage
 from editthinker_data.io.journal import Journal
 from editthinker_data.io.shards import ShardInfo, ShardSink
@@ -27,11 +28,13 @@ from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.stages.base import Stage, failure, run_unit
-from editthinker_data.stages.pool import load_partition, load_source_image, provenance
+from editthinker_data.stages.pool import PoolEntry, load_partition, load_source_image, provenance
 
-# runner(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost)):
-# runs every rollout, reporting each one's end and each batch's cost as they happen, and
-# returns its counters. The Ray scheduler and the local loop are the two.
+# runner(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost),
+# prepare=prepare(pair)): runs `make_rollout(prepare(pair))` for every pair (`prepare` reads
+# the source image, or settles the pair with a failed trajectory), reporting each one's end
+# and each batch's cost as they happen, and returns its counters. The local loop, the Ray
+# scheduler in this process and the remote runner (a unit on a cluster worker) are the three.
 RolloutRunner = Callable[..., Any]
 
 
@@ -75,6 +78,9 @@ class GenerateStage(Stage):
     `run.journal_every`; a transient failure leaves the unit unmarked for a rerun."""
 
     name = "generate"
+    # A unit mostly waits on the dispatcher; its own work is reading sources and encoding
+    # turn images. A small share keeps it placeable beside the backend actors.
+    resources = Resources(num_cpus=0.25)
 
     def process(self, storage: Storage, unit: str, runner: RolloutRunner) -> dict[str, Any]:
         return _generate(self.cfg, storage, partition_of(unit), runner)
@@ -93,21 +99,19 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
     unit = part_name(partition)
     stats = StageStats()
     failures: list[dict[str, str]] = []
+    # Pairs without their images: each source image is read and decoded only when its rollout
+    # is admitted (`prepare`, run by the runner), so a unit holds a bounded window of them.
     pairs: list[SourcePair] = []
+    entries: dict[str, PoolEntry] = {}
     origins: dict[str, dict[str, str]] = {}  # pair id -> provenance, for every turn's metadata
     for entry in load_partition(storage, partition):
         origins[entry.id] = provenance(entry)
-        try:
-            image = load_source_image(entry)
-        except (OSError, ValueError) as err:
-            stats.fail("image_unreadable")
-            failures.append(failure("generate", entry.origin, entry.id, "image_unreadable", str(err)))
-            continue
+        entries[entry.id] = entry
         pairs.append(
             SourcePair(
                 entry.id,
                 entry.instruction,
-                image,
+                None,
                 entry.task_type,
                 entry.image_sha256,
                 entry.origin,
@@ -115,6 +119,13 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
                 partition,
             )
         )
+
+    def prepare(pair: SourcePair) -> SourcePair | Trajectory:
+        try:
+            return dataclasses.replace(pair, image=load_source_image(entries[pair.id]))
+        except (OSError, ValueError) as err:  # settled before it starts: counted, journaled
+            reason = TurnFailure(0, "load", "source", pair.origin, False, "image_unreadable")
+            return Trajectory(pair, [], "failed", error=str(err), failure=reason)
 
     names = Names(cfg.expert.name, cfg.scorer.name, cfg.thinker.name if cfg.thinker else None)
     templates = prompt_templates(cfg.backend_specs())
@@ -150,11 +161,18 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
     next_to_write = 0
     stop_reasons: Counter[str] = Counter()
     backend_failures: Counter[str] = Counter()
-    failed_pairs = stats.failed["image_unreadable"]
+    failed_pairs = 0
     transient: list[Trajectory] = []  # no result yet: not journaled, retried by a rerun
 
     def write(traj: Trajectory) -> None:
         nonlocal failed_pairs
+        if traj.failure and traj.failure.stage == "load":  # its source image could not be read
+            stats.fail("image_unreadable")
+            failures.append(
+                failure("generate", traj.pair.origin, traj.pair.id, "image_unreadable", traj.error)
+            )
+            failed_pairs += 1
+            return
         stop_reasons[traj.stop_reason] += 1
         if traj.error:  # final: counted against the backend that caused it
             f = traj.failure
@@ -189,7 +207,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
 
     try:
         drain()
-        counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage) or {}
+        counters = executor([pairs[i] for i in todo], make, on_done, on_usage=on_usage, prepare=prepare) or {}
     except BaseException:
         sink.abort()  # the journal keeps what finished; a rerun writes this unit's shards anew
         # What this attempt spent stays counted: its retry (or a rerun) redoes the unjournaled

@@ -1,0 +1,81 @@
+"""Images travel between actors as object references, never through the process that
+schedules them. A request's image fields may be `ObjectRef`s: the actor that serves the
+request fetches them (`resolve`); an editor returns each edit as its own object, so the
+scheduler forwards references it never reads; the generate unit that writes a trajectory
+fetches its turn images (`materialize`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ray
+
+from editthinker_data.core.schema import Trajectory
+
+# The object (or its owner, or the node that held it) is gone: the request that needed it
+# cannot run here, but its rollout can start again from its source image.
+LOST = (
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+    ray.exceptions.ObjectFetchTimedOutError,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLost:
+    """In place of a result: an image the request refers to was lost with its node."""
+
+    detail: str
+
+
+def _ref_fields(request: Any) -> list[str]:
+    if not dataclasses.is_dataclass(request):
+        return []
+    return [
+        f.name for f in dataclasses.fields(request) if isinstance(getattr(request, f.name), ray.ObjectRef)
+    ]
+
+
+def resolve(requests: list[Any]) -> tuple[list[Any], dict[int, InputLost]]:
+    """The requests with their referenced images fetched, and the positions whose images
+    are lost (those requests must not run)."""
+    wanted = [(i, name) for i, r in enumerate(requests) for name in _ref_fields(r)]
+    if not wanted:
+        return requests, {}
+    refs = [getattr(requests[i], name) for i, name in wanted]
+    try:
+        values: list[Any] = ray.get(refs)
+    except LOST:  # find which: fetch one by one
+        values = []
+        for ref in refs:
+            try:
+                values.append(ray.get(ref))
+            except LOST as err:
+                values.append(
+                    InputLost(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                )
+    lost: dict[int, InputLost] = {}
+    changes: dict[int, dict[str, Any]] = {}
+    for (i, name), value in zip(wanted, values, strict=True):
+        if isinstance(value, InputLost):
+            lost[i] = value
+        changes.setdefault(i, {})[name] = value
+    out = [
+        dataclasses.replace(r, **changes[i]) if i in changes and i not in lost else r
+        for i, r in enumerate(requests)
+    ]
+    return out, lost
+
+
+def materialize(traj: Trajectory) -> Trajectory:
+    """The trajectory with its turn images fetched (raises if one was lost)."""
+    refs = [t.image for t in traj.turns if isinstance(t.image, ray.ObjectRef)]
+    if not refs:
+        return traj
+    images = iter(ray.get(refs))
+    turns = [
+        dataclasses.replace(t, image=next(images)) if isinstance(t.image, ray.ObjectRef) else t
+        for t in traj.turns
+    ]
+    return dataclasses.replace(traj, turns=turns)

@@ -1,0 +1,71 @@
+"""The rollout runner of a generate unit that runs on a cluster worker: it reads its source
+images in a window just ahead of what the dispatcher admits, puts each in the object store
+(so the editor reads it from there), hands the pairs to the build's dispatcher actor
+(`service.DispatchService`) and fetches each finished trajectory's turn images for its
+journal and shards. The driver and the dispatcher see references and small events only."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ray
+
+from editthinker_data.core.schema import Trajectory
+from editthinker_data.distributed.refs import materialize
+from editthinker_data.pipeline.loop import Rollout
+
+POLL_S = 0.5  # a poll returns at once when there is news; this is the longest it waits
+MIN_AHEAD = 8  # source images read ahead of admission, at least
+
+
+class RemoteRunner:
+    def __init__(self, service: Any):
+        self.service = service
+
+    def __call__(
+        self,
+        items: Sequence[Any],
+        make: Callable[[Any], Rollout],
+        on_done: Callable[[int, Trajectory], None],
+        on_usage: Callable[[str, dict[str, float]], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
+    ) -> dict[str, Any]:
+        service = self.service
+        jid = ray.get(service.submit.remote(len(items), make))
+        fed, admitted, budget = 0, 0, MIN_AHEAD
+        try:
+            while True:
+                ahead = min(len(items), admitted + max(MIN_AHEAD, budget))
+                if fed < ahead:
+                    ray.get(
+                        service.feed.remote(
+                            jid, [self._ready(items, k, prepare, on_done) for k in range(fed, ahead)]
+                        )
+                    )
+                    fed = ahead
+                events, admitted, budget = ray.get(service.poll.remote(jid, POLL_S))
+                for kind, *args in events:
+                    if kind == "done":
+                        k, traj = args
+                        # Its source reference goes: the unit keeps the pair as it came.
+                        on_done(k, dataclasses.replace(materialize(traj), pair=items[k]))
+                    elif kind == "usage":
+                        if on_usage is not None:
+                            on_usage(*args)
+                    elif kind == "error":
+                        raise args[0]
+                    else:
+                        return args[0]
+        except BaseException:
+            service.cancel.remote(jid)
+            raise
+
+    @staticmethod
+    def _ready(items: Sequence[Any], k: int, prepare: Callable | None, on_done: Callable) -> Any:
+        pair = prepare(items[k]) if prepare else items[k]
+        if isinstance(pair, Trajectory):  # settled here (an unreadable source): nothing to run
+            on_done(k, pair)
+            return None
+        return dataclasses.replace(pair, image=ray.put(pair.image))

@@ -1,0 +1,125 @@
+"""The build's dispatcher as a Ray actor, so generate units can run on any cluster worker.
+
+The actor owns the backend actor pools and the one in-flight budget for the whole build
+(`scheduler.Dispatcher`); units on other workers hand it their rollouts through
+`remote.RemoteRunner` and get back small events: finished trajectories whose turn images
+are object references, and each batch's cost. It runs on the driver's node (the head, in a
+cluster), so losing a worker node never takes the scheduler with it; it never reads an image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from editthinker_data.backends import BackendContext
+from editthinker_data.config import BuildConfig
+from editthinker_data.core.progress import current as progress
+from editthinker_data.distributed.pools import Workers
+from editthinker_data.distributed.scheduler import Dispatcher, _Job
+from editthinker_data.pipeline.loop import Rollout
+
+CONCURRENCY = 64  # methods at once: each running unit polls while others feed
+
+
+class DispatchService:
+    def __init__(
+        self, cfg: BuildConfig, context: BackendContext | None, max_in_flight: int | str, retries: int
+    ):
+        self.workers = Workers(cfg, context)
+        self.started = self.workers.start()  # a set-up failure raises here, before any unit runs
+        self.dispatcher = Dispatcher(self.workers, max_in_flight=max_in_flight, retries=retries)
+        self.jobs: dict[int, _Job] = {}
+        self.lock = threading.Lock()
+        self.next_job = 0
+
+    def actors(self) -> int:
+        return len(self.started)
+
+    def submit(self, count: int, make: Callable[[Any], Rollout]) -> int:
+        """A unit of `count` rollouts, whose pairs arrive through `feed`."""
+        job = self.dispatcher.start_job([None] * count, make, None, fed=0)
+        with self.lock:
+            jid, self.next_job = self.next_job, self.next_job + 1
+            self.jobs[jid] = job
+        return jid
+
+    def feed(self, jid: int, pairs: list[Any]) -> None:
+        """The unit's next pairs (images as references; None for a pair it settled itself)."""
+        self.dispatcher.feed(self.jobs[jid], pairs)
+
+    def poll(self, jid: int, timeout_s: float) -> tuple[list[tuple], int, int]:
+        """The unit's events so far (waiting up to `timeout_s` for one), how many of its pairs
+        were admitted, and the budget (how far ahead it should read sources)."""
+        job = self.jobs[jid]
+        events = []
+        try:
+            events.append(job.events.get(timeout=timeout_s))
+            while True:
+                events.append(job.events.get_nowait())
+        except queue.Empty:
+            pass
+        if any(e[0] in ("end", "error") for e in events):
+            with self.lock:
+                self.jobs.pop(jid, None)
+        return events, job.next_item, self.dispatcher.in_flight_target()
+
+    def cancel(self, jid: int) -> None:
+        with self.lock:
+            job = self.jobs.pop(jid, None)
+        if job is not None:
+            self.dispatcher.cancel(job)
+
+    def wants_unit(self, running: int, setting: int | str, most: int) -> bool:
+        return self.dispatcher.wants_unit(running, setting, most)
+
+    def progress(self) -> dict[str, int]:
+        return progress().counts()
+
+    def report(self) -> dict[str, Any]:
+        return self.dispatcher.report()
+
+    def info(self) -> list[dict[str, Any]]:
+        return self.workers.info()
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.workers.stop()
+
+
+def start_service(
+    cfg: BuildConfig, context: BackendContext | None, timeout_s: float = 900.0
+) -> tuple[Any, int]:
+    """The dispatcher actor on this process's node, once its backend actors are all set up;
+    returns it and the number of backend actors."""
+    here = ray.get_runtime_context().get_node_id()
+    service = (
+        ray.remote(DispatchService)
+        .options(
+            num_cpus=0,
+            max_concurrency=CONCURRENCY,
+            max_restarts=0,
+            name=f"dispatch-{cfg.fingerprint()[:8]}-{id(cfg):x}",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        )
+        .remote(cfg, context, cfg.run.max_in_flight, cfg.run.backend_retries)
+    )
+    try:
+        actors = ray.get(service.actors.remote(), timeout=timeout_s)
+    except ray.exceptions.RayActorError as err:  # its __init__ raised: a backend did not set up
+        cause = err.cause if getattr(err, "cause", None) is not None else err
+        raise RuntimeError(f"a backend actor failed to start: {cause}") from err
+    return service, actors
+
+
+def stop_service(service: Any) -> None:
+    """Stop the backend actors, then the dispatcher actor (its node may be gone already)."""
+    with contextlib.suppress(ray.exceptions.RayError):
+        ray.get(service.close.remote(), timeout=60)
+    ray.kill(service, no_restart=True)
