@@ -16,6 +16,7 @@ from editthinker_data.config.model import (
     RunConfig,
     SelectionConfig,
 )
+from editthinker_data.config.plan import EditorPrior, PlanConfig, RolePrior
 from editthinker_data.config.sources import PATH_OPTIONS, SourceConfig, SourceInput
 
 __all__ = [
@@ -26,11 +27,14 @@ __all__ = [
     "BalanceConfig",
     "BuildConfig",
     "ConfigError",
+    "EditorPrior",
     "EditorSpec",
     "LoopConfig",
     "OutputConfig",
+    "PlanConfig",
     "Price",
     "Resources",
+    "RolePrior",
     "RunConfig",
     "SelectionConfig",
     "SourceConfig",

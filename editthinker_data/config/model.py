@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from editthinker_data.config.base import _SECRET_NAME, Strict
+from editthinker_data.config.plan import PlanConfig
 from editthinker_data.config.sources import SourceConfig
 
 
@@ -240,6 +241,7 @@ class BuildConfig(Strict):
     selection: SelectionConfig = SelectionConfig()
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
+    plan: PlanConfig = Field(PlanConfig(), description="priors for `editthinker-data plan`")
 
     @field_validator("editors")
     @classmethod
@@ -262,13 +264,14 @@ class BuildConfig(Strict):
         return [("editor", e) for e in self.editors] + judges
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the data: not output location, run tuning, or how
+        """Hash of everything that changes the data: not output location, run tuning, plan priors, or how
         many actors, CPUs/GPUs and requests per minute a backend gets (a resumed build may
         scale its cluster)."""
         data = self.model_dump(
             exclude={
                 "output": {"dir", "license", "exports", "report", "s3_endpoint_url", "s3_region"},
                 "run": True,
+                "plan": True,
                 "editors": {"__all__": set(SCALING_FIELDS)},
                 **{role: set(SCALING_FIELDS) for role in ("expert", "scorer", "thinker")},
             }
