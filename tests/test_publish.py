@@ -198,6 +198,33 @@ def test_publish_from_s3_stages_fresh_bytes_and_uploads_them(s3_endpoint, build_
     assert result["commit_url"].startswith(hub.url)
 
 
+def test_the_default_xet_upload_gets_the_same_files(build_copy, monkeypatch):
+    """With hf_xet (the default install) upload_folder hands its additions to the Xet
+    pipeline, which talks to a separate CAS service: capture what it was given instead."""
+    from types import SimpleNamespace
+
+    from huggingface_hub import _upload_pipeline, constants
+
+    given = {}
+
+    def pipelined_upload(api, *, add_operations, delete_operations, revision, **kwargs):
+        for op in add_operations:
+            given[op.path_in_repo] = Path(op.path_or_fileobj).read_bytes()
+        given["__revision__"], given["__deletes__"] = revision, delete_operations
+        return SimpleNamespace(commit_url=f"{api.endpoint}/commit/x", oid="x" * 40)
+
+    monkeypatch.setattr(_upload_pipeline, "pipelined_upload", pipelined_upload)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    with FakeHub() as hub:
+        publish(
+            open_storage(str(build_copy)), "org/demo", revision="v2", token="hf_test_token", endpoint=hub.url
+        )
+    assert given.pop("__revision__") == "v2" and given.pop("__deletes__") == []
+    assert given == _expected_release(build_copy)
+    assert hub.branches == [("org/demo", "v2")] and hub.commits == []
+
+
 def _card(out: Path) -> tuple[dict, str]:
     _, front, body = (out / "README.md").read_text().split("---\n", 2)
     return yaml.safe_load(front), body
