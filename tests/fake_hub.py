@@ -24,7 +24,8 @@ _REPO = r"(?P<repo>[^/]+/[^/]+)"
 
 
 class FakeHub:
-    def __init__(self):
+    def __init__(self, refuse_token: bool = False):
+        self.refuse_token = refuse_token  # answer 401 to every API call, as the Hub does a bad token
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization header)
         self.repos: dict[str, dict] = {}  # repo -> create payload
@@ -85,6 +86,8 @@ class FakeHub:
                 data = self.body()
                 with hub.lock:
                     hub.requests.append((self.command, path, self.headers.get("Authorization", "")))
+                if hub.refuse_token and path.startswith("/api/"):
+                    return self.send_json({"error": "Invalid credentials in Authorization header"}, 401)
                 for pattern, method in ROUTES:
                     m = re.fullmatch(pattern, path)
                     if m and self.command == method.__name__.split("_")[0].upper():

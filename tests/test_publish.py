@@ -172,6 +172,20 @@ def test_no_token_is_a_clear_error(build_copy, monkeypatch, tmp_path):
     assert bad.exit_code == 2 and "ORG/NAME" in bad.output
 
 
+def test_a_token_the_hub_refuses_is_one_clear_line(build_copy, monkeypatch):
+    from huggingface_hub import constants
+
+    with FakeHub(refuse_token=True) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", "hf_expired")
+        result = CliRunner().invoke(app, ["publish", str(build_copy), "--repo", "org/demo"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    out = " ".join(result.output.split())
+    assert "the Hub answered 401" in out and "export a valid HF_TOKEN" in out
+    assert hub.commits == [] and not [p for _, p, _ in hub.requests if "preupload" in p]
+
+
 def test_publish_from_s3_stages_fresh_bytes_and_uploads_them(s3_endpoint, build_copy, monkeypatch):
     from huggingface_hub import constants
 
