@@ -69,7 +69,11 @@ def limitations_section(cfg, stats: dict[str, Any], has_pool_images: bool) -> st
     items.append(
         f"- Source licences ({listed or 'none recorded'}) apply to every sample made from a source, "
         "beside this card's licence; each sample's `provenance` names its source."
-        + (f" No licence is recorded for {', '.join(unset)}: check it before redistributing." if unset else "")
+        + (
+            f" No licence is recorded for {', '.join(unset)}: check it before redistributing."
+            if unset
+            else ""
+        )
     )
     items.extend(f"- {w}" for w in stats.get("licence_warnings", []))
     if not has_pool_images:

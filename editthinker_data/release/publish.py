@@ -5,14 +5,16 @@ run state, markers, journals, caches and anything a user left in the output stay
 whatever their names, so a new kind of state can never leak by default. A build is published
 only when it is finished, usable and verifies against its manifest.
 
-The upload goes through `HfApi.upload_folder` on a staging folder of symlinks to exactly the
+The upload goes through `HfApi.upload_folder` on a staging folder holding exactly the
 planned files: the Hub sees the plan and nothing else, with no per-file glob matching (which
-is quadratic in huggingface_hub's filter). For an s3:// output the links point into the
-storage's local download cache (`local_copy`), so the same upload path serves both; it needs
-local disk for the release, and a rerun after a failure downloads nothing twice. With
-`hf_xet` installed (the default), `upload_folder` is huggingface_hub's resumable, multi-commit
-upload for large folders (2.x folded `upload_large_folder` into it); rerunning the command
-resumes it. Pure of Prefect and Ray; huggingface_hub is imported only to upload.
+is quadratic in huggingface_hub's filter). A local output is staged as symlinks; an s3://
+output is downloaded fresh into it (it needs local disk for the release), because
+upload_folder reads local files and hf_xet hashes and chunks them from paths (a stream would
+fall back to the slower LFS protocol). The staged copy is what `verify` checks, so the bytes
+that were checked are the bytes that go. With `hf_xet` installed (the default),
+`upload_folder` is huggingface_hub's resumable, multi-commit upload for large folders (2.x
+folded `upload_large_folder` into it): rerunning the command resumes it. Pure of Prefect and
+Ray; huggingface_hub is imported only to upload.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def check_publishable(storage: Storage) -> None:
     check_verified(storage, storage.url)
 
 
-def stage_release(storage: Storage, plan: ReleasePlan, folder: Path, workers: int = 16) -> Path:
+def stage_release(storage: Storage, plan: ReleasePlan, folder: Path, workers: int = 8) -> Path:
     """A folder holding exactly the planned files: symlinks into a local output; fresh
     downloads (in parallel: a release has many small files) from an object store, never the
     storage's read cache, which could hold an earlier build's bytes under the same names."""
@@ -143,12 +145,12 @@ def stage_release(storage: Storage, plan: ReleasePlan, folder: Path, workers: in
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(storage.path(name).resolve())
         return folder
+
+    def fetch(name: str) -> None:
+        storage.download_to(name, folder / name, plan.included[name])
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(
-            pool.map(
-                lambda item: storage.download_to(item[0], folder / item[0], item[1]), plan.included.items()
-            )
-        )
+        list(pool.map(fetch, plan.included))
     return folder
 
 
