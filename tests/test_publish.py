@@ -252,6 +252,7 @@ def test_every_card_config_loads_with_datasets_and_writes_parquet(demo_build, tm
     meta, _ = _card(out)
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert list(configs) == ["sft", "rl", "trajectories"] and configs["sft"].get("default") is True
+    assert [i["config_name"] for i in meta["dataset_info"]] == list(configs)  # typed over all samples
     for name in configs:
         ds = datasets.load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf"))
         assert ds.num_rows == result["manifest"]["totals"][name]
@@ -295,3 +296,39 @@ def test_card_numbers_agree_with_stats(demo_build):
         assert f"{source}: {licence}" in limitations
     citation = body[body.index("## Citation") :]
     assert "@article{" in citation and "arXiv:2512.05965" in citation and "EditThinker" in citation
+
+
+def test_card_features_let_a_field_set_only_after_the_first_samples_load(tmp_path):
+    """`datasets` infers a config's types from its first five samples unless the card
+    declares them: a trajectory turn's `error` (or turn 1's `reasoning`) is null there and
+    set later. With the features the card writes, every sample loads and writes Parquet."""
+    import io
+    import tarfile
+
+    import datasets
+
+    from editthinker_data.release.card_features import shard_features
+
+    (tmp_path / "trajectories").mkdir()
+    with tarfile.open(tmp_path / "trajectories" / "part-00000-000000.tar", "w") as tar:
+        for i in range(8):
+            meta = {"turn": i, "reasoning": None if i < 6 else "why", "error": "boom" if i == 7 else None}
+            for suffix, data in (("json", json.dumps(meta).encode()), ("png", b"\x89PNG not decoded")):
+                info = tarfile.TarInfo(f"t{i}.{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    config = {"config_name": "trajectories", "data_files": [{"split": "train", "path": "trajectories/*.tar"}]}
+
+    def load(meta):
+        (tmp_path / "README.md").write_text("---\n" + yaml.safe_dump(meta) + "---\n")
+        return datasets.load_dataset(
+            str(tmp_path), "trajectories", split="train", cache_dir=str(tmp_path / "hf")
+        )
+
+    with pytest.raises(datasets.exceptions.DatasetGenerationError):
+        load({"configs": [config]})  # inferred from the first five samples: error is null there
+    features = shard_features(open_storage(str(tmp_path)), ["trajectories/part-00000-000000.tar"])
+    ds = load({"configs": [config], "dataset_info": [{"config_name": "trajectories", "features": features}]})
+    assert [r["error"] for r in ds["json"]] == [None] * 7 + ["boom"]
+    assert ds.features["png"] == datasets.Image()
+    ds.remove_columns("png").to_parquet(str(tmp_path / "t.parquet"))

@@ -10,6 +10,7 @@ import yaml
 from editthinker_data.core.layout import POOL_IMAGES, SPLITS, shard_glob
 from editthinker_data.core.stats import STAGES
 from editthinker_data.prompts import THINKER_TEMPLATE
+from editthinker_data.release.card_features import shard_features
 from editthinker_data.release.card_notes import citation_section, limitations_section
 
 
@@ -29,10 +30,13 @@ def front_matter(build) -> dict[str, Any]:
     manifest = build.manifest
     total = sum(manifest["totals"].get(k, 0) for k in ("sft", "rl"))
     configs = []
+    infos = []
     for kind in (*SPLITS, "trajectories"):  # each a config of one train split; sft the default
         if manifest["shards"].get(kind):
             config = {"config_name": kind, "data_files": [{"split": "train", "path": shard_glob(kind)}]}
             configs.append({**config, "default": True} if kind == "sft" else config)
+            urls = [s["url"] for s in manifest["shards"][kind]]
+            infos.append({"config_name": kind, "features": shard_features(build.storage, urls)})
     return {
         "license": build.config.output.license,
         "task_categories": ["image-text-to-text", "image-to-image"],
@@ -40,6 +44,7 @@ def front_matter(build) -> dict[str, Any]:
         "tags": ["image-editing", "editthinker", "think-while-edit", "multimodal-reasoning", "webdataset"],
         "pretty_name": build.config.name,
         "configs": configs,
+        "dataset_info": infos,
     }
 
 
