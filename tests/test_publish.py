@@ -170,6 +170,8 @@ def test_no_token_is_a_clear_error(build_copy, monkeypatch, tmp_path):
     assert result.exit_code == 2 and "HF_TOKEN" in result.output
     bad = CliRunner().invoke(app, ["publish", str(build_copy), "--repo", "demo"])
     assert bad.exit_code == 2 and "ORG/NAME" in bad.output
+    help_text = CliRunner().invoke(app, ["publish", "--help"], terminal_width=120).output
+    assert all(opt in help_text for opt in ("--repo", "--revision", "--private", "--dry-run", "HF_TOKEN"))
 
 
 def test_a_token_the_hub_refuses_is_one_clear_line(build_copy, monkeypatch):
