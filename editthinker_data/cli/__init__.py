@@ -20,7 +20,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from editthinker_data.cli import plan as _plan  # noqa: F401
+from editthinker_data.cli import plan as _plan  # noqa: F401  (registers `plan`)
+from editthinker_data.cli import publish as _publish  # noqa: F401  (registers `publish`)
 from editthinker_data.cli.app import (
     EndpointOption,
     OutputArg,

@@ -27,7 +27,10 @@ TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, FAILURES_FILE, CONFIG_FILE
 KEPT_ON_CLEAR = ("_state/", "cache/")
 MARKERS = "_markers"
 JOURNALS = "_journal"
+STATE_DIR = "_state"  # a local output's default run state folder (core/runenv.py)
+ANSWER_CACHE = "cache"  # the model answer cache when `run.llm_cache` is `output`
 POOL_UNIT = "all"  # the pool stage has one unit
+
 
 _PART = re.compile(r"part-(\d{5})")
 
@@ -72,9 +75,35 @@ def step_shards(split: str, unit: str) -> str:
     return f"steps/{split}/{unit}"
 
 
+def shard_glob(kind: str) -> str:
+    """Every shard of one kind (trajectories, sft, rl), not the trajectory indexes beside them."""
+    return f"{trajectory_shards('*') if kind == 'trajectories' else step_shards(kind, '*')}.tar"
+
+
 def wids_index(kind: str) -> str:
     return f"{kind}.wids.json"
 
 
 def pool_image(sha256: str, ext: str) -> str:
     return f"{POOL_IMAGES}/{sha256}.{ext}"
+
+
+# What a published release holds: the data, its tables and indexes, the trainer exports, the
+# card with its figures and gallery, and the files that describe and check them. Everything
+# else in an output is left out of an upload, run state first.
+RELEASE_DIRS = ("pool", "trajectories", "selection", "steps", "exports", "figures", "gallery")
+RELEASE_FILES = (
+    CARD_FILE,
+    STATS_FILE,
+    MANIFEST_FILE,
+    FAILURES_FILE,
+    CONFIG_FILE,
+    *(wids_index(kind) for kind in SHARD_KINDS),
+)
+# Never published, with the reason a dry run gives.
+RUN_STATE = {
+    f"{STATE_DIR}/": "run state (Prefect database, Ray sessions and logs, local caches)",
+    f"{MARKERS}/": "unit success markers",
+    f"{JOURNALS}/": "unit journals and model usage logs",
+    f"{ANSWER_CACHE}/": "model answer cache",
+}

@@ -14,6 +14,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from editthinker_data.core.layout import STATE_DIR
+
 
 def user_state_root() -> Path:
     """`$EDITTHINKER_STATE_HOME`, else `$XDG_STATE_HOME/editthinker-data`, else
@@ -31,7 +33,7 @@ def default_state_dir(output: str) -> Path:
     `run.state_dir` says otherwise."""
     if "://" in output and not output.startswith("file://"):
         return user_state_root() / hashlib.sha256(output.encode()).hexdigest()[:16]
-    return Path(output.removeprefix("file://")).resolve() / "_state"
+    return Path(output.removeprefix("file://")).resolve() / STATE_DIR
 
 
 def state_dir_for(output: str, explicit: str | Path | None = None) -> Path:

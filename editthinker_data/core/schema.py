@@ -69,16 +69,20 @@ class Scores:
         return math.sqrt(self.semantic * self.quality)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """`details` only when there are sub-scores: an empty dict is a struct with no fields,
+        which Arrow cannot write to Parquet (so `datasets` and the Hub's viewer could not)."""
+        d: dict[str, Any] = {
             "semantic": round(self.semantic, 4),
             "quality": round(self.quality, 4),
             "overall": round(self.overall, 4),
-            "details": {k: round(v, 4) for k, v in sorted(self.details.items())},
         }
+        if self.details:
+            d["details"] = {k: round(v, 4) for k, v in sorted(self.details.items())}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scores:
-        return cls(float(d["semantic"]), float(d["quality"]), dict(d.get("details", {})))
+        return cls(float(d["semantic"]), float(d["quality"]), dict(d.get("details") or {}))
 
 
 @dataclass

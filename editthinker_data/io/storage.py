@@ -57,6 +57,15 @@ class Storage(ABC):
     def list(self, prefix: str) -> list[str]:
         """Names under prefix, sorted; hidden staging files excluded."""
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Bytes of every object under prefix (what `list` returns), without reading them."""
+        return {name: len(self.read_bytes(name)) for name in self.list(prefix)}
+
+    def download_to(self, name: str, dest: Path, size: int | None = None) -> None:
+        """A fresh copy of the object at `dest` (never a cached one); `size` if known."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(self.read_bytes(name))
+
     @abstractmethod
     def local_copy(self, name: str) -> Path:
         """A local file with the object's bytes."""
@@ -125,6 +134,9 @@ class LocalStorage(Storage):
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        return {name: self.path(name).stat().st_size for name in self.list(prefix)}
 
     def local_copy(self, name: str) -> Path:
         path = self.path(name)
@@ -230,15 +242,18 @@ class S3Storage(Storage):
         (self.cache / name).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str) -> dict[str, int]:
         base = self.key(prefix).rstrip("/") + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
         start = len(self.prefix) + 1 if self.prefix else 0
-        names = []
+        found = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
             for obj in page.get("Contents", []):
                 name = obj["Key"][start:]
                 if not name.rsplit("/", 1)[-1].startswith("."):
-                    names.append(name)
-        return sorted(names)
+                    found[name] = obj["Size"]
+        return dict(sorted(found.items()))
 
     def local_copy(self, name: str) -> Path:
         from botocore.exceptions import ClientError
@@ -258,6 +273,18 @@ class S3Storage(Storage):
                 raise
             os.replace(tmp, target)
         return target
+
+    def download_to(self, name: str, dest: Path, size: int | None = None) -> None:
+        """One streamed GET for small objects (a transfer manager's HEAD and threads cost more
+        than the bytes); parallel ranged GETs above the multipart threshold."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if size is not None and size < self.MULTIPART_THRESHOLD:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+            with open(dest, "wb") as fh:
+                for chunk in body.iter_chunks(1 << 20):
+                    fh.write(chunk)
+        else:
+            self.client.download_file(self.bucket, self.key(name), str(dest), Config=self.transfer)
 
     def staging_path(self, name: str) -> Path:
         target = self.cache / ".staging" / name

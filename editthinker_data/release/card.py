@@ -7,8 +7,11 @@ from typing import Any
 
 import yaml
 
+from editthinker_data.core.layout import POOL_IMAGES, SPLITS, shard_glob
 from editthinker_data.core.stats import STAGES
 from editthinker_data.prompts import THINKER_TEMPLATE
+from editthinker_data.release.card_features import shard_features
+from editthinker_data.release.card_notes import citation_section, limitations_section
 
 
 def size_category(n: int) -> str:
@@ -27,11 +30,13 @@ def front_matter(build) -> dict[str, Any]:
     manifest = build.manifest
     total = sum(manifest["totals"].get(k, 0) for k in ("sft", "rl"))
     configs = []
-    for split in ("sft", "rl"):
-        if manifest["shards"].get(split):
-            configs.append(
-                {"config_name": split, "data_files": [{"split": "train", "path": f"steps/{split}/*.tar"}]}
-            )
+    infos = []
+    for kind in (*SPLITS, "trajectories"):  # each a config of one train split; sft the default
+        if manifest["shards"].get(kind):
+            config = {"config_name": kind, "data_files": [{"split": "train", "path": shard_glob(kind)}]}
+            configs.append({**config, "default": True} if kind == "sft" else config)
+            urls = [s["url"] for s in manifest["shards"][kind]]
+            infos.append({"config_name": kind, "features": shard_features(build.storage, urls)})
     return {
         "license": build.config.output.license,
         "task_categories": ["image-text-to-text", "image-to-image"],
@@ -39,6 +44,7 @@ def front_matter(build) -> dict[str, Any]:
         "tags": ["image-editing", "editthinker", "think-while-edit", "multimodal-reasoning", "webdataset"],
         "pretty_name": build.config.name,
         "configs": configs,
+        "dataset_info": infos,
     }
 
 
@@ -168,9 +174,13 @@ WebDataset shards under `steps/sft/` and `steps/rl/`; every sample has `json`, `
 `task_type`, `editor`, and `target`, the thinker's answer:
 `<think>...</think><score>{{"semantic": s, "quality": q}}</score><answer>...</answer>`.
 
+Trajectory shards under `trajectories/` hold one sample per turn (`json` and `png`, the
+edit of that turn), every trajectory the build ran, kept or not (`selection/decisions.parquet`
+says which and why).
+
 ```python
 from datasets import load_dataset
-sft = load_dataset("webdataset", data_files={{"train": "steps/sft/*.tar"}}, split="train")
+sft = load_dataset(REPO_OR_FOLDER, "sft", split="train")  # or "rl", "trajectories"
 ```
 
 Trainer exports:
@@ -188,5 +198,5 @@ Trainer exports:
 ## License
 
 {cfg.output.license}
-{_sources_section(stats)}"""
+{_sources_section(stats)}{limitations_section(cfg, stats, bool(build.storage.list(POOL_IMAGES)))}{citation_section()}"""
     return "---\n" + yaml.safe_dump(front_matter(build), sort_keys=False) + "---\n" + body
