@@ -8,9 +8,9 @@ batch (a GPU's fixed time per batch of batch_size edits) on top of their
 pixel work; the expert and the scorer sleep --ratio times that per batch and serve at most
 --cap requests at once (2 actors x cap/2 per batch), as a remote model with a concurrency
 cap would. The run settings (max_in_flight, concurrent_partitions, partition_size) are the
-config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher for
-the build, units started by `run_units` as the budget has room, each handing its
-partition's rollouts over. `--verbose` prints the scheduler's per-pool report.
+config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher actor
+for the build, units started by `run_units` as the budget has room, each a Ray task that
+hands its partition's rollouts over through the remote runner. `--verbose` prints the scheduler's per-pool report.
 
 Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
 / ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +39,19 @@ from editthinker_data.core import runenv  # noqa: E402
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
+import ray  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from editthinker_data.config import BuildConfig, load_config  # noqa: E402
 from editthinker_data.core.schema import SourcePair  # noqa: E402
 from editthinker_data.distributed.drive import run_units  # noqa: E402
 from editthinker_data.distributed.load import load_lines  # noqa: E402
-from editthinker_data.distributed.pools import Workers  # noqa: E402
+from editthinker_data.distributed.remote import RemoteRunner  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.distributed.scheduler import Dispatcher  # noqa: E402
+from editthinker_data.distributed.service import start_service, stop_service  # noqa: E402
 from editthinker_data.execution.local_rollouts import local_backends, local_executor  # noqa: E402
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
+from editthinker_data.stages.generate import GenerateStage  # noqa: E402
 
 MAX_UNITS = 16  # as flows/build_dataset.py
 
@@ -97,49 +98,51 @@ def demo_pairs(cfg: BuildConfig, n: int, size: int = 48) -> list[SourcePair]:
     ]
 
 
-def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
+def run_unit(service, part: list[SourcePair], cfg: BuildConfig) -> list[int]:
+    """One generate unit as a build runs it: on a Ray worker, handing its rollouts to the
+    dispatcher actor through the remote runner."""
     names = Names(cfg.expert.name, cfg.scorer.name)
+    turns: list[int] = []
+    make = lambda p: rollout(p, names, max_turns=cfg.loop.max_turns, seed=cfg.seed)  # noqa: E731
+    RemoteRunner(service)(part, make, lambda i, t: turns.append(len(t.turns)))
+    return turns
+
+
+def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
     size = cfg.run.partition_size
     partitions = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-    workers = Workers(cfg)
-    workers.start()
-    turns = []
+    service, _ = start_service(cfg, None)
+    unit = ray.remote(run_unit).options(num_cpus=GenerateStage.resources.num_cpus)
+    turns: list[int] = []
     try:
-        dispatcher = Dispatcher(workers, max_in_flight=cfg.run.max_in_flight, retries=cfg.run.backend_retries)
-
-        def unit(part: list[SourcePair]) -> None:
-            make = lambda p: rollout(p, names, max_turns=cfg.loop.max_turns, seed=cfg.seed)  # noqa: E731
-            dispatcher.run(part, make, lambda i, t: turns.append(len(t.turns)))
-
         samples: list[tuple[float, float]] = []  # (time, editors' busy seconds so far)
-        editor_loads = [load for (role, _), load in dispatcher.loads.items() if role == "editor"]
         sampling = threading.Event()
 
         def sample() -> None:
-            while not sampling.wait(0.1):
-                samples.append((time.monotonic(), sum(load.busy_s for load in editor_loads)))
+            while not sampling.wait(0.25):
+                rep = ray.get(service.report.remote())
+                busy = sum(v["busy_s"] for k, v in rep["pools"].items() if k.startswith("editor/"))
+                samples.append((time.monotonic(), busy))
 
         threading.Thread(target=sample, daemon=True).start()
         started, t0 = time.perf_counter(), time.monotonic()
-        with ThreadPoolExecutor(MAX_UNITS) as pool:
-            run_units(
-                dispatcher,
-                range(len(partitions)),
-                lambda p: pool.submit(unit, partitions[p]),
-                lambda future: future,
-                lambda p, future: future.result(),
-                setting=cfg.run.concurrent_partitions,
-                most=MAX_UNITS,
-            )
+        setting = cfg.run.concurrent_partitions
+        run_units(
+            range(len(partitions)),
+            lambda p: unit.remote(service, partitions[p], cfg),
+            lambda ref: ref.future(),
+            lambda p, ref: turns.extend(ray.get(ref)),
+            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS)),
+        )
         wall = time.perf_counter() - started
-        report = dispatcher.report()
+        report = ray.get(service.report.remote())
         sampling.set()
-        report["tail_s"] = round(time.monotonic() - dispatcher.last_admitted, 2)
+        last_admitted = ray.get(service.last_admitted.remote())
+        report["tail_s"] = round(time.monotonic() - last_admitted, 2)
         # busy before the tail: up to the last admission (after it, rollouts only drain)
-        t_last, busy_last = min(samples, key=lambda s: abs(s[0] - dispatcher.last_admitted))
-        dispatcher.close()
+        t_last, busy_last = min(samples, key=lambda s: abs(s[0] - last_admitted))
     finally:
-        workers.stop()
+        stop_service(service)
     editors = {k: v for k, v in report["pools"].items() if k.startswith("editor/")}
     k = sum(v["actors"] for v in editors.values())
     edit_s = sum(v["busy_s"] for v in editors.values())

@@ -85,6 +85,10 @@ class DispatchService:
     def report(self) -> dict[str, Any]:
         return self.dispatcher.report()
 
+    def last_admitted(self) -> float:
+        """When the last rollout was admitted (this machine's monotonic clock; benchmarks)."""
+        return self.dispatcher.last_admitted
+
     def info(self) -> list[dict[str, Any]]:
         return self.workers.info()
 
