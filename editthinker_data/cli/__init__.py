@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from editthinker_data.cli import deploy as _deploy  # noqa: F401
 from editthinker_data.cli.app import (
     EndpointOption,
     OutputArg,
@@ -56,7 +57,7 @@ def pool(
     cfg = checked_config(config, sources_only=True)
     from editthinker_data.stages import run_pool
 
-    out_dir, storage = open_output(cfg, output, overwrite)
+    out_dir, storage = open_output(cfg, output, overwrite, claim="pool")
     try:
         with console.status("pooling ..."):
             report = run_pool(cfg, storage)
@@ -95,18 +96,15 @@ def build(
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     command_started = time.monotonic()
     cfg = checked_config(config)
-    out_dir, storage = open_output(cfg, output, overwrite)
+    out_dir, storage = open_output(cfg, output, overwrite, claim="build")
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    from editthinker_data.core import runenv
+    from editthinker_data.execution.prepare import prepare_state
 
-    try:
-        state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))
-    except OSError as err:
-        fail(
-            f"cannot create the run state folder ({err.strerror}: {err.filename}); pass --state-dir "
-            "with a writable local folder, or set EDITTHINKER_STATE_HOME"
-        )
+    try:  # the same state folder and environment as a deployment run's
+        state = prepare_state(out_dir, state_dir or cfg.run.state_dir)
+    except ConfigError as err:
+        fail(str(err))
     from editthinker_data.core.progress import reset
 
     progress = reset()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import click
+from rich.markup import escape
+
 from editthinker_data.cli.term import console, fail, storage_problem
 from editthinker_data.config import ConfigError
 
@@ -30,18 +33,27 @@ def check_local_output(path: Path) -> None:
         )
 
 
-def open_output(cfg, output: str | None, overwrite: bool):
+def open_output(cfg, output: str | None, overwrite: bool, claim: str | None = None):
     """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
-    hold nothing of another config (or cleared first with --overwrite)."""
+    hold nothing of another config (or cleared first with --overwrite). With `claim` (the
+    command's name) the output's lease is taken before anything is written and held until
+    the command ends; another build holding it stops the command at once (exit 75)."""
+    from editthinker_data.execution.prepare import claim_output, output_location
+    from editthinker_data.io.lease import OutputBusy
     from editthinker_data.io.storage import is_remote
     from editthinker_data.stages import check_output, clear_output, output_storage
 
-    target = output or cfg.output.dir
-    out_dir = target if is_remote(target) else str(Path(target).expanduser().resolve())
+    out_dir = output_location(cfg, output)
     if not is_remote(out_dir):
         check_local_output(Path(out_dir))
     try:
         storage = output_storage(cfg, out_dir)
+        if claim:
+            try:
+                lease = claim_output(cfg, storage, f"editthinker-data {claim}")
+            except OutputBusy as busy:
+                fail(escape(str(busy)), code=busy.exit_code)
+            click.get_current_context().with_resource(lease)  # released when the command ends
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         check_output(cfg, storage)
