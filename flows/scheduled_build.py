@@ -25,7 +25,6 @@ POOL_TYPE = "process"
 @flow(name=FLOW_NAME, log_prints=True)
 def scheduled_build(config: str, output: str | None = None, state_dir: str | None = None) -> dict[str, Any]:
     """Build `config` (a path or s3:// URL) into `output` (default: the config's output.dir)."""
-    log = get_run_logger()
     prepared = prepare_build(config, output, state_dir)  # before Ray is imported: it sets Ray's environment
     from flows.build_dataset import build_dataset
 
@@ -34,6 +33,7 @@ def scheduled_build(config: str, output: str | None = None, state_dir: str | Non
     with claim_output(
         cfg, storage, f"deployment run {runtime.flow_run.name} ({runtime.flow_run.id})"
     ) as lease:
+        log = get_run_logger()
         if lease.took_over:
             log.warning("took over the lease of a build that stopped beating: %s", lease.took_over)
         check_output(cfg, storage)

@@ -22,8 +22,10 @@ HOLDER = """
 import sys, time
 from editthinker_data.io.lease import OutputLease, holder_info
 from editthinker_data.io.storage import open_storage
-lease = OutputLease(open_storage(sys.argv[1]), holder_info("nightly", "abc123", "build"),
-                    ttl_s=float(sys.argv[2]), heartbeat_s=0.3).acquire()
+holder = holder_info("nightly", "abc123", "build")
+if sys.argv[3] == "elsewhere":  # a build on another node: only its TTL can free the output
+    holder["host"] = "build-node-7"
+lease = OutputLease(open_storage(sys.argv[1]), holder, ttl_s=float(sys.argv[2]), heartbeat_s=0.3).acquire()
 print("held", flush=True)
 time.sleep(120)
 """
@@ -36,14 +38,18 @@ def _output(kind: str, tmp_path, request) -> str:
     return f"s3://{BUCKET}/lease-{tmp_path.name}"
 
 
+def _holder(url: str, ttl: float, where: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url, str(ttl), where], stdout=subprocess.PIPE, text=True, env=env
+    )
+
+
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_second_writer_is_refused_while_the_first_beats_and_takes_over_after_a_crash(kind, tmp_path, request):
     url = _output(kind, tmp_path, request)
     ttl = 2.0
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, url, str(ttl)], stdout=subprocess.PIPE, text=True, env=env
-    )
+    first = _holder(url, ttl, "elsewhere")
     try:
         assert first.stdout.readline().strip() == "held"
         storage = open_storage(url)
@@ -54,7 +60,14 @@ def test_second_writer_is_refused_while_the_first_beats_and_takes_over_after_a_c
             second.acquire()
         assert time.monotonic() - started < 2  # at once, not after a wait
         message = str(refused.value)
-        for part in (url, f"pid {first.pid}", "config nightly", "on host", "started", "last beat"):
+        for part in (
+            url,
+            f"pid {first.pid}",
+            "config nightly",
+            "on host build-node-7",
+            "started",
+            "last beat",
+        ):
             assert part in message
 
         time.sleep(ttl + 1)  # longer than the TTL: only the heartbeat keeps the lease
@@ -78,6 +91,24 @@ def test_second_writer_is_refused_while_the_first_beats_and_takes_over_after_a_c
         assert json.loads(storage.read_bytes(LEASE_FILE))["pid"] == os.getpid()
         second.release()
         assert not storage.exists(LEASE_FILE)
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_build_killed_on_this_host_is_taken_over_at_once(tmp_path):
+    url = str(tmp_path / "out")
+    first = _holder(url, 120, "here")
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = OutputLease(open_storage(url), holder_info("nightly", "abc123", "build"), ttl_s=120)
+        with pytest.raises(OutputBusy):
+            second.acquire()  # alive: refused, however old its lease
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second.acquire()  # dead, on this host: no need to wait out its 120 s
+        assert f"pid {first.pid}" in second.took_over
+        second.release()
     finally:
         first.kill()
         first.wait()

@@ -48,6 +48,7 @@ from editthinker_data.core.layout import POOL_UNIT, marker_name
 
 @app.command()
 def pool(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="build config (YAML) with source.inputs or source.manifest")],
     output: OutputOption = None,
     overwrite: OverwriteOption = False,
@@ -57,7 +58,7 @@ def pool(
     cfg = checked_config(config, sources_only=True)
     from editthinker_data.stages import run_pool
 
-    out_dir, storage = open_output(cfg, output, overwrite, claim="pool")
+    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
     try:
         with console.status("pooling ..."):
             report = run_pool(cfg, storage)
@@ -76,6 +77,7 @@ def pool(
 
 @app.command()
 def build(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
     output: OutputOption = None,
     state_dir: Annotated[
@@ -96,7 +98,7 @@ def build(
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     command_started = time.monotonic()
     cfg = checked_config(config)
-    out_dir, storage = open_output(cfg, output, overwrite, claim="build")
+    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     from editthinker_data.execution.prepare import prepare_state

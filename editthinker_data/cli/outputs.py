@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import click
+import typer
 from rich.markup import escape
 
 from editthinker_data.cli.term import console, fail, storage_problem
@@ -33,10 +33,10 @@ def check_local_output(path: Path) -> None:
         )
 
 
-def open_output(cfg, output: str | None, overwrite: bool, claim: str | None = None):
+def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context | None = None):
     """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
     hold nothing of another config (or cleared first with --overwrite). With `claim` (the
-    command's name) the output's lease is taken before anything is written and held until
+    command's context) the output's lease is taken before anything is written and held until
     the command ends; another build holding it stops the command at once (exit 75)."""
     from editthinker_data.execution.prepare import claim_output, output_location
     from editthinker_data.io.lease import OutputBusy
@@ -50,10 +50,10 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: str | None = No
         storage = output_storage(cfg, out_dir)
         if claim:
             try:
-                lease = claim_output(cfg, storage, f"editthinker-data {claim}")
+                lease = claim_output(cfg, storage, f"editthinker-data {claim.info_name}")
             except OutputBusy as busy:
                 fail(escape(str(busy)), code=busy.exit_code)
-            click.get_current_context().with_resource(lease)  # released when the command ends
+            claim.with_resource(lease)  # released when the command ends, however it ends
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         check_output(cfg, storage)

@@ -5,7 +5,8 @@ Two builds racing for the same output both try to create the lease with a condit
 (`Storage.write_if`); the store lets exactly one win, so the other is refused at once with a
 message naming the winner. A build that crashed stops beating; once its lease is older than
 its TTL (judged by the store's clock, so the hosts' clocks need not agree) the next build
-replaces it, again conditionally, and resumes from the units already marked. Pure: no
+replaces it, again conditionally, and resumes from the units already marked; on the host
+where it ran, a build whose process is gone is replaced at once. Pure: no
 Prefect, no Ray.
 """
 
@@ -36,10 +37,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _pid_namespace() -> str | None:
+    """Which pids this process can see: two containers on one host share a host name but
+    not their pids, so a pid is only checked within the same namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def holder_info(config_name: str, fingerprint: str, command: str) -> dict[str, Any]:
     """Who a lease names: enough to find the build (host, pid) and to judge it."""
     return {
         "host": socket.gethostname(),
+        "pidns": _pid_namespace(),
         "pid": os.getpid(),
         "started": _now(),
         "config": config_name,
@@ -97,7 +108,7 @@ class OutputLease:
                     version = current.version
                 else:
                     ttl = float(theirs.get("ttl_s") or self.ttl_s)
-                    if current.age_s < ttl:
+                    if current.age_s < ttl and not _died_here(theirs):
                         raise OutputBusy(_refusal(self.storage.url, theirs, current.age_s, ttl))
                     version = self.storage.write_if(LEASE_FILE, self._body(), current.version)
                     if version is not None:
@@ -144,6 +155,22 @@ class OutputLease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _died_here(holder: dict[str, Any]) -> bool:
+    """The holder ran on this host, in this pid namespace, and its process is gone: a build
+    killed here is resumed at once instead of a TTL later (a reused pid only means waiting)."""
+    if holder.get("host") != socket.gethostname() or holder.get("pidns") is None:
+        return False
+    if holder.get("pidns") != _pid_namespace() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _parse(data: bytes) -> dict[str, Any]:
