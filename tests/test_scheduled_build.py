@@ -98,7 +98,12 @@ def test_deploy_then_run_builds_through_a_real_prefect_server(prefect_server, tm
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
     print(f"deployed and triggered in {time.monotonic() - t0:.1f}s")
     started = time.monotonic()
-    worker = _run([PREFECT, "worker", "start", "--pool", "etd-builds", "--run-once", "--limit", "1"], env)
+    # The run reads the config when it starts, with the worker's environment overrides, as
+    # `build` would (a smaller pool also keeps this test short).
+    worker_env = {**env, "EDITTHINKER__SOURCE__PER_TYPE_QUOTA": "3"}
+    worker = _run(
+        [PREFECT, "worker", "start", "--pool", "etd-builds", "--run-once", "--limit", "1"], worker_env
+    )
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
 
     run = httpx.get(f"{api}/flow_runs/{run_id}").json()
@@ -106,4 +111,7 @@ def test_deploy_then_run_builds_through_a_real_prefect_server(prefect_server, tm
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     assert manifest["totals"]["sft"] > 0 and manifest["totals"]["rl"] > 0
     assert not (out / LEASE_FILE).exists()  # released when the run finished
+    assert json.loads((out / "config.json").read_text())["source"]["per_type_quota"] == 3
+    stats = json.loads((out / "stats.json").read_text())
+    assert 0 < max(t["kept"] for t in stats["pool_by_task_type"].values()) <= 3
     print(f"worker run and build: {time.monotonic() - started:.1f}s")
