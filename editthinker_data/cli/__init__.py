@@ -160,6 +160,8 @@ def build(
     if release.get("card"):
         console.print(f"dataset card: {out_dir}/{release['card']}; gallery: {out_dir}/{release['gallery']}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
+    if ctx.meta["lease"].lost:  # stalled past its TTL while another build took the output over
+        err_console.print(escape(f"warning: {ctx.meta['lease'].lost} during this build; verify {out_dir}"))
 
 
 @app.command()

@@ -54,6 +54,7 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
             except OutputBusy as busy:
                 fail(escape(str(busy)), code=busy.exit_code)
             claim.with_resource(lease)  # released when the command ends, however it ends
+            claim.meta["lease"] = lease
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         check_output(cfg, storage)
