@@ -98,6 +98,9 @@ class OutputLease:
 
     def acquire(self) -> OutputLease:
         """Take the lease or raise OutputBusy naming the build that holds it."""
+        if self.version is not None:
+            return self  # held already: one heartbeat thread per lease
+        self._stop.clear()
         for _ in range(5):  # each round either wins, is refused, or lost a race and rereads
             current = self.storage.read_versioned(LEASE_FILE)
             if current is None:
