@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from editthinker_data.cli import deploy as _deploy  # noqa: F401  (registers `deploy`)
 from editthinker_data.cli import plan as _plan  # noqa: F401  (registers `plan`)
 from editthinker_data.cli import publish as _publish  # noqa: F401  (registers `publish`)
 from editthinker_data.cli.app import (
@@ -49,6 +50,7 @@ from editthinker_data.core.layout import POOL_UNIT, marker_name
 
 @app.command()
 def pool(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="build config (YAML) with source.inputs or source.manifest")],
     output: OutputOption = None,
     overwrite: OverwriteOption = False,
@@ -58,7 +60,7 @@ def pool(
     cfg = checked_config(config, sources_only=True)
     from editthinker_data.stages import run_pool
 
-    out_dir, storage = open_output(cfg, output, overwrite)
+    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
     try:
         with console.status("pooling ..."):
             report = run_pool(cfg, storage)
@@ -77,6 +79,7 @@ def pool(
 
 @app.command()
 def build(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="build config (YAML); start from configs/demo.yaml")],
     output: OutputOption = None,
     state_dir: Annotated[
@@ -97,18 +100,15 @@ def build(
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     command_started = time.monotonic()
     cfg = checked_config(config)
-    out_dir, storage = open_output(cfg, output, overwrite)
+    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
-    from editthinker_data.core import runenv
+    from editthinker_data.execution.prepare import prepare_state
 
-    try:
-        state = runenv.prepare(runenv.state_dir_for(out_dir, state_dir or cfg.run.state_dir))
-    except OSError as err:
-        fail(
-            f"cannot create the run state folder ({err.strerror}: {err.filename}); pass --state-dir "
-            "with a writable local folder, or set EDITTHINKER_STATE_HOME"
-        )
+    try:  # the same state folder and environment as a deployment run's
+        state = prepare_state(out_dir, state_dir or cfg.run.state_dir)
+    except ConfigError as err:
+        fail(str(err))
     from editthinker_data.core.progress import reset
 
     progress = reset()
@@ -162,6 +162,8 @@ def build(
     if release.get("card"):
         console.print(f"dataset card: {out_dir}/{release['card']}; gallery: {out_dir}/{release['gallery']}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
+    if ctx.meta["lease"].lost:  # stalled past its TTL while another build took the output over
+        err_console.print(escape(f"warning: {ctx.meta['lease'].lost} during this build; verify {out_dir}"))
 
 
 @app.command()

@@ -9,20 +9,18 @@ from typing import Annotated
 import typer
 
 from editthinker_data.cli.term import fail
-from editthinker_data.config import ConfigError, load_config
+from editthinker_data.config import ConfigError
 
 
 def checked_config(path: Path, sources_only: bool = False):
     """The config, validated and preflighted (the sources alone for `pool`); any problem is
     one paragraph and exit 2, before anything heavy starts."""
-    from editthinker_data.pipeline.preflight import check_sources, preflight
+    from editthinker_data.execution.prepare import load_build_config
 
     try:
-        cfg = load_config(path)
-        (check_sources if sources_only else preflight)(cfg)
+        return load_build_config(path, sources_only=sources_only)  # the same as a deployment run's
     except ConfigError as err:
         fail(str(err))
-    return cfg
 
 
 app = typer.Typer(

@@ -22,9 +22,12 @@ SPLITS = ("sft", "rl")
 SHARD_KINDS = ("trajectories", *SPLITS)
 # Hashed in the manifest beside the shards (stats.json and the trajectory indexes hold timings).
 TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, FAILURES_FILE, CONFIG_FILE)
-# What --overwrite keeps: the run state and the model answer cache (a rebuild pays only for
-# calls it has not made before).
-KEPT_ON_CLEAR = ("_state/", "cache/")
+# The output's one-writer lease (io/lease.py): exists only while a build writes the output,
+# or until its TTL runs out after a crash.
+LEASE_FILE = "_lease.json"
+# What --overwrite keeps: the run state, the model answer cache (a rebuild pays only for
+# calls it has not made before) and the lease of the build doing the overwriting.
+KEPT_ON_CLEAR = ("_state/", "cache/", LEASE_FILE)
 MARKERS = "_markers"
 JOURNALS = "_journal"
 STATE_DIR = "_state"  # a local output's default run state folder (core/runenv.py)

@@ -4,7 +4,8 @@ MinIO, R2 and other S3-compatible stores through an endpoint URL).
 Every write is all-or-nothing: local files are written to a temp name and renamed; S3
 objects are uploaded whole (multipart when large) from a local staging file, so a reader
 never sees a partial object. Readers that need a file (parquet, tar) ask for
-`local_copy(name)`; on S3 that downloads once into a local cache.
+`local_copy(name)`; on S3 that downloads once into a local cache. `write_if` (in
+`conditional`) is the one conditional write, which the output lease stands on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from editthinker_data.io.conditional import LocalConditional, S3Conditional, Versioned
 
 
 class StorageError(ValueError):
@@ -84,6 +87,19 @@ class Storage(ABC):
     @abstractmethod
     def publish_dir(self, prefix: str) -> None: ...
 
+    @abstractmethod
+    def read_versioned(self, name: str) -> Versioned | None:
+        """The object with its version and age; None when it does not exist."""
+
+    @abstractmethod
+    def write_if(self, name: str, data: bytes, version: str | None) -> str | None:
+        """Write only if the object is absent (`version` None) or still at `version`: the new
+        version, or None when another writer got there first. Atomic on every store."""
+
+    @abstractmethod
+    def delete_if(self, name: str, version: str) -> bool:
+        """Delete only if the object is still at `version`."""
+
     def read_json(self, name: str) -> Any:
         return json.loads(self.read_bytes(name))
 
@@ -91,7 +107,7 @@ class Storage(ABC):
         self.write_bytes(name, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-class LocalStorage(Storage):
+class LocalStorage(LocalConditional, Storage):
     def __init__(self, root: str | os.PathLike[str]):
         self.root = local_path(root).resolve()
         self.url = str(self.root)
@@ -161,7 +177,7 @@ class LocalStorage(Storage):
         pass  # already in place
 
 
-class S3Storage(Storage):
+class S3Storage(S3Conditional, Storage):
     """s3://bucket/prefix. Credentials come from the environment (AWS_ACCESS_KEY_ID, ...,
     or a profile), never from the config; throttling, 5xx and dropped connections are
     retried by botocore's adaptive retry mode."""
