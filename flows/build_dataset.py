@@ -41,7 +41,8 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     cfg = BuildConfig.model_validate(config)
     log = get_run_logger()
     preflight(cfg)
-    check_output(cfg, output_storage(cfg, output))
+    for note in check_output(cfg, output_storage(cfg, output)):  # changed sources: what reruns
+        log.warning(note)
     started = time.monotonic()
     progress().set_stage("pooling")
     pool_report = pool_task(cfg, output)

@@ -28,6 +28,7 @@ from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.stages.base import Stage, failure, run_unit
 from editthinker_data.stages.pool import load_partition, load_source_image, provenance
+from editthinker_data.stages.versions import Reuse
 
 # runner(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost)):
 # runs every rollout, reporting each one's end and each batch's cost as they happen, and
@@ -146,6 +147,8 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
     )
     finished: dict[int, Trajectory] = journal.load(pairs)  # a previous run's finished pairs
     resumed = len(finished)
+    reuse = Reuse.open(cfg)  # the trajectory store of a versioned build: unchanged pairs are not rerun
+    reused = reuse.fill(pairs, finished)
     todo = [i for i in range(len(pairs)) if i not in finished]
     next_to_write = 0
     stop_reasons: Counter[str] = Counter()
@@ -185,6 +188,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
             return
         finished[todo[k]] = traj
         journal.add(traj)
+        reuse.put(traj)
         drain()
 
     try:
@@ -226,6 +230,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
         "scheduler": counters,
         "usage": usage,
         "resumed": resumed,
+        "reused": reused,
     }
 
 
