@@ -40,15 +40,18 @@ def open_version(cfg, output: str | None, state_dir: str | None, overwrite: bool
             raise
         fail(f"dataset root {root}: {message}")
     for note in plan.notes:
-        console.print(note, markup=False, highlight=False)
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     if plan.up_to_date:
         console.print(
             f"{plan.root}: {plan.name} already holds this config and these sources "
             f"(fingerprint {plan.cfg.fingerprint()}); nothing to build, latest stays {plan.name}",
             markup=False,
+            soft_wrap=True,
         )
         raise typer.Exit(0)
-    console.print(f"dataset version {plan.name} (previous: {plan.previous or 'none'})", markup=False)
+    console.print(
+        f"dataset version {plan.name} (previous: {plan.previous or 'none'})", markup=False, soft_wrap=True
+    )
     return plan
 
 
@@ -56,4 +59,4 @@ def finish(plan) -> None:
     from editthinker_data.stages.versions import finish_version
 
     finish_version(plan)
-    console.print(f"{plan.root}/latest -> {plan.name}", markup=False, highlight=False)
+    console.print(f"{plan.root}/latest -> {plan.name}", markup=False, highlight=False, soft_wrap=True)
