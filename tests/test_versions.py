@@ -296,3 +296,32 @@ def test_build_versions_on_an_up_to_date_root_builds_nothing(demo_cfg, demo_src,
     assert not (root / "v0002").exists() and (root / "latest").read_text() == "v0001\n"
     refused = runner.invoke(app, [*args, "--overwrite"])
     assert refused.exit_code == 2 and "does not apply to a versioned build" in refused.output
+
+
+def test_the_store_keeps_exact_scores_and_answers_misses_on_s3(s3_endpoint):
+    from PIL import Image
+
+    from editthinker_data.core.schema import Refinement, Scores, SourcePair, Trajectory, Turn
+    from editthinker_data.io.storage import open_storage
+    from editthinker_data.io.trajectory_store import TrajectoryStore
+    from tests.conftest import BUCKET
+
+    pair = SourcePair("p:1", "Make it red.", Image.new("RGB", (8, 8)), "style", "ab" * 32, editor="careful")
+    turns = [
+        Turn(i, f"T{i}", Image.new("RGB", (8, 8), (i, 2, 3)), Scores(6.123456789, 7.1 / 3, {"success": 1 / 3}), 0,
+             None if i == 1 else "why", "careful", "" if i == 1 else "x", "s", {"edit_s": 0.5})
+        for i in (1, 2)
+    ]  # fmt: skip
+    traj = Trajectory(pair, turns, "expert_satisfied", final=Refinement("ok", "T2", True))
+    store = TrajectoryStore(open_storage(f"s3://{BUCKET}/store-test"))
+    assert store.get("cd" * 32, pair) is None
+    store.put("cd" * 32, traj)
+    back = store.get("cd" * 32, pair)
+    assert back.pair is pair and back.final == traj.final and back.stop_reason == "expert_satisfied"
+    assert [t.scores for t in back.turns] == [
+        t.scores for t in turns
+    ]  # full precision: selection compares them
+    assert [t.image.getpixel((0, 0)) for t in back.turns] == [(1, 2, 3), (2, 2, 3)]
+    assert [(t.reasoning, t.expert, t.timings) for t in back.turns] == [
+        (t.reasoning, t.expert, t.timings) for t in turns
+    ]
