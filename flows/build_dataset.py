@@ -12,7 +12,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import part_name
+from editthinker_data.core.layout import SOURCE_CONTENT_CACHE, part_name
 from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
@@ -21,6 +21,7 @@ from editthinker_data.distributed.load import load_lines
 from editthinker_data.distributed.runtime import ensure_ray, ray_get, shutdown
 from editthinker_data.distributed.service import start_service, stop_service
 from editthinker_data.pipeline.preflight import preflight
+from editthinker_data.sources.content import with_source_content
 from editthinker_data.stages import backend_context, check_output, output_storage
 from tasks.finalize import finalize_task
 from tasks.generate import generate_task
@@ -38,9 +39,12 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
     """The build's result; an unfinished build raises `BuildIncomplete` and an unusable one
     `BuildUnusable` (`editthinker_data.core.outcome`) in the caller, and fails the flow run."""
     cfg = BuildConfig.model_validate(config)
+    if cfg.source_content is None:  # a caller that did not measure the inputs (a deployment run)
+        cfg = with_source_content(cfg, Path(state_dir) / SOURCE_CONTENT_CACHE)
     log = get_run_logger()
     preflight(cfg)
-    check_output(cfg, output_storage(cfg, output))
+    for note in check_output(cfg, output_storage(cfg, output)):  # changed sources: what reruns
+        log.warning(note)
     started = time.monotonic()
     progress().set_stage("pooling")
     pool_report = pool_task(cfg, output)

@@ -44,6 +44,8 @@ from editthinker_data.cli.tables import (
     summary_table,
 )
 from editthinker_data.cli.term import console, err_console, fail, storage_problem
+from editthinker_data.cli.versioning import finish as finish_version
+from editthinker_data.cli.versioning import open_version, sourced
 from editthinker_data.config import ConfigError
 from editthinker_data.core.layout import POOL_UNIT, marker_name
 
@@ -57,7 +59,7 @@ def pool(
 ) -> None:
     """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
     a later `build` of the same config and output starts from this pool."""
-    cfg = checked_config(config, sources_only=True)
+    cfg = sourced(checked_config(config, sources_only=True), output, None)
     from editthinker_data.stages import run_pool
 
     out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
@@ -96,10 +98,24 @@ def build(
             "--resume", help="insist on continuing an unfinished build in OUTPUT (reruns always do)"
         ),
     ] = False,
+    versions: Annotated[
+        bool,
+        typer.Option(
+            "--versions",
+            help="OUTPUT is a dataset root: write a new version OUTPUT/vNNNN, reusing unchanged pairs, "
+            "and point OUTPUT/latest at it (also output.versions: true)",
+        ),
+    ] = False,
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
     command_started = time.monotonic()
     cfg = checked_config(config)
+    version = None
+    if versions or cfg.output.versions:
+        version = open_version(cfg, output, state_dir, overwrite)
+        cfg, output, state_dir = version.cfg, version.output, version.state_dir
+    else:
+        cfg = sourced(cfg, output, state_dir)
     out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
@@ -140,6 +156,8 @@ def build(
         console.print()
         fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
     console.print()
+    if version is not None:
+        finish_version(version)
     stats = result["stats"]
     console.print(summary_table(stats))
     print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))

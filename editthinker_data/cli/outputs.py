@@ -57,7 +57,8 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
             claim.meta["lease"] = lease
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
-        check_output(cfg, storage)
+        for note in check_output(cfg, storage):  # the sources changed: what it rebuilds
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
     except ConfigError as err:
         fail(str(err))
     except Exception as err:  # the object store answered with an error: name it, no traceback

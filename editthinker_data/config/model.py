@@ -163,6 +163,16 @@ class OutputConfig(Strict):
     s3_region: str | None = None
     shard_max_samples: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1024)
+    versions: bool = Field(
+        False,
+        description="the output is a dataset root: each build writes a new version <root>/vNNNN/, reusing "
+        "unchanged pairs' trajectories, and moves <root>/latest to it (README: Dataset versions)",
+    )
+    trajectory_store: str | None = Field(
+        None,
+        description="content-addressed store of finished trajectories (a path or s3:// URL): a build reuses "
+        "every pair found there and adds what it runs; versioned builds use <root>/_store",
+    )
 
 
 class RunConfig(Strict):
@@ -242,6 +252,11 @@ class BuildConfig(Strict):
     output: OutputConfig = OutputConfig()
     run: RunConfig = RunConfig()
     plan: PlanConfig = Field(PlanConfig(), description="priors for `editthinker-data plan`")
+    source_content: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="set by the build (sources/content.py): each input's files, bytes and content hash; part "
+        "of the fingerprint, so a changed input is never reused",
+    )
 
     @field_validator("editors")
     @classmethod
@@ -263,13 +278,16 @@ class BuildConfig(Strict):
         )
         return [("editor", e) for e in self.editors] + judges
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, content: bool = True) -> str:
         """Hash of everything that changes the data: not output location, run tuning, plan priors, or how
         many actors, CPUs/GPUs and requests per minute a backend gets (a resumed build may
-        scale its cluster)."""
+        scale its cluster). `content=False`: the config alone, without the sources' content."""
+        output_only = {"dir", "license", "exports", "report", "s3_endpoint_url", "s3_region"}
         data = self.model_dump(
             exclude={
-                "output": {"dir", "license", "exports", "report", "s3_endpoint_url", "s3_region"},
+                "output": output_only | {"versions", "trajectory_store"},
+                # without content (or before the build measured it) the fingerprint is the config's alone
+                **({} if content and self.source_content is not None else {"source_content": True}),
                 "run": True,
                 "plan": True,
                 "editors": {"__all__": set(SCALING_FIELDS)},

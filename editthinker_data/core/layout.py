@@ -18,16 +18,19 @@ CONFIG_FILE = "config.json"
 STATS_FILE = "stats.json"
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "README.md"
+VERSION_FILE = "version.json"  # in a dataset version: its name and the version it is compared with
 SPLITS = ("sft", "rl")
 SHARD_KINDS = ("trajectories", *SPLITS)
 # Hashed in the manifest beside the shards (stats.json and the trajectory indexes hold timings).
-TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, FAILURES_FILE, CONFIG_FILE)
+TABLE_FILES = (POOL_FILE, DECISIONS_FILE, STEPS_FILE, FAILURES_FILE, CONFIG_FILE, VERSION_FILE)
+STORE = "_store"  # a versioned dataset's content-addressed trajectory store, at its root
 # The output's one-writer lease (io/lease.py): exists only while a build writes the output,
 # or until its TTL runs out after a crash.
 LEASE_FILE = "_lease.json"
 # What --overwrite keeps: the run state, the model answer cache (a rebuild pays only for
-# calls it has not made before) and the lease of the build doing the overwriting.
-KEPT_ON_CLEAR = ("_state/", "cache/", LEASE_FILE)
+# calls it has not made before), a trajectory store kept in the output and the lease of the
+# build doing the overwriting.
+KEPT_ON_CLEAR = ("_state/", "cache/", f"{STORE}/", LEASE_FILE)
 MARKERS = "_markers"
 JOURNALS = "_journal"
 STATE_DIR = "_state"  # a local output's default run state folder (core/runenv.py)
@@ -110,3 +113,27 @@ RUN_STATE = {
     f"{JOURNALS}/": "unit journals and model usage logs",
     f"{ANSWER_CACHE}/": "model answer cache",
 }
+
+
+# Dataset versions (output.versions): <root>/v0003/ is one complete build, <root>/latest names
+# the newest finished one; the trajectory store and the answer cache under the root are shared
+# by every version.
+LATEST = "latest"  # at the root: a one-line pointer file (works on object stores too)
+ROOT_ANSWER_CACHE = "cache/llm"  # at the root: the model answer cache every version shares
+SOURCE_CONTENT_CACHE = "source-content.json"  # in the run state: file hashes by path, size, mtime
+_VERSION = re.compile(r"v(\d{4,})")
+
+
+def version_name(number: int) -> str:
+    return f"v{number:04d}"
+
+
+def version_number(name: str) -> int | None:
+    """3 for `v0003`; None for anything else under a root."""
+    m = _VERSION.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def stored_trajectory(key: str) -> str:
+    """A finished trajectory in the store, by its rollout key."""
+    return f"trajectories/{key[:2]}/{key}.tar"

@@ -338,6 +338,27 @@ def read_url(url: str | os.PathLike[str]) -> bytes:
     return local_path(text).read_bytes()
 
 
+def remote_objects(url: str) -> list[tuple[str, int, str]]:
+    """(key, size, ETag) of the object at an s3:// URL, or of every object under it when it
+    names a prefix: enough to tell changed content without downloading it."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    client = _bucket(bucket, os.environ.get("AWS_ENDPOINT_URL_S3")).client
+    from botocore.exceptions import ClientError
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        return [(key, int(head["ContentLength"]), head["ETag"].strip('"'))]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    prefix = key.rstrip("/") + "/" if key else ""
+    return [
+        (obj["Key"], int(obj["Size"]), obj["ETag"].strip('"'))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]
+
+
 @functools.lru_cache(maxsize=32)
 def _bucket(bucket: str, endpoint_url: str | None) -> S3Storage:
     """One client per bucket and endpoint: creating boto3 clients per image is slow."""

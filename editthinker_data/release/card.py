@@ -109,6 +109,26 @@ keeps; `selection.min_gain` = {sel.min_gain:g}): {after["zero_gain"]}; with a tu
 """
 
 
+def _changes_section(stats: dict[str, Any]) -> str:
+    """A dataset version's changelog: pairs added, removed, rebuilt since the previous one."""
+    c = stats.get("changes")
+    if not c:
+        return ""
+    if not c["previous"]:
+        return f"\n## Changelog\n\n{c['version']}: the first version, {c['pairs']} pairs.\n"
+    examples = "".join(
+        f"\n- {kind}: {', '.join(f'`{p}`' for p in ids)}" for kind, ids in c["examples"].items() if ids
+    )
+    return f"""
+## Changelog
+
+{c["version"]}, since {c["previous"]}: {c["pairs"]} pairs; {c["added"]} added, {c["removed"]} removed,
+{c["rebuilt"]} rebuilt (content or rollout settings changed), {c["unchanged"]} unchanged (their
+trajectories reused, not run again).
+{examples}
+"""
+
+
 def render_card(build, figures: list[str], exports: dict[str, Any] | None = None) -> str:
     cfg, stats, manifest = build.config, build.stats, build.manifest
     sel = cfg.selection
@@ -198,5 +218,5 @@ Trainer exports:
 ## License
 
 {cfg.output.license}
-{_sources_section(stats)}{limitations_section(cfg, stats, bool(build.storage.list(POOL_IMAGES)))}{citation_section()}"""
+{_sources_section(stats)}{_changes_section(stats)}{limitations_section(cfg, stats, bool(build.storage.list(POOL_IMAGES)))}{citation_section()}"""
     return "---\n" + yaml.safe_dump(front_matter(build), sort_keys=False) + "---\n" + body

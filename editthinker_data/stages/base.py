@@ -21,6 +21,7 @@ from editthinker_data.config import BuildConfig, ConfigError, Resources
 from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, marker_name
 from editthinker_data.io.storage import Storage, is_remote, local_path, open_storage
 from editthinker_data.sources.base import RecordError
+from editthinker_data.sources.content import describe_changes, rerun_notes
 
 
 class Stage(ABC):
@@ -89,16 +90,25 @@ def backend_context(cfg: BuildConfig, output: str, state_dir: str | None = None)
     )
 
 
-def check_output(cfg: BuildConfig, storage: Storage) -> None:
-    """Refuse to mix two configs' data in one output (finished units would be reused)."""
+def check_output(cfg: BuildConfig, storage: Storage) -> list[str]:
+    """Refuse to mix two configs' data in one output (finished units would be reused). The
+    same config on sources whose content changed makes the old build stale: it is cleared
+    (not the run state nor the answer cache) and the notes returned say what changed and
+    what runs again."""
     name = marker_name("pool", POOL_UNIT)
     if storage.exists(name):
-        theirs = storage.read_json(name).get("fingerprint")
+        marker = storage.read_json(name)
+        theirs = marker.get("fingerprint")
+        same_config = marker.get("config_fingerprint", theirs) == cfg.fingerprint(content=False)
+        if theirs != cfg.fingerprint() and same_config and cfg.source_content is not None:
+            changed = describe_changes(marker.get("sources"), cfg.source_content)
+            return rerun_notes(changed, clear_output(storage), cfg.output.trajectory_store)
         if theirs != cfg.fingerprint():
             raise ConfigError(
                 f"{storage.url} holds a build of another config (fingerprint {theirs}, this one is "
                 f"{cfg.fingerprint()}); choose a new --output, or pass --overwrite to replace it"
             )
+    return []
 
 
 def clear_output(storage: Storage) -> int:

@@ -12,6 +12,7 @@ from editthinker_data.core.stats import StageStats
 from editthinker_data.io.manifest import describe
 from editthinker_data.io.storage import Storage
 from editthinker_data.stages.base import Stage, write_failures
+from editthinker_data.stages.versions import version_changes
 
 
 def finalize(
@@ -56,6 +57,7 @@ def finalize(
         "licences": pool_report.get("licences", {}),
         "licence_warnings": pool_report.get("licence_warnings", []),
         "failures": len(failures),
+        **version_changes(cfg, storage, generate_reports),  # a dataset version: what changed since the last
         **(extra or {}),
     }
     write_failures(storage, failures)

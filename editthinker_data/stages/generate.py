@@ -29,6 +29,7 @@ from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.stages.base import Stage, failure, run_unit
 from editthinker_data.stages.pool import PoolEntry, load_partition, load_source_image, provenance
+from editthinker_data.stages.versions import Reuse
 
 # runner(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost),
 # prepare=prepare(pair)): runs `make_rollout(prepare(pair))` for every pair (`prepare` reads
@@ -157,6 +158,8 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
     )
     finished: dict[int, Trajectory] = journal.load(pairs)  # a previous run's finished pairs
     resumed = len(finished)
+    reuse = Reuse.open(cfg)  # the trajectory store of a versioned build: unchanged pairs are not rerun
+    reused = reuse.fill(pairs, finished)
     todo = [i for i in range(len(pairs)) if i not in finished]
     next_to_write = 0
     stop_reasons: Counter[str] = Counter()
@@ -203,6 +206,8 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
             return
         finished[todo[k]] = traj
         journal.add(traj)
+        if not (traj.failure and traj.failure.stage == "load"):  # a source read fails again next time
+            reuse.put(traj)
         drain()
 
     try:
@@ -244,6 +249,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, executor: Roll
         "scheduler": counters,
         "usage": usage,
         "resumed": resumed,
+        "reused": reused,
     }
 
 

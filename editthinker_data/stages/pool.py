@@ -74,6 +74,8 @@ class PoolStage(Stage):
             "licences": result.licences,
             "licence_warnings": licence_warnings(result.licences),
             "signature_cache": {"hits": sigs.hits, "misses": sigs.misses},
+            "sources": cfg.source_content,  # what the inputs held (sources/content.py)
+            "config_fingerprint": cfg.fingerprint(content=False),
             "failures": failures_of(result.failures, "pool"),
         }
         write_failures(storage, report["failures"])  # before the marker: a marked pool has its file
