@@ -1,5 +1,7 @@
 """Unit bodies with the plain-loop executor: markers, reruns, and refusing mixed configs."""
 
+import shutil
+
 import pytest
 
 from editthinker_data import stages
@@ -113,30 +115,26 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
 
 
 @pytest.mark.slow
-def test_a_failing_unit_fails_alone_and_a_rerun_finishes(
-    demo_cfg, tmp_path, state_dir, ray_cluster, monkeypatch
-):
+def test_a_failing_unit_fails_alone_and_a_rerun_finishes(demo_cfg, tmp_path, state_dir, ray_cluster):
     from flows.build_dataset import BuildIncomplete, build_dataset
 
-    real = stages.run_generate
-
-    def flaky(cfg, storage, partition, executor):
-        if partition == 1:
-            raise OSError("SlowDown: please reduce your request rate (retries exhausted)")
-        return real(cfg, storage, partition, executor)
-
+    # A real storage failure on the worker that runs partition 1: a folder where its first
+    # trajectory shard must go, so writing the shard fails (the unit runs in a Ray task, out
+    # of reach of a monkeypatch).
+    blocker = tmp_path / "trajectories" / "part-00001-000000.tar"
+    blocker.mkdir(parents=True)
+    (blocker / "in-the-way").write_text("x")
     data = demo_cfg.model_dump()
     data["run"]["unit_retries"] = 0
-    monkeypatch.setattr(stages, "run_generate", flaky)
     with pytest.raises(BuildIncomplete) as err:
         build_dataset(data, str(tmp_path), str(state_dir))
-    assert err.value.failed.keys() == {1} and "part-00001: OSError: SlowDown" in str(err.value)
+    assert err.value.failed.keys() == {1} and "part-00001: IsADirectoryError" in str(err.value)
     assert "Run the same command again" in str(err.value)
     markers = sorted(p.name for p in (tmp_path / "_markers" / "generate").iterdir())
     assert markers == ["part-00000.json", "part-00002.json", "part-00003.json"]
     assert not (tmp_path / "stats.json").exists()
 
-    monkeypatch.setattr(stages, "run_generate", real)
+    shutil.rmtree(blocker)
     result = build_dataset(data, str(tmp_path), str(state_dir))
     assert result["stats"]["stages"]["generate"]["input"] == 40
 

@@ -35,8 +35,9 @@ def unit_result(ref: Any) -> dict[str, Any]:
     Ray error)."""
     try:
         return ray.get(ref)
-    except ray.exceptions.RayTaskError as err:
-        raise err.as_instanceof_cause() from None
+    except ray.exceptions.RayTaskError as err:  # the unit's own error, as its worker raised it
+        cause = getattr(err, "cause", None)
+        raise (cause if isinstance(cause, Exception) else err.as_instanceof_cause()) from None
 
 
 def run_remote_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> dict[str, Any]:
