@@ -25,6 +25,7 @@ def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) ->
         num_gpus=stage.resources.num_gpus,
         max_retries=0,  # a unit is retried by the flow (and resumes from its journal)
         runtime_env={"env_vars": env} if env else None,
+        scheduling_strategy="SPREAD",  # over the nodes: their reading and writing too
         name=f"{stage.name}-{unit}",
     )
     return task.remote(stage, output, unit, inputs)

@@ -100,6 +100,7 @@ class Dispatcher(BatchTraffic):
         self.peak_in_flight = 0
         self.last_admitted = 0.0
         self.jobs_submitted = 0  # run() calls so far (any thread)
+        self.items_submitted = 0
         self._count_lock = threading.Lock()
         self.jobs_ended = 0
         self._inbox: deque[tuple[str, _Job]] = deque()
@@ -127,10 +128,12 @@ class Dispatcher(BatchTraffic):
         return self.fixed if self.fixed is not None else auto_in_flight(self.loads.values(), self.away_s)
 
     def wants_unit(self, running: int, setting: int | str, most: int) -> bool:
-        """Whether to start another unit (`run.concurrent_partitions`). With auto: when every
-        started unit's rollouts are admitted and the budget still has room, so a unit that is
-        draining its tail leaves room that the next unit fills; at most one unit may be
-        loading its sources (not yet handed over) at a time, and at most `most` run at once."""
+        """Whether to start another unit (`run.concurrent_partitions`). With auto: while the
+        rollouts in flight plus those still to come (started units' unadmitted pairs, and
+        units still starting up at the mean unit size) leave room in the budget, so a unit
+        that is draining its tail leaves room that the next units fill, and units that take
+        a while to start (a Ray task reading its sources) start several at a time; at most
+        `most` run at once."""
         if setting != "auto":
             return running < int(setting)
         if running == 0:
@@ -139,13 +142,10 @@ class Dispatcher(BatchTraffic):
         jobs = [j for j in list(self._jobs) if not j.held_back(window)]  # held back: room for another
         waiting = [job for what, job in list(self._inbox) if what == "submit"]
         unadmitted = sum(len(j.items) - j.next_item for j in jobs) + sum(len(j.items) for j in waiting)
-        handed_over = self.jobs_submitted - self.jobs_ended
-        return (
-            running < most
-            and handed_over >= running - 1
-            and unadmitted == 0
-            and len(self._gens) < self.in_flight_target()
-        )
+        starting = max(0, running - (self.jobs_submitted - self.jobs_ended))
+        mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else 1.0
+        coming = unadmitted + starting * max(mean, 1.0)
+        return running < most and len(self._gens) + coming < self.in_flight_target()
 
     def window(self) -> int:
         return self.reorder_window or max(16, 2 * self.in_flight_target())
@@ -163,6 +163,7 @@ class Dispatcher(BatchTraffic):
         with self._count_lock:  # unit threads submit at once
             self._post("submit", job)
             self.jobs_submitted += 1
+            self.items_submitted += len(items)
         return job
 
     def feed(self, job: _Job, items: Sequence[Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from editthinker_data.distributed.scheduler import Dispatcher, _Job
 from editthinker_data.pipeline.loop import Rollout
 
 CONCURRENCY = 64  # methods at once: each running unit polls while others feed
+LINGER_S = 0.1
 
 
 class DispatchService:
@@ -61,8 +63,11 @@ class DispatchService:
         events = []
         try:
             events.append(job.events.get(timeout=timeout_s))
-            while True:
-                events.append(job.events.get_nowait())
+            # News comes in bursts (a batch finishes many rollouts): take what follows within
+            # LINGER_S in the same answer, so a unit's polls stay few.
+            deadline = time.monotonic() + LINGER_S
+            while (left := deadline - time.monotonic()) > 0:
+                events.append(job.events.get(timeout=left))
         except queue.Empty:
             pass
         if any(e[0] in ("end", "error") for e in events):

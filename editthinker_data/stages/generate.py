@@ -79,9 +79,11 @@ class GenerateStage(Stage):
     `run.journal_every`; a transient failure leaves the unit unmarked for a rerun."""
 
     name = "generate"
-    # A unit mostly waits on the dispatcher; its own work is reading sources and encoding
-    # turn images. A small share keeps it placeable beside the backend actors.
-    resources = Resources(num_cpus=0.25)
+    # A unit mostly waits on the dispatcher; its own work (reading sources, encoding turn
+    # images) is small beside the models'. It asks Ray for no CPU, so it can always be placed,
+    # even on a cluster whose CPUs the backend actors hold (a unit retried after its node was
+    # lost must not wait for one); the flow bounds how many run at once.
+    resources = Resources(num_cpus=0)
 
     def process(self, storage: Storage, unit: str, runner: RolloutRunner) -> dict[str, Any]:
         return _generate(self.cfg, storage, partition_of(unit), runner)

@@ -1,0 +1,181 @@
+"""Peak memory of the build's driver and of its largest Ray worker at N and 10N pairs, with
+source images of 1024^2 pixels, beside the driver at a small image size.
+
+    python bench/memory.py [--pairs 8] [--factor 10] [--size 1024] [--small 128]
+
+Each run is a real build (`flows.build_dataset`, pool -> generate -> ... -> finalize, no
+exports or report) in its own process, on a fresh local Ray: the sources are the demo's
+procedural scenes drawn at --size (each pair its own layout, so none is a duplicate), the
+editors are the demo's procedural editors (real pixel work at that size, plus
+--latency-ms per batch as a GPU would take), the expert and scorer the procedural ones.
+Printed per run: pairs, turns, the driver's peak RSS (getrusage), the largest Ray worker's
+peak RSS and what it was (sampled every 0.1 s; the dispatcher actor is shown on its own),
+and what the driver received from its units (their reports) per turn. Then the ratios
+10N / N, which stay near 1 when memory is flat in the number of pairs, and the driver's peak
+at --size over --small, which stays near 1 when no image passes through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def write_source(out: Path, n: int, size: int) -> Path:
+    """n pairs: the demo's instructions over scenes drawn at `size`, each in its own layout."""
+    from editthinker_data.backends.procedural.scene import render_scene
+    from editthinker_data.core.schema import encode_png
+    from editthinker_data.demo.generate import PAIRS, _place
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        key, background, objects, instruction, task_type = PAIRS[i % len(PAIRS)]
+        name = f"{key}-{i}"
+        image = render_scene(background, _place(objects, name), size)
+        (out / "images" / f"{name}.png").write_bytes(encode_png(image))
+        record = {"id": name, "image": f"images/{name}.png", "instruction": instruction}
+        if task_type:
+            record["task_type"] = task_type
+        lines.append(json.dumps(record))
+    manifest = out / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def sample_workers(peaks: dict[int, tuple[int, str]], stop: threading.Event) -> None:
+    import psutil
+
+    me = os.getpid()
+    while not stop.wait(0.1):
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if proc.info["pid"] == me or not cmd.startswith("ray::"):
+                    continue
+                rss = proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            pid = proc.info["pid"]
+            if rss > peaks.get(pid, (0, ""))[0]:
+                peaks[pid] = (rss, cmd.split()[0])
+
+
+def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
+    """One build in this process; returns its measurements."""
+    from editthinker_data.core import runenv
+
+    runenv.prepare(work / "state")
+    from editthinker_data.config import load_config
+    from flows.build_dataset import build_dataset
+
+    manifest = write_source(work / "source", n, size)
+    cfg = load_config(ROOT / "configs" / "demo.yaml").model_dump()
+    cfg["source"].update(manifest=str(manifest), per_type_quota=None, near_duplicate_distance=None)
+    cfg["output"].update(exports=[], report=False)
+    for editor in cfg["editors"]:
+        editor["params"] = {**editor["params"], "latency_s": latency_ms / 1000}
+    peaks: dict[int, tuple[int, str]] = {}
+    stop = threading.Event()
+    threading.Thread(target=sample_workers, args=(peaks, stop), daemon=True).start()
+    started = time.perf_counter()
+    result = build_dataset(cfg, str(work / "out"), str(work / "state"))
+    wall = time.perf_counter() - started
+    stop.set()
+    if not isinstance(result, dict):
+        raise SystemExit(f"the build did not finish: {result}")
+    stats = result["stats"]
+    turns = _turns(work / "out")
+    reports = [json.loads(p.read_text()) for p in sorted((work / "out" / "_markers" / "generate").iterdir())]
+    received = sum(len(pickle.dumps(r)) for r in reports)
+    dispatcher = max((rss for rss, what in peaks.values() if "DispatchService" in what), default=0)
+    rss, what = max(((r, w) for r, w in peaks.values() if "DispatchService" not in w), default=(0, "-"))
+    return {
+        "pairs": stats["stages"]["generate"]["input"],
+        "turns": turns,
+        "wall_s": round(wall, 1),
+        "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_mb": rss / 2**20,
+        "worker": what,
+        "dispatcher_mb": dispatcher / 2**20,
+        "driver_bytes_per_turn": received / max(turns, 1),
+    }
+
+
+def _turns(out: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(p).num_rows for p in (out / "trajectories").glob("part-*.parquet"))
+
+
+def run(n: int, size: int, latency_ms: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="etd-mem-") as work:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), "--size", str(size),
+             "--latency-ms", str(latency_ms), "--work", work],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+        if done.returncode or not lines:
+            raise SystemExit(
+                f"run of {n} pairs at {size}px failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            )
+        return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--factor", type=int, default=10)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--small", type=int, default=128, help="the image size the driver is compared with")
+    ap.add_argument(
+        "--latency-ms", type=float, default=50.0, help="editor time per batch on top of its pixel work"
+    )
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one, args.size, args.latency_ms, args.work)), flush=True)
+        return
+
+    runs = [
+        ("N", args.pairs, args.size),
+        (f"{args.factor}N", args.pairs * args.factor, args.size),
+        ("N small", args.pairs, args.small),
+    ]
+    results = {}
+    print(f"{'run':<9}{'size':>6}{'pairs':>7}{'turns':>7}{'wall s':>8}{'driver MB':>11}{'worker MB':>11}"
+          f"{'dispatch MB':>13}{'driver B/turn':>15}  largest worker")  # fmt: skip
+    for label, n, size in runs:
+        r = results[label] = run(n, size, args.latency_ms)
+        print(f"{label:<9}{size:>6}{r['pairs']:>7}{r['turns']:>7}{r['wall_s']:>8}{r['driver_mb']:>11.0f}"
+              f"{r['worker_mb']:>11.0f}{r['dispatcher_mb']:>13.0f}{r['driver_bytes_per_turn']:>15.0f}  {r['worker']}")  # fmt: skip
+    big, base, small = results[f"{args.factor}N"], results["N"], results["N small"]
+    print(f"{args.factor}N / N at {args.size}px: driver {big['driver_mb'] / base['driver_mb']:.2f}, "
+          f"largest worker {big['worker_mb'] / base['worker_mb']:.2f}, "
+          f"dispatcher {big['dispatcher_mb'] / base['dispatcher_mb']:.2f}")  # fmt: skip
+    print(f"driver at {args.size}px / at {args.small}px (N pairs): {base['driver_mb'] / small['driver_mb']:.2f}; "
+          f"dispatcher {base['dispatcher_mb'] / small['dispatcher_mb']:.2f}")  # fmt: skip
+    uncompressed = 3 * args.size * args.size
+    print(
+        f"one {args.size}^2 RGB image is {uncompressed / 2**20:.1f} MiB; the driver received "
+        f"{base['driver_bytes_per_turn']:.0f} bytes per turn (unit reports only)"
+    )
+
+
+if __name__ == "__main__":
+    main()
