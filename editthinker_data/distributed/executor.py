@@ -9,12 +9,21 @@ import os
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from editthinker_data.execution.base import Executor, run_unit_at
 from editthinker_data.stages.base import Stage
 
 # Where the output and the sources live is not a secret; credentials stay with each node.
 _FORWARDED_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "EDITTHINKER_CACHE_DIR")
+
+
+def _placement(stage: Stage) -> Any:
+    """`beside_driver` units run on the driver's node (the head, on a cluster: a lost worker
+    node never takes them with it); others spread over the nodes."""
+    if stage.placement == "beside_driver":
+        return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return "SPREAD"
 
 
 def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> Any:
@@ -25,7 +34,7 @@ def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) ->
         num_gpus=stage.resources.num_gpus,
         max_retries=0,  # a unit is retried by the flow (and resumes from its journal)
         runtime_env={"env_vars": env} if env else None,
-        scheduling_strategy="SPREAD",  # over the nodes: their reading and writing too
+        scheduling_strategy=_placement(stage),
         name=f"{stage.name}-{unit}",
     )
     return task.remote(stage, output, unit, inputs)

@@ -31,6 +31,7 @@ class Stage(ABC):
     name: ClassVar[str]
     marked: ClassVar[bool] = True
     resources: ClassVar[Resources] = Resources(num_cpus=1)
+    placement: ClassVar[str] = "spread"  # spread | beside_driver: where a Ray executor runs a unit
 
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg

@@ -80,10 +80,12 @@ class GenerateStage(Stage):
 
     name = "generate"
     # A unit mostly waits on the dispatcher; its own work (reading sources, encoding turn
-    # images) is small beside the models'. It asks Ray for no CPU, so it can always be placed,
-    # even on a cluster whose CPUs the backend actors hold (a unit retried after its node was
-    # lost must not wait for one); the flow bounds how many run at once.
+    # images) is small beside the models'. It asks Ray for no CPU, so it can always be placed
+    # even when the backend actors hold every CPU; the flow bounds how many run at once. It
+    # runs beside the dispatcher, on the driver's node (the head): a lost worker node takes
+    # only actors with it, whose batches are retried, never a unit with its unflushed journal.
     resources = Resources(num_cpus=0)
+    placement = "beside_driver"
 
     def process(self, storage: Storage, unit: str, runner: RolloutRunner) -> dict[str, Any]:
         return _generate(self.cfg, storage, partition_of(unit), runner)
