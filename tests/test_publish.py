@@ -18,7 +18,7 @@ from conftest import BUCKET, ROOT
 from fake_hub import FakeHub
 from typer.testing import CliRunner
 
-from editthinker_data.cli import app
+from editthinker_data.cli import app, term
 from editthinker_data.core.layout import RUN_STATE
 from editthinker_data.core.stats import STAGES
 from editthinker_data.io.storage import open_storage
@@ -113,7 +113,9 @@ def test_dry_run_lists_what_would_go_and_sends_nothing(build_copy, monkeypatch):
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-        monkeypatch.setenv("COLUMNS", "200")
+        # The CLI's console took its width when it was imported: widen it (a narrow one wraps
+        # the table's cells, and the text checked below with them).
+        monkeypatch.setattr(term.console, "width", 200)
         result = CliRunner().invoke(app, ["publish", str(build_copy), "--repo", "org/demo", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert hub.requests == []

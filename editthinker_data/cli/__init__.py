@@ -59,10 +59,12 @@ def pool(
 ) -> None:
     """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
     a later `build` of the same config and output starts from this pool."""
-    cfg = sourced(checked_config(config, sources_only=True), output, None)
+    cfg = checked_config(config, sources_only=True)
     from editthinker_data.stages import run_pool
 
-    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
+    out_dir, storage, cfg = open_output(
+        cfg, output, overwrite, claim=ctx, measure=lambda c: sourced(c, output, None)
+    )
     try:
         with console.status("pooling ..."):
             report = run_pool(cfg, storage)
@@ -114,9 +116,13 @@ def build(
     if versions or cfg.output.versions:
         version = open_version(cfg, output, state_dir, overwrite)
         cfg, output, state_dir = version.cfg, version.output, version.state_dir
-    else:
-        cfg = sourced(cfg, output, state_dir)
-    out_dir, storage = open_output(cfg, output, overwrite, claim=ctx)
+    out_dir, storage, cfg = open_output(
+        cfg,
+        output,
+        overwrite,
+        claim=ctx,
+        measure=None if version else lambda c: sourced(c, output, state_dir),
+    )
     if resume and not storage.exists(marker_name("pool", POOL_UNIT)):
         fail(f"--resume: {out_dir} holds no build to continue; drop --resume to start one")
     from editthinker_data.execution.prepare import prepare_state

@@ -33,11 +33,13 @@ def check_local_output(path: Path) -> None:
         )
 
 
-def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context | None = None):
-    """The output folder or URL (`--output` over `output.dir`) and its storage, checked to
-    hold nothing of another config (or cleared first with --overwrite). With `claim` (the
-    command's context) the output's lease is taken before anything is written and held until
-    the command ends; another build holding it stops the command at once (exit 75)."""
+def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context | None = None, measure=None):
+    """The output folder or URL (`--output` over `output.dir`), its storage and the config,
+    checked to hold nothing of another config (or cleared first with --overwrite). With
+    `claim` (the command's context) the output's lease is taken before anything is written
+    and held until the command ends; another build holding it stops the command at once
+    (exit 75). `measure(cfg)` (the sources' content, cached in the run state) runs once the
+    lease is held, so a refused command writes nothing."""
     from editthinker_data.execution.prepare import claim_output, output_location
     from editthinker_data.io.lease import OutputBusy
     from editthinker_data.io.storage import is_remote
@@ -55,6 +57,8 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
                 fail(escape(str(busy)), code=busy.exit_code)
             claim.with_resource(lease)  # released when the command ends, however it ends
             claim.meta["lease"] = lease
+        if measure is not None:
+            cfg = measure(cfg)
         if overwrite:
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         for note in check_output(cfg, storage):  # the sources changed: what it rebuilds
@@ -66,7 +70,7 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
         if message is None:
             raise
         fail(f"output {out_dir}: {message}")
-    return out_dir, storage
+    return out_dir, storage, cfg
 
 
 def open_build(output: str, endpoint_url: str | None):
