@@ -69,8 +69,10 @@ def sample_workers(peaks: dict[int, tuple[int, str]], stop: threading.Event) -> 
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             pid = proc.info["pid"]
-            if rss > peaks.get(pid, (0, ""))[0]:
-                peaks[pid] = (rss, cmd.split()[0])
+            title = cmd.split()[0]
+            peak, seen = peaks.get(pid, (0, "ray::IDLE"))
+            # what the process ran (its title is ray::IDLE between tasks)
+            peaks[pid] = (max(peak, rss), seen if title == "ray::IDLE" else title)
 
 
 def one(n: int, size: int, latency_ms: float, work: Path) -> dict:

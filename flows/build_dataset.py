@@ -31,7 +31,7 @@ from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
 MAX_UNITS = 16  # generate units at once (threads waiting on the dispatcher); the task runner's size
-WRITE_WINDOW = 4  # write_steps units at once: each decodes its partition's turn images
+WRITE_WINDOW = 4  # write_steps units at once (Ray tasks: each decodes its partition's turn images)
 
 
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=MAX_UNITS), log_prints=True)
@@ -96,24 +96,30 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
         scheduler = ray_get(service.report.remote())
         for line in load_lines(scheduler):
             log.info(line)
-    finally:
+    except BaseException:
         if service is not None:
             stop_service(service)
         if started_ray:
             shutdown()
-    if failed or incomplete:  # a Failed state, not a raise: the caller sees the error, not a traceback
-        stop = BuildIncomplete(failed, len(partitions), incomplete)
-        return Failed(message=str(stop), data=stop)
-    progress().set_stage("selecting")
-    select = select_task(cfg, output, partitions)
-    progress().set_stage("writing shards")
-    writes: list[dict[str, Any]] = []
-    pending: list[Any] = []
-    for p in partitions:
-        pending.append(write_steps_task.submit(cfg, output, p))
-        if len(pending) >= WRITE_WINDOW:
-            writes.append(pending.pop(0).result())
-    writes.extend(f.result() for f in pending)
+        raise
+    stop_service(service)  # the backend actors' GPUs are free for the next build
+    try:
+        if failed or incomplete:  # a Failed state, not a raise: the caller sees the error, not a traceback
+            stop = BuildIncomplete(failed, len(partitions), incomplete)
+            return Failed(message=str(stop), data=stop)
+        progress().set_stage("selecting")
+        select = select_task(cfg, output, partitions)
+        progress().set_stage("writing shards")
+        writes: list[dict[str, Any]] = []
+        pending: list[Any] = []
+        for p in partitions:  # each unit a Ray task that reads and writes its images itself
+            pending.append(write_steps_task.submit(cfg, output, p))
+            if len(pending) >= WRITE_WINDOW:
+                writes.append(pending.pop(0).result())
+        writes.extend(f.result() for f in pending)
+    finally:
+        if started_ray:
+            shutdown()
     # Usage is summed from the unit reports (every process that worked on the build), not
     # from the actors alive now; `actors` lists this process's actors, replaced ones included.
     usage = merge_usage(*(r.get("usage", {}) for r in generate))

@@ -7,6 +7,7 @@ fetches its turn images (`materialize`)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -79,3 +80,25 @@ def materialize(traj: Trajectory) -> Trajectory:
         for t in traj.turns
     ]
     return dataclasses.replace(traj, turns=turns)
+
+
+def deliver(
+    event: tuple,
+    on_done: Callable[[int, Trajectory], None],
+    on_usage: Callable[[str, dict[str, float]], None] | None,
+    keep: Callable[[int, Trajectory], Trajectory] = lambda k, traj: traj,
+) -> dict[str, Any] | None:
+    """One of a unit's events from the dispatcher: a finished trajectory (to `on_done`, turn
+    images fetched, then `keep`), a batch's cost (to `on_usage`), an error (raised), or the
+    end (its counters, returned; None for the others)."""
+    kind, *args = event
+    if kind == "done":
+        on_done(args[0], keep(args[0], materialize(args[1])))
+    elif kind == "usage":
+        if on_usage is not None:
+            on_usage(*args)
+    elif kind == "error":
+        raise args[0]
+    else:
+        return args[0]
+    return None

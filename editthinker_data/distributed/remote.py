@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from editthinker_data.core.schema import Trajectory
-from editthinker_data.distributed.refs import materialize
+from editthinker_data.distributed.refs import deliver
 from editthinker_data.pipeline.loop import Rollout
 
 POLL_S = 0.5  # a poll returns at once when there is news; this is the longest it waits
@@ -46,18 +46,13 @@ class RemoteRunner:
                     )
                     fed = ahead
                 events, admitted, budget = ray.get(service.poll.remote(jid, POLL_S))
-                for kind, *args in events:
-                    if kind == "done":
-                        k, traj = args
-                        # Its source reference goes: the unit keeps the pair as it came.
-                        on_done(k, dataclasses.replace(materialize(traj), pair=items[k]))
-                    elif kind == "usage":
-                        if on_usage is not None:
-                            on_usage(*args)
-                    elif kind == "error":
-                        raise args[0]
-                    else:
-                        return args[0]
+                for event in events:
+                    # A finished pair's source reference goes: the unit keeps the pair as it came.
+                    end = deliver(
+                        event, on_done, on_usage, lambda k, traj: dataclasses.replace(traj, pair=items[k])
+                    )
+                    if end is not None:
+                        return end
         except BaseException:
             service.cancel.remote(jid)
             raise

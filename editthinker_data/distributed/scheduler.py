@@ -40,7 +40,7 @@ from editthinker_data.distributed.load import (
     pool_report,
 )
 from editthinker_data.distributed.pools import Workers
-from editthinker_data.distributed.refs import InputLost, materialize
+from editthinker_data.distributed.refs import InputLost, deliver
 from editthinker_data.pipeline.loop import Call, Rollout
 
 Key = tuple[str, str]
@@ -189,17 +189,9 @@ class Dispatcher(BatchTraffic):
         per-pool load."""
         job = self.start_job(items, make, prepare)
         try:
-            while True:
-                kind, *args = job.events.get()
-                if kind == "done":
-                    on_done(args[0], materialize(args[1]))
-                elif kind == "usage":
-                    if on_usage is not None:
-                        on_usage(*args)
-                elif kind == "error":
-                    raise args[0]
-                else:
-                    return args[0]
+            while (end := deliver(job.events.get(), on_done, on_usage)) is None:
+                pass
+            return end
         except BaseException:
             self.cancel(job)
             raise
