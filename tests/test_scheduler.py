@@ -324,3 +324,67 @@ def test_a_unit_that_fails_leaves_the_budget_to_the_others(ray_cluster):
     finally:
         workers.stop()
     assert sorted(done) == list(range(8))
+
+
+def test_edits_travel_as_references_and_a_lost_image_restarts_its_rollout(ray_cluster):
+    """Edits come back as object references that the scorer and expert fetch; a request
+    whose image is gone (here: its owner died, as with a lost node) restarts its rollout
+    from the source, up to `retries` times, then ends it as transient (rerun later)."""
+    from editthinker_data.distributed.refs import resolve
+
+    @ray.remote(num_cpus=0)
+    class Owner:
+        def put(self, image):
+            return [ray.put(image)]  # owned by this actor: lost when it dies, like a lost node's
+
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        items = pairs(3)
+        owner = Owner.remote()
+        [lost] = ray.get(owner.put.remote(items[0].image))
+        ray.kill(owner)
+        time.sleep(1)
+        items[0] = dataclasses.replace(items[0], image=lost)
+        items[1] = dataclasses.replace(items[1], image=ray.put(items[1].image))  # a reference that resolves
+        _, gone = resolve([items[0], items[1]])
+        assert list(gone) == [0] and "OwnerDiedError" in gone[0].detail
+        done, counters = run(cfg, workers, items, retries=2)
+        assert done[0].transient and "lost 3 times" in done[0].error and counters["restarts"] == 2
+        clean, _ = run(cfg, workers, pairs(3))
+        for i in (1, 2):  # the same turns, images included, whether the source was a reference or not
+            assert not done[i].transient and [t.instruction for t in done[i].turns] == [
+                t.instruction for t in clean[i].turns
+            ]
+            assert all(not isinstance(t.image, ray.ObjectRef) for t in done[i].turns)
+            assert [t.image.tobytes() for t in done[i].turns] == [t.image.tobytes() for t in clean[i].turns]
+    finally:
+        workers.stop()
+
+
+def test_a_unit_never_holds_more_than_its_reorder_window(ray_cluster):
+    """A unit's next pair waits while it is a window ahead of its oldest unfinished one, so
+    what it holds for writing in pair order stays bounded whatever the partition's size."""
+    cfg = config(0.0)
+    workers = Workers(cfg)
+    workers.start()
+    try:
+        names = Names(cfg.expert.name, cfg.scorer.name)
+        peaks = {}
+        for window in (2, 0):  # 0: the default, twice the in-flight budget
+            order: list[int] = []
+            with Dispatcher(workers, max_in_flight=16, retries=0, reorder_window=window) as dispatcher:
+                dispatcher.run(
+                    pairs(20),
+                    lambda p: rollout(p, names, max_turns=3, seed=0),
+                    lambda i, t, order=order: order.append(i),
+                )
+                peaks[window] = dispatcher.peak_in_flight
+            assert sorted(order) == list(range(20))
+            if window:
+                for n, i in enumerate(order):  # never more than the window ahead of the oldest open
+                    assert i < min(set(range(20)) - set(order[:n])) + window
+        assert peaks[2] == 2 and peaks[0] == 16
+    finally:
+        workers.stop()
