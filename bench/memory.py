@@ -55,7 +55,7 @@ def write_source(out: Path, n: int, size: int) -> Path:
     return manifest
 
 
-def sample_workers(peaks: dict[int, tuple[int, str]], stop: threading.Event) -> None:
+def sample_workers(peaks: dict[tuple[int, str], tuple[int, str]], stop: threading.Event) -> None:
     import psutil
 
     me = os.getpid()
@@ -68,11 +68,18 @@ def sample_workers(peaks: dict[int, tuple[int, str]], stop: threading.Event) -> 
                 rss = proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            pid = proc.info["pid"]
-            title = cmd.split()[0]
-            peak, seen = peaks.get(pid, (0, "ray::IDLE"))
-            # what the process ran (its title is ray::IDLE between tasks)
-            peaks[pid] = (max(peak, rss), seen if title == "ray::IDLE" else title)
+            # by what the process is running now (a worker process runs one unit after another)
+            kind = _kind(cmd.split()[0])
+            if kind and rss > peaks.get((proc.info["pid"], kind), (0, ""))[0]:
+                peaks[(proc.info["pid"], kind)] = (rss, kind)
+
+
+def _kind(title: str) -> str | None:
+    for prefix, kind in (("ray::generate-", "generate unit"), ("ray::write_steps-", "write_steps unit"),
+                         ("ray::BackendActor", "backend actor"), ("ray::DispatchService", "dispatcher")):  # fmt: skip
+        if title.startswith(prefix):
+            return kind
+    return None
 
 
 def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
@@ -89,7 +96,7 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
     cfg["output"].update(exports=[], report=False)
     for editor in cfg["editors"]:
         editor["params"] = {**editor["params"], "latency_s": latency_ms / 1000}
-    peaks: dict[int, tuple[int, str]] = {}
+    peaks: dict[tuple[int, str], tuple[int, str]] = {}
     stop = threading.Event()
     threading.Thread(target=sample_workers, args=(peaks, stop), daemon=True).start()
     started = time.perf_counter()
@@ -102,8 +109,11 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
     turns = _turns(work / "out")
     reports = [json.loads(p.read_text()) for p in sorted((work / "out" / "_markers" / "generate").iterdir())]
     received = sum(len(pickle.dumps(r)) for r in reports)
-    dispatcher = max((rss for rss, what in peaks.values() if "DispatchService" in what), default=0)
-    rss, what = max(((r, w) for r, w in peaks.values() if "DispatchService" not in w), default=(0, "-"))
+    largest = {
+        kind: max((r for r, k in peaks.values() if k == kind), default=0) for _, kind in peaks.values()
+    }
+    dispatcher = largest.pop("dispatcher", 0)
+    what, rss = max(largest.items(), key=lambda kv: kv[1], default=("-", 0))
     return {
         "pairs": stats["stages"]["generate"]["input"],
         "turns": turns,
@@ -112,6 +122,7 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
         "worker_mb": rss / 2**20,
         "worker": what,
         "dispatcher_mb": dispatcher / 2**20,
+        "largest_mb": {kind: round(r / 2**20) for kind, r in sorted(largest.items())},
         "driver_bytes_per_turn": received / max(turns, 1),
     }
 
@@ -166,7 +177,11 @@ def main() -> None:
         r = results[label] = run(n, size, args.latency_ms)
         print(f"{label:<9}{size:>6}{r['pairs']:>7}{r['turns']:>7}{r['wall_s']:>8}{r['driver_mb']:>11.0f}"
               f"{r['worker_mb']:>11.0f}{r['dispatcher_mb']:>13.0f}{r['driver_bytes_per_turn']:>15.0f}  {r['worker']}")  # fmt: skip
+    for label, r in results.items():
+        print(f"{label}: peak RSS MB by kind of worker: {r['largest_mb']}")
     big, base, small = results[f"{args.factor}N"], results["N"], results["N small"]
+    for kind in sorted(set(big["largest_mb"]) & set(base["largest_mb"])):
+        print(f"  {kind}: {args.factor}N / N {big['largest_mb'][kind] / max(base['largest_mb'][kind], 1):.2f}")
     print(f"{args.factor}N / N at {args.size}px: driver {big['driver_mb'] / base['driver_mb']:.2f}, "
           f"largest worker {big['worker_mb'] / base['worker_mb']:.2f}, "
           f"dispatcher {big['dispatcher_mb'] / base['dispatcher_mb']:.2f}")  # fmt: skip
