@@ -181,7 +181,9 @@ def main() -> None:
         print(f"{label}: peak RSS MB by kind of worker: {r['largest_mb']}")
     big, base, small = results[f"{args.factor}N"], results["N"], results["N small"]
     for kind in sorted(set(big["largest_mb"]) & set(base["largest_mb"])):
-        print(f"  {kind}: {args.factor}N / N {big['largest_mb'][kind] / max(base['largest_mb'][kind], 1):.2f}")
+        print(
+            f"  {kind}: {args.factor}N / N {big['largest_mb'][kind] / max(base['largest_mb'][kind], 1):.2f}"
+        )
     print(f"{args.factor}N / N at {args.size}px: driver {big['driver_mb'] / base['driver_mb']:.2f}, "
           f"largest worker {big['worker_mb'] / base['worker_mb']:.2f}, "
           f"dispatcher {big['dispatcher_mb'] / base['dispatcher_mb']:.2f}")  # fmt: skip
