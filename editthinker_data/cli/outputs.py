@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from editthinker_data.cli.term import console, fail, storage_problem
-from editthinker_data.config import ConfigError
+from editthinker_data.cli.term import console, fail, failing_as_paragraph
 
 
 def check_local_output(path: Path) -> None:
@@ -48,7 +47,7 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
     out_dir = output_location(cfg, output)
     if not is_remote(out_dir):
         check_local_output(Path(out_dir))
-    try:
+    with failing_as_paragraph(f"output {out_dir}"):
         storage = output_storage(cfg, out_dir)
         if claim:
             try:
@@ -63,13 +62,6 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
             console.print(f"--overwrite: deleted {clear_output(storage)} objects of the previous build")
         for note in check_output(cfg, storage):  # the sources changed: what it rebuilds
             console.print(note, markup=False, highlight=False, soft_wrap=True)
-    except ConfigError as err:
-        fail(str(err))
-    except Exception as err:  # the object store answered with an error: name it, no traceback
-        message = storage_problem(err)
-        if message is None:
-            raise
-        fail(f"output {out_dir}: {message}")
     return out_dir, storage, cfg
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
@@ -36,3 +39,22 @@ def storage_problem(err: Exception) -> str | None:
     if isinstance(err, OSError):
         return f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}"
     return None
+
+
+@contextmanager
+def failing_as_paragraph(where: str) -> Iterator[None]:
+    """A config problem, or an object-store or file-system error a user can fix, met in
+    the block: one paragraph naming `where`, exit 2; anything else (a bug) is raised."""
+    from editthinker_data.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as err:
+        fail(str(err))
+    except typer.Exit:
+        raise
+    except Exception as err:
+        message = storage_problem(err)
+        if message is None:
+            raise
+        fail(f"{where}: {message}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from editthinker_data.cli.term import console, fail, storage_problem
+from editthinker_data.cli.term import console, fail, failing_as_paragraph
 from editthinker_data.config import ConfigError
 
 
@@ -30,15 +30,8 @@ def open_version(cfg, output: str | None, state_dir: str | None, overwrite: bool
             f"--overwrite does not apply to a versioned build: each build writes a new version under {root}; "
             "delete a version's folder to drop it"
         )
-    try:
+    with failing_as_paragraph(f"dataset root {root}"):
         plan = plan_version(cfg, root, state_dir)
-    except ConfigError as err:
-        fail(str(err))
-    except Exception as err:  # the object store answered with an error: name it, no traceback
-        message = storage_problem(err)
-        if message is None:
-            raise
-        fail(f"dataset root {root}: {message}")
     for note in plan.notes:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     if plan.up_to_date:

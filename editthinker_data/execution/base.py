@@ -4,7 +4,7 @@ reused, a marker is written last), a failing unit fails alone and is reported by
 and reports come back in unit order whatever order the units finished in.
 
 `LocalExecutor` runs units in this process (tests, the embedded demo, a laptop);
-`execution.ray.RayExecutor` runs them as Ray tasks on the cluster, each reading its inputs
+`distributed.executor.RayExecutor` runs them as Ray tasks on the cluster, each reading its inputs
 from storage and writing its outputs there, so the driver sees only the small reports.
 """
 
