@@ -1,7 +1,7 @@
 """Peak memory of the build's driver and of its largest Ray worker at N and 10N pairs, with
 source images of 1024^2 pixels, beside the driver at a small image size.
 
-    python bench/memory.py [--pairs 8] [--factor 10] [--size 1024] [--small 128]
+    python bench/memory.py [--pairs 16] [--factor 10] [--size 1024] [--small 128]
 
 Each run is a real build (`flows.build_dataset`, pool -> generate -> ... -> finalize, no
 exports or report) in its own process, on a fresh local Ray: the sources are the demo's
@@ -9,10 +9,15 @@ procedural scenes drawn at --size (each pair its own layout, so none is a duplic
 editors are the demo's procedural editors (real pixel work at that size, plus
 --latency-ms per batch as a GPU would take), the expert and scorer the procedural ones.
 Printed per run: pairs, turns, the driver's peak RSS (getrusage), the largest Ray worker's
-peak RSS and what it was (sampled every 0.1 s; the dispatcher actor is shown on its own),
-and what the driver received from its units (their reports) per turn. Then the ratios
-10N / N, which stay near 1 when memory is flat in the number of pairs, and the driver's peak
-at --size over --small, which stays near 1 when no image passes through it.
+peak memory and what it was (sampled every 0.1 s; the dispatcher actor is shown on its own),
+the object store's peak (Ray's memory summary, every 0.5 s) and what the driver received
+from its units (their reports) per turn. A worker's memory is shown twice: its own
+(private: RSS less shared pages) and its RSS, which also counts every object-store page it
+has read; those pages live once per node, in the store, and are counted there. Then the
+ratios 10N / N, which stay near 1 when memory is flat in the number of pairs, and the
+driver's peak at --size over --small, which stays near 1 when no image passes through it.
+N defaults to 16, the demo's smallest in-flight budget (2 editors x batch 4 x 2), so that
+the N run already keeps the budget full, as the 10N run does.
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ def write_source(out: Path, n: int, size: int) -> Path:
     return manifest
 
 
-def sample_workers(peaks: dict[tuple[int, str], tuple[int, str]], stop: threading.Event) -> None:
+def sample_workers(peaks: dict[tuple[int, str], tuple[int, int]], stop: threading.Event) -> None:
+    """Peak RSS and peak private RSS (RSS less shared pages: the object store's pages a
+    worker has read are shared, resident once for the whole node) per process and kind."""
     import psutil
 
     me = os.getpid()
@@ -65,13 +72,32 @@ def sample_workers(peaks: dict[tuple[int, str], tuple[int, str]], stop: threadin
                 cmd = " ".join(proc.info["cmdline"] or [])
                 if proc.info["pid"] == me or not cmd.startswith("ray::"):
                     continue
-                rss = proc.memory_info().rss
+                mem = proc.memory_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             # by what the process is running now (a worker process runs one unit after another)
             kind = _kind(cmd.split()[0])
-            if kind and rss > peaks.get((proc.info["pid"], kind), (0, ""))[0]:
-                peaks[(proc.info["pid"], kind)] = (rss, kind)
+            if kind:
+                old = peaks.get((proc.info["pid"], kind), (0, 0))
+                peaks[(proc.info["pid"], kind)] = (max(old[0], mem.rss), max(old[1], mem.rss - mem.shared))
+
+
+def sample_store(peak: list[int], stop: threading.Event) -> None:
+    """Peak bytes held in the object store (every node), from Ray's own memory summary."""
+    import re
+
+    import ray
+    from ray._private.internal_api import memory_summary
+
+    while not stop.wait(0.5):
+        if not ray.is_initialized():
+            continue
+        try:
+            found = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(stats_only=True))
+        except Exception:  # Ray starting or stopping
+            continue
+        if found:
+            peak[0] = max(peak[0], int(found.group(1)) * 2**20)
 
 
 def _kind(title: str) -> str | None:
@@ -96,9 +122,11 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
     cfg["output"].update(exports=[], report=False)
     for editor in cfg["editors"]:
         editor["params"] = {**editor["params"], "latency_s": latency_ms / 1000}
-    peaks: dict[tuple[int, str], tuple[int, str]] = {}
+    peaks: dict[tuple[int, str], tuple[int, int]] = {}
     stop = threading.Event()
+    store = [0]
     threading.Thread(target=sample_workers, args=(peaks, stop), daemon=True).start()
+    threading.Thread(target=sample_store, args=(store, stop), daemon=True).start()
     started = time.perf_counter()
     result = build_dataset(cfg, str(work / "out"), str(work / "state"))
     wall = time.perf_counter() - started
@@ -109,11 +137,18 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
     turns = _turns(work / "out")
     reports = [json.loads(p.read_text()) for p in sorted((work / "out" / "_markers" / "generate").iterdir())]
     received = sum(len(pickle.dumps(r)) for r in reports)
-    largest = {
-        kind: max((r for r, k in peaks.values() if k == kind), default=0) for _, kind in peaks.values()
-    }
+    # a backend actor by its role and name (stats.json's actors carry their pids)
+    names = {a["pid"]: f"{a['role']} {a['name']}" for a in stats.get("actors", []) if a.get("pid")}
+    largest: dict[str, int] = {}
+    private: dict[str, int] = {}
+    for (pid, kind), (rss, own) in peaks.items():
+        kind = names.get(pid, kind) if kind == "backend actor" else kind
+        largest[kind] = max(largest.get(kind, 0), rss)
+        private[kind] = max(private.get(kind, 0), own)
     dispatcher = largest.pop("dispatcher", 0)
+    private.pop("dispatcher", None)
     what, rss = max(largest.items(), key=lambda kv: kv[1], default=("-", 0))
+    own_what, own = max(private.items(), key=lambda kv: kv[1], default=("-", 0))
     return {
         "pairs": stats["stages"]["generate"]["input"],
         "turns": turns,
@@ -121,8 +156,12 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
         "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_mb": rss / 2**20,
         "worker": what,
+        "private_mb": own / 2**20,
+        "private_worker": own_what,
         "dispatcher_mb": dispatcher / 2**20,
+        "store_mb": store[0] / 2**20,
         "largest_mb": {kind: round(r / 2**20) for kind, r in sorted(largest.items())},
+        "private_by_kind_mb": {kind: round(r / 2**20) for kind, r in sorted(private.items())},
         "driver_bytes_per_turn": received / max(turns, 1),
     }
 
@@ -151,7 +190,7 @@ def run(n: int, size: int, latency_ms: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--factor", type=int, default=10)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--small", type=int, default=128, help="the image size the driver is compared with")
@@ -172,20 +211,25 @@ def main() -> None:
     ]
     results = {}
     print(f"{'run':<9}{'size':>6}{'pairs':>7}{'turns':>7}{'wall s':>8}{'driver MB':>11}{'worker MB':>11}"
-          f"{'dispatch MB':>13}{'driver B/turn':>15}  largest worker")  # fmt: skip
+          f"{'worker RSS':>12}{'store MB':>10}{'dispatch MB':>13}{'driver B/turn':>15}  largest worker (private; RSS)")  # fmt: skip
     for label, n, size in runs:
         r = results[label] = run(n, size, args.latency_ms)
         print(f"{label:<9}{size:>6}{r['pairs']:>7}{r['turns']:>7}{r['wall_s']:>8}{r['driver_mb']:>11.0f}"
-              f"{r['worker_mb']:>11.0f}{r['dispatcher_mb']:>13.0f}{r['driver_bytes_per_turn']:>15.0f}  {r['worker']}")  # fmt: skip
+              f"{r['private_mb']:>11.0f}{r['worker_mb']:>12.0f}{r['store_mb']:>10.0f}{r['dispatcher_mb']:>13.0f}"
+              f"{r['driver_bytes_per_turn']:>15.0f}  {r['private_worker']}; {r['worker']}")  # fmt: skip
     for label, r in results.items():
-        print(f"{label}: peak RSS MB by kind of worker: {r['largest_mb']}")
+        print(f"{label}: peak RSS MB by worker: {r['largest_mb']}")
+        print(f"{label}: peak private RSS MB (less shared object-store pages): {r['private_by_kind_mb']}")
     big, base, small = results[f"{args.factor}N"], results["N"], results["N small"]
     for kind in sorted(set(big["largest_mb"]) & set(base["largest_mb"])):
         print(
             f"  {kind}: {args.factor}N / N {big['largest_mb'][kind] / max(base['largest_mb'][kind], 1):.2f}"
+            f" (private {big['private_by_kind_mb'][kind] / max(base['private_by_kind_mb'][kind], 1):.2f})"
         )
     print(f"{args.factor}N / N at {args.size}px: driver {big['driver_mb'] / base['driver_mb']:.2f}, "
-          f"largest worker {big['worker_mb'] / base['worker_mb']:.2f}, "
+          f"largest worker {big['private_mb'] / base['private_mb']:.2f} (its own memory; "
+          f"RSS with the object-store pages it read {big['worker_mb'] / base['worker_mb']:.2f}), "
+          f"object store {big['store_mb'] / max(base['store_mb'], 1):.2f}, "
           f"dispatcher {big['dispatcher_mb'] / base['dispatcher_mb']:.2f}")  # fmt: skip
     print(f"driver at {args.size}px / at {args.small}px (N pairs): {base['driver_mb'] / small['driver_mb']:.2f}; "
           f"dispatcher {base['dispatcher_mb'] / small['dispatcher_mb']:.2f}")  # fmt: skip

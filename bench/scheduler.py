@@ -116,6 +116,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
     turns: list[int] = []
     try:
         samples: list[tuple[float, float]] = []  # (time, editors' busy seconds so far)
+        flights: list[tuple[int, int, int]] = []  # in flight, queued for editors, target
         sampling = threading.Event()
 
         def sample() -> None:
@@ -123,6 +124,8 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
                 rep = ray.get(service.report.remote())
                 busy = sum(v["busy_s"] for k, v in rep["pools"].items() if k.startswith("editor/"))
                 samples.append((time.monotonic(), busy))
+                queued = sum(n for k, n in rep["queued"].items() if k.startswith("editor/"))
+                flights.append((rep["in_flight"], queued, rep["in_flight_target"]))
 
         threading.Thread(target=sample, daemon=True).start()
         started, t0 = time.perf_counter(), time.monotonic()
@@ -132,7 +135,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
             lambda p: unit.remote(service, partitions[p], cfg),
             lambda ref: ref.future(),
             lambda p, ref: turns.extend(ray.get(ref)),
-            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS)),
+            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS, size)),
         )
         wall = time.perf_counter() - started
         report = ray.get(service.report.remote())
@@ -154,6 +157,14 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
         "k": k,
         "report": report,
         "steady": busy_last / (k * (t_last - t0)),
+        "flights": [
+            tuple(round(sum(f[j] for f in flights[i : i + 20]) / len(flights[i : i + 20])) for j in range(3))
+            for i in range(0, len(flights), 20)
+        ],
+        "timeline": [
+            (round(t - t0, 1), round((b - b0) / (k * (t - t0p)), 3))
+            for (t0p, b0), (t, b) in zip(samples[::20], samples[20::20], strict=False)
+        ],
     }
 
 
@@ -229,6 +240,8 @@ def main() -> None:
     for line in load_lines(rep):
         print(line)
     if args.verbose:
+        print("editors busy per 5 s (end of window, busy):", sched["timeline"])
+        print("mean in flight, queued for editors, in-flight target per 5 s:", sched["flights"])
         print(json.dumps(rep, indent=1))
 
 

@@ -24,10 +24,15 @@ log = logging.getLogger(__name__)
 
 class BatchTraffic:
     def _dispatch(self) -> None:
+        now = time.monotonic()
         for key, q in self._queues.items():
             pool, load = self.workers.pools[key], self.loads[key]
             while q:
-                ai = load.pick(len(q), usable=pool.ready)
+                waited = now - self._queued_at.get(q[0][0], now)
+                # Other rollouts may join this queue. Editors never wait: they are what the
+                # build keeps busy, and each has its next batch queued while one runs.
+                loaded = key[0] != "editor" and len(self._gens) > len(q)
+                ai = load.pick(len(q), usable=pool.ready, waited=waited, loaded=loaded)
                 if ai is None:
                     break
                 batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]

@@ -127,13 +127,14 @@ class Dispatcher(BatchTraffic):
     def in_flight_target(self) -> int:
         return self.fixed if self.fixed is not None else auto_in_flight(self.loads.values(), self.away_s)
 
-    def wants_unit(self, running: int, setting: int | str, most: int) -> bool:
+    def wants_unit(self, running: int, setting: int | str, most: int, unit_size: float = 1.0) -> bool:
         """Whether to start another unit (`run.concurrent_partitions`). With auto: while the
         rollouts in flight plus those still to come (started units' unadmitted pairs, and
-        units still starting up at the mean unit size) leave room in the budget, so a unit
-        that is draining its tail leaves room that the next units fill, and units that take
-        a while to start (a Ray task reading its sources) start several at a time; at most
-        `most` run at once."""
+        units still starting up at the mean unit size, `unit_size` before any has started)
+        leave room in the budget, so a unit that is draining its tail leaves room that the
+        next units fill, and units that take a while to start (a Ray task reading its
+        sources) start several at a time, but no more than the budget needs (each is a
+        worker process to start); at most `most` run at once."""
         if setting != "auto":
             return running < int(setting)
         if running == 0:
@@ -143,7 +144,7 @@ class Dispatcher(BatchTraffic):
         waiting = [job for what, job in list(self._inbox) if what == "submit"]
         unadmitted = sum(len(j.items) - j.next_item for j in jobs) + sum(len(j.items) for j in waiting)
         starting = max(0, running - (self.jobs_submitted - self.jobs_ended))
-        mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else 1.0
+        mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else unit_size
         coming = unadmitted + starting * max(mean, 1.0)
         return running < most and len(self._gens) + coming < self.in_flight_target()
 
@@ -203,6 +204,8 @@ class Dispatcher(BatchTraffic):
             "max_in_flight": self.fixed if self.fixed is not None else "auto",
             "in_flight_target": self.in_flight_target(),
             "peak_in_flight": self.peak_in_flight,
+            "in_flight": len(self._gens),
+            "queued": {f"{r}/{n}": len(q) for (r, n), q in self._queues.items()},
             "away_s": round(self.away_s, 4) if self.away_s else None,
             "active_s": round(active, 3),
             "pools": {f"{r}/{n}": pool_report(load, None, active) for (r, n), load in self.loads.items()},
