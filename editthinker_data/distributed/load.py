@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
-AUTO_MAX_IN_FLIGHT = 1024  # rollouts hold their images in the driver: a sane ceiling
+AUTO_MAX_IN_FLIGHT = 1024  # each rollout holds its images in the object store: a sane ceiling
 EWMA = 0.1  # weight of the newest batch in a pool's service time (follows a build's drift)
 # Under load, a partial batch for an idle actor waits up to this share of the pool's batch
 # time for more requests: a model whose batch costs the same full or not serves more per
