@@ -66,12 +66,16 @@ class PoolLoad:
             return None
         best = min(candidates, key=lambda i: (self.outstanding[i], i))
         if self.outstanding[best] == 0:
-            if queued >= self.batch_size or not loaded or waited >= BATCH_WAIT * (self.service_s or 0.0):
+            if queued >= self.batch_size or not loaded or waited >= self.fill_wait():
                 return best
             return None
         if self.outstanding[best] < PER_ACTOR_OUTSTANDING and queued >= self.batch_size:
             return best
         return None
+
+    def fill_wait(self) -> float:
+        """How long a partial batch may wait to fill while the pool is loaded."""
+        return BATCH_WAIT * (self.service_s or 0.0)
 
     def _tick(self) -> None:
         now = self.clock()

@@ -114,6 +114,7 @@ class Dispatcher(BatchTraffic):
         self._left_editor: dict[int, float] = {}  # rollout -> when its last edit came back
         self.away_s: float | None = None  # EWMA of a rollout's time between two edits
         self._futures: dict[Any, tuple[Key, int, Any, list[tuple[int, Call, int]]]] = {}
+        self.fill_by: float | None = None  # set by `_dispatch`
         self._next_rid = 0
         self._active_s = 0.0
         self._active_since: float | None = None
@@ -259,11 +260,15 @@ class Dispatcher(BatchTraffic):
                     for pool in self.workers.pools.values()
                     for ref, _ in list(pool.pending.values())
                 }
+                # A partial batch left to fill is sent on time, not at the next poll.
+                wait_s = (
+                    POLL_S if self.fill_by is None else min(POLL_S, max(0.0, self.fill_by - time.monotonic()))
+                )
                 if not self._futures and not starting:
-                    self._wake.wait(POLL_S)
+                    self._wake.wait(wait_s)
                     self._wake.clear()
                     continue
-                ready, _ = ray.wait([*self._futures, *starting], num_returns=1, timeout=POLL_S)
+                ready, _ = ray.wait([*self._futures, *starting], num_returns=1, timeout=wait_s)
                 if not ready:
                     for pool in self.workers.pools.values():
                         pool.check_pending(time.monotonic())
