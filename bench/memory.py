@@ -160,6 +160,7 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
         "private_worker": own_what,
         "dispatcher_mb": dispatcher / 2**20,
         "store_mb": store[0] / 2**20,
+        "peak_in_flight": stats["scheduler"]["peak_in_flight"],
         "largest_mb": {kind: round(r / 2**20) for kind, r in sorted(largest.items())},
         "private_by_kind_mb": {kind: round(r / 2**20) for kind, r in sorted(private.items())},
         "driver_bytes_per_turn": received / max(turns, 1),
@@ -233,6 +234,9 @@ def main() -> None:
           f"dispatcher {big['dispatcher_mb'] / base['dispatcher_mb']:.2f}")  # fmt: skip
     print(f"driver at {args.size}px / at {args.small}px (N pairs): {base['driver_mb'] / small['driver_mb']:.2f}; "
           f"dispatcher {base['dispatcher_mb'] / small['dispatcher_mb']:.2f}")  # fmt: skip
+    print(f"object store peak per rollout in flight (peak {base['peak_in_flight']} and {big['peak_in_flight']}): "
+          f"{base['store_mb'] / base['peak_in_flight']:.1f} and {big['store_mb'] / big['peak_in_flight']:.1f} MB "
+          f"(the store holds what the in-flight budget holds, not what the build has done)")  # fmt: skip
     uncompressed = 3 * args.size * args.size
     print(
         f"one {args.size}^2 RGB image is {uncompressed / 2**20:.1f} MiB; the driver received "
