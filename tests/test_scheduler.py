@@ -43,6 +43,19 @@ def config(expert_latency):
     )
 
 
+def one_editor(params, batch_size=2):
+    """One editor "e" with `params`; the expert and scorer on their defaults."""
+    return parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "params": params, "batch_size": batch_size}],
+            "expert": {"name": "x"},
+            "scorer": {"name": "s"},
+        },
+        environ={},
+    )
+
+
 def run(cfg, workers, items, retries=2, on_usage=None):
     done = {}
     names = Names(cfg.expert.name, cfg.scorer.name)
@@ -135,15 +148,7 @@ def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):
 def test_an_editor_whose_process_breaks_is_replaced(ray_cluster):
     """A CUDA error poisons the process: the backend raises BackendFatal, the actor exits,
     the scheduler replaces it and retries; every rollout still ends, counted."""
-    cfg = parse_config(
-        {
-            "source": {"manifest": "unused.jsonl"},
-            "editors": [{"name": "e", "params": {"skill": 0.3, "crash_rate": 0.5}, "batch_size": 2}],
-            "expert": {"name": "x"},
-            "scorer": {"name": "s"},
-        },
-        environ={},
-    )
+    cfg = one_editor({"skill": 0.3, "crash_rate": 0.5})
     workers = Workers(cfg)
     workers.start()
     try:
@@ -395,15 +400,7 @@ def test_an_actor_takes_the_next_batch_while_one_runs_but_runs_one_at_a_time(ray
     """Two batches sent at once to one editor actor: its model runs them one after the other
     (wall >= both service times), and each batch's busy time is its own run, not the wait
     for the model (so busy fractions are not inflated by the queued batch)."""
-    cfg = parse_config(
-        {
-            "source": {"manifest": "unused.jsonl"},
-            "editors": [{"name": "e", "params": {"latency_s": 0.4}, "batch_size": 2}],
-            "expert": {"name": "x"},
-            "scorer": {"name": "s"},
-        },
-        environ={},
-    )
+    cfg = one_editor({"latency_s": 0.4})
     workers = Workers(cfg)
     workers.start()
     try:

@@ -134,8 +134,8 @@ class Dispatcher(BatchTraffic):
         units still starting up at the mean unit size, `unit_size` before any has started)
         leave room in the budget, so a unit that is draining its tail leaves room that the
         next units fill, and units that take a while to start (a Ray task reading its
-        sources) start several at a time, but no more than the budget needs (each is a
-        worker process to start); at most `most` run at once."""
+        sources) start several at a time, but no more than the budget needs plus one
+        (each is a worker process to start); at most `most` run at once."""
         if setting != "auto":
             return running < int(setting)
         if running == 0:
@@ -147,7 +147,9 @@ class Dispatcher(BatchTraffic):
         starting = max(0, running - (self.jobs_submitted - self.jobs_ended))
         mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else unit_size
         coming = unadmitted + starting * max(mean, 1.0)
-        return running < most and len(self._gens) + coming < self.in_flight_target()
+        # One unit beyond the budget: a unit takes a moment to start, so the next is ready
+        # when room frees (with a small budget, one at a time would leave gaps).
+        return running < most and len(self._gens) + coming < self.in_flight_target() + mean
 
     def window(self) -> int:
         return self.reorder_window or max(16, 2 * self.in_flight_target())
