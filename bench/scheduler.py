@@ -135,7 +135,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
             lambda p: unit.remote(service, partitions[p], cfg),
             lambda ref: ref.future(),
             lambda p, ref: turns.extend(ray.get(ref)),
-            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS, size)),
+            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS)),
         )
         wall = time.perf_counter() - started
         report = ray.get(service.report.remote())
