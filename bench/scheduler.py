@@ -10,7 +10,8 @@ pixel work; the expert and the scorer sleep --ratio times that per batch and ser
 cap would. The run settings (max_in_flight, concurrent_partitions, partition_size) are the
 config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher actor
 for the build, units started by `run_units` as the budget has room, each a Ray task that
-hands its partition's rollouts over through the remote runner. `--verbose` prints the scheduler's per-pool report.
+hands its partition's rollouts over through the remote runner. `--verbose` prints the editors' busy fraction, rollouts in flight and queued for
+editors per 5 s, and the scheduler's per-pool report.
 
 Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
 / ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
@@ -54,6 +55,7 @@ from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
 from editthinker_data.stages.generate import GenerateStage  # noqa: E402
 
 MAX_UNITS = 16  # as flows/build_dataset.py
+SAMPLE_S, WINDOW = 0.25, 20  # the report is sampled every SAMPLE_S; --verbose shows WINDOW-sample means
 
 
 def simulated(cfg: BuildConfig, args: argparse.Namespace) -> BuildConfig:
@@ -120,7 +122,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
         sampling = threading.Event()
 
         def sample() -> None:
-            while not sampling.wait(0.25):
+            while not sampling.wait(SAMPLE_S):
                 rep = ray.get(service.report.remote())
                 busy = sum(v["busy_s"] for k, v in rep["pools"].items() if k.startswith("editor/"))
                 samples.append((time.monotonic(), busy))
@@ -158,12 +160,15 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
         "report": report,
         "steady": busy_last / (k * (t_last - t0)),
         "flights": [
-            tuple(round(sum(f[j] for f in flights[i : i + 20]) / len(flights[i : i + 20])) for j in range(3))
-            for i in range(0, len(flights), 20)
+            tuple(
+                round(sum(f[j] for f in flights[i : i + WINDOW]) / len(flights[i : i + WINDOW]))
+                for j in range(3)
+            )
+            for i in range(0, len(flights), WINDOW)
         ],
         "timeline": [
             (round(t - t0, 1), round((b - b0) / (k * (t - t0p)), 3))
-            for (t0p, b0), (t, b) in zip(samples[::20], samples[20::20], strict=False)
+            for (t0p, b0), (t, b) in zip(samples[::WINDOW], samples[WINDOW::WINDOW], strict=False)
         ],
     }
 
