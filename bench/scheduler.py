@@ -137,7 +137,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
             lambda p: unit.remote(service, partitions[p], cfg),
             lambda ref: ref.future(),
             lambda p, ref: turns.extend(ray.get(ref)),
-            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS)),
+            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS, size)),
         )
         wall = time.perf_counter() - started
         report = ray.get(service.report.remote())

@@ -82,13 +82,13 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> dict[s
 
         # One budget for the whole build: the next unit starts as soon as there is room,
         # while the units before it drain their tails.
-        setting = cfg.run.concurrent_partitions
+        setting, unit_size = cfg.run.concurrent_partitions, pool_report["pairs"] / max(len(partitions), 1)
         run_units(
             partitions,
             lambda p: task.submit(cfg, output, p, service),
             lambda future: future.wrapped_future,
             collect,
-            wants=lambda running: ray_get(service.wants_unit.remote(running, setting, MAX_UNITS)),
+            wants=lambda running: ray_get(service.wants_unit.remote(running, setting, MAX_UNITS, unit_size)),
             tick=lambda: progress().mirror("dispatcher", ray_get(service.progress.remote())),
         )
         progress().mirror("dispatcher", ray_get(service.progress.remote()))

@@ -3,6 +3,7 @@ time, cost split, and the build summary's load lines."""
 
 from editthinker_data.distributed.load import (
     AUTO_MAX_IN_FLIGHT,
+    BATCH_WAIT,
     PER_ACTOR_OUTSTANDING,
     PoolLoad,
     auto_in_flight,
@@ -40,6 +41,20 @@ def test_batches_go_to_the_least_loaded_actor_not_actor_0():
     load.sent(2, 4)
     assert load.outstanding == [PER_ACTOR_OUTSTANDING] * 3
     assert load.pick(queued=4) is None  # every actor has one running and one queued
+
+
+def test_under_load_a_partial_batch_waits_a_little_for_more():
+    """Dynamic batching: an idle actor of a loaded pool lets a partial batch fill for up to
+    BATCH_WAIT of the pool's batch time, then sends what it has; unloaded, it sends at once."""
+    load = PoolLoad("expert", actors=1, batch_size=16)
+    assert load.pick(queued=5, loaded=True, waited=0.0) == 0  # no batch time measured yet: no wait
+    load.sent(0, 5)
+    load.returned(0, 0.4)
+    assert load.pick(queued=5, loaded=True, waited=0.0) is None
+    assert load.pick(queued=5, loaded=True, waited=BATCH_WAIT * 0.4 * 0.9) is None
+    assert load.pick(queued=5, loaded=True, waited=BATCH_WAIT * 0.4 * 1.1) == 0
+    assert load.pick(queued=16, loaded=True, waited=0.0) == 0  # a full batch goes at once
+    assert load.pick(queued=5, loaded=False, waited=0.0) == 0  # nothing more coming: no wait
 
 
 def pools(edit_s, expert_s, scorer_s, expert_batch=16):

@@ -24,11 +24,24 @@ log = logging.getLogger(__name__)
 
 class BatchTraffic:
     def _dispatch(self) -> None:
+        now = time.monotonic()
+        # Once every pair is admitted the build only drains: nothing waits to fill a batch
+        # then, since each turn's wait would lengthen the last rollouts' chain.
+        draining = not self._inbox and all(j.next_item >= len(j.items) for j in self._jobs)
+        self.fill_by = None  # when the earliest partial batch left to fill must go
         for key, q in self._queues.items():
             pool, load = self.workers.pools[key], self.loads[key]
             while q:
-                ai = load.pick(len(q), usable=pool.ready)
+                waited = now - self._queued_at.get(q[0][0], now)
+                # Other rollouts may join this queue. Editors never wait: they are what the
+                # build keeps busy, and each has its next batch queued while one runs.
+                loaded = key[0] != "editor" and not draining and len(self._gens) > len(q)
+                ai = load.pick(len(q), usable=pool.ready, waited=waited, loaded=loaded)
                 if ai is None:
+                    idle = any(n == 0 and pool.ready(i) for i, n in enumerate(load.outstanding))
+                    if loaded and idle and waited < load.fill_wait():  # an idle actor lets it fill
+                        due = now - waited + load.fill_wait()
+                        self.fill_by = due if self.fill_by is None else min(self.fill_by, due)
                     break
                 batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]
                 actor = pool.actors[ai]

@@ -17,8 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
-AUTO_MAX_IN_FLIGHT = 1024  # rollouts hold their images in the driver: a sane ceiling
+AUTO_MAX_IN_FLIGHT = 1024  # each rollout holds its images in the object store: a sane ceiling
 EWMA = 0.1  # weight of the newest batch in a pool's service time (follows a build's drift)
+# Under load, a partial batch for an idle actor waits up to this share of the pool's batch
+# time for more requests: a model whose batch costs the same full or not serves more per
+# second with full ones (dynamic batching, as inference servers do).
+BATCH_WAIT = 0.25
 
 
 @dataclass
@@ -48,22 +52,30 @@ class PoolLoad:
         self.outstanding = [0] * self.actors
         self._since = self.clock()
 
-    def pick(self, queued: int, usable=None) -> int | None:
+    def pick(self, queued: int, usable=None, waited: float = 0.0, loaded: bool = False) -> int | None:
         """The least-loaded actor with room for another batch (ties go to the lowest index),
         so batches spread over the pool instead of stacking on actor 0. An idle actor takes
         whatever is queued; a busy one is sent only a full batch to queue behind its running
         one, since a backend that pays per batch would serve a partial one at full cost while
         the requests that come next wait behind it. `usable(i)` leaves out actors that cannot
-        take work yet (a replacement before its set-up has answered)."""
+        take work yet (a replacement before its set-up has answered). When the pool is
+        `loaded` (more requests are on their way), a partial batch whose oldest request has
+        `waited` less than BATCH_WAIT of a batch's time waits for more."""
         candidates = [i for i in range(self.actors) if usable is None or usable(i)]
         if not candidates:  # every actor of the pool is a replacement still setting up
             return None
         best = min(candidates, key=lambda i: (self.outstanding[i], i))
         if self.outstanding[best] == 0:
-            return best
+            if queued >= self.batch_size or not loaded or waited >= self.fill_wait():
+                return best
+            return None
         if self.outstanding[best] < PER_ACTOR_OUTSTANDING and queued >= self.batch_size:
             return best
         return None
+
+    def fill_wait(self) -> float:
+        """How long a partial batch may wait to fill while the pool is loaded."""
+        return BATCH_WAIT * (self.service_s or 0.0)
 
     def _tick(self) -> None:
         now = self.clock()

@@ -114,6 +114,7 @@ class Dispatcher(BatchTraffic):
         self._left_editor: dict[int, float] = {}  # rollout -> when its last edit came back
         self.away_s: float | None = None  # EWMA of a rollout's time between two edits
         self._futures: dict[Any, tuple[Key, int, Any, list[tuple[int, Call, int]]]] = {}
+        self.fill_by: float | None = None  # set by `_dispatch`
         self._next_rid = 0
         self._active_s = 0.0
         self._active_since: float | None = None
@@ -127,13 +128,14 @@ class Dispatcher(BatchTraffic):
     def in_flight_target(self) -> int:
         return self.fixed if self.fixed is not None else auto_in_flight(self.loads.values(), self.away_s)
 
-    def wants_unit(self, running: int, setting: int | str, most: int) -> bool:
+    def wants_unit(self, running: int, setting: int | str, most: int, unit_size: float = 1.0) -> bool:
         """Whether to start another unit (`run.concurrent_partitions`). With auto: while the
         rollouts in flight plus those still to come (started units' unadmitted pairs, and
-        units still starting up at the mean unit size) leave room in the budget, so a unit
-        that is draining its tail leaves room that the next units fill, and units that take
-        a while to start (a Ray task reading its sources) start several at a time; at most
-        `most` run at once."""
+        units still starting up at the mean unit size, `unit_size` before any has started)
+        leave room in the budget, so a unit that is draining its tail leaves room that the
+        next units fill, and units that take a while to start (a Ray task reading its
+        sources) start several at a time, but no more than the budget needs plus one
+        (each is a worker process to start); at most `most` run at once."""
         if setting != "auto":
             return running < int(setting)
         if running == 0:
@@ -143,9 +145,11 @@ class Dispatcher(BatchTraffic):
         waiting = [job for what, job in list(self._inbox) if what == "submit"]
         unadmitted = sum(len(j.items) - j.next_item for j in jobs) + sum(len(j.items) for j in waiting)
         starting = max(0, running - (self.jobs_submitted - self.jobs_ended))
-        mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else 1.0
+        mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else unit_size
         coming = unadmitted + starting * max(mean, 1.0)
-        return running < most and len(self._gens) + coming < self.in_flight_target()
+        # One unit beyond the budget: a unit takes a moment to start, so the next is ready
+        # when room frees (with a small budget, one at a time would leave gaps).
+        return running < most and len(self._gens) + coming < self.in_flight_target() + mean
 
     def window(self) -> int:
         return self.reorder_window or max(16, 2 * self.in_flight_target())
@@ -203,7 +207,7 @@ class Dispatcher(BatchTraffic):
             "max_in_flight": self.fixed if self.fixed is not None else "auto",
             "in_flight_target": self.in_flight_target(),
             "peak_in_flight": self.peak_in_flight,
-            "in_flight": len(self._gens),  # live values (0 at the end): benchmarks sample them
+            "in_flight": len(self._gens),
             "queued": {f"{r}/{n}": len(q) for (r, n), q in self._queues.items()},
             "away_s": round(self.away_s, 4) if self.away_s else None,
             "active_s": round(active, 3),
@@ -258,11 +262,15 @@ class Dispatcher(BatchTraffic):
                     for pool in self.workers.pools.values()
                     for ref, _ in list(pool.pending.values())
                 }
+                # A partial batch left to fill is sent on time, not at the next poll.
+                wait_s = (
+                    POLL_S if self.fill_by is None else min(POLL_S, max(0.0, self.fill_by - time.monotonic()))
+                )
                 if not self._futures and not starting:
-                    self._wake.wait(POLL_S)
+                    self._wake.wait(wait_s)
                     self._wake.clear()
                     continue
-                ready, _ = ray.wait([*self._futures, *starting], num_returns=1, timeout=POLL_S)
+                ready, _ = ray.wait([*self._futures, *starting], num_returns=1, timeout=wait_s)
                 if not ready:
                     for pool in self.workers.pools.values():
                         pool.check_pending(time.monotonic())

@@ -81,8 +81,8 @@ class DispatchService:
         if job is not None:
             self.dispatcher.cancel(job)
 
-    def wants_unit(self, running: int, setting: int | str, most: int) -> bool:
-        return self.dispatcher.wants_unit(running, setting, most)
+    def wants_unit(self, running: int, setting: int | str, most: int, unit_size: float = 1.0) -> bool:
+        return self.dispatcher.wants_unit(running, setting, most, unit_size)
 
     def progress(self) -> dict[str, int]:
         return progress().counts()
