@@ -20,6 +20,24 @@ BUCKET = "etd-test"
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 
+# The longest tests (1.5-2 min each on 2 cores), longest first; then the other slow ones.
+LONGEST = ("tests/test_resume.py", "tests/test_multinode.py", "tests/test_diffusers_editors.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first (LPT scheduling): with `--maxschedchunk 1` each xdist worker takes the
+    next test as it frees up, so the end-to-end builds start early, spread over the workers,
+    instead of queueing on one worker at the end of the run."""
+
+    def rank(item) -> tuple[int, int]:
+        path = item.nodeid.split("::")[0]
+        if path in LONGEST and item.get_closest_marker("slow"):
+            return (0, LONGEST.index(path))
+        return (1, 0) if item.get_closest_marker("slow") else (2, 0)
+
+    items.sort(key=rank)  # stable: collection order within a rank
+
+
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
@@ -43,6 +61,9 @@ def ray_cluster(state_dir):
     from editthinker_data.distributed.runtime import ensure_ray, shutdown
 
     os.environ.setdefault("RAY_num_prestart_python_workers", "0")
+    # Keep a few idle workers (Ray keeps as many as CPUs, 2 here): each build's unit tasks
+    # then reuse the last build's worker processes instead of starting and importing anew.
+    os.environ.setdefault("RAY_num_workers_soft_limit", "6")
     ensure_ray(None, 2, state_dir)
     yield
     shutdown()
