@@ -33,7 +33,9 @@ def cli(out, state, **env):
         "--state-dir",
         str(state),
     ], {
-        **os.environ,
+        # As a user's shell: not this test session's Prefect home (its SQLite database is
+        # the session's own ephemeral server's) or Ray settings.
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))},
         **env,
     }
 
@@ -53,13 +55,15 @@ def test_sigkill_mid_unit_then_resume_matches_clean_build(demo_build, target, tm
     out, storage = target
     state = tmp_path / "st"
     args, env = cli(out, state, EDITTHINKER__RUN__JOURNAL_EVERY="2")
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    log = tmp_path / "first.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=sink, stderr=sink, start_new_session=True)
     deadline = time.monotonic() + 180
     try:
         while not storage().list("_journal"):
-            assert proc.poll() is None, "the build ended before it could be killed"
+            assert proc.poll() is None, (
+                "the build ended before it could be killed:\n" + log.read_text()[-3000:]
+            )
             assert time.monotonic() < deadline, "no journal appeared"
             time.sleep(0.05)
     finally:
