@@ -3,9 +3,7 @@ write steps (per partition) -> finalize -> exports, figures, gallery and card.""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,36 +32,6 @@ from tasks.write_steps import write_steps_task
 
 MAX_UNITS = 16  # generate units at once (threads waiting on the dispatcher); the task runner's size
 WRITE_WINDOW = 4  # write_steps units at once (Ray tasks: each decodes its partition's turn images)
-
-
-def start_runtimes(cfg: BuildConfig, state_dir: str) -> Callable[[], None]:
-    """Prefect's ephemeral API server (when no PREFECT_API_URL is set) and Ray, started side
-    by side: each is seconds of process start-up, one after the other they were a third of
-    the demo's run. Returns what stops Ray once the caller is done (the flow then leaves it
-    running: it did not start it)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    failed: list[BaseException] = []
-    prefect_thread = None
-    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        def start_prefect() -> None:
-            try:  # the same instance the flow's client asks for (one per process)
-                SubprocessASGIServer().start()
-            except BaseException as err:  # raised in the caller, after Ray is up
-                failed.append(err)
-
-        prefect_thread = threading.Thread(target=start_prefect, name="prefect-start", daemon=True)
-        prefect_thread.start()
-    started = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, Path(state_dir))  # Ray wants the main thread
-    if prefect_thread is not None:
-        prefect_thread.join()
-    if failed:
-        if started:
-            shutdown()
-        raise failed[0]
-    return shutdown if started else (lambda: None)
 
 
 @flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=MAX_UNITS), log_prints=True)

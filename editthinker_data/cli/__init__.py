@@ -138,16 +138,14 @@ def build(
         f"[bold]{cfg.name}[/]: building into {out_dir} (config {config}, fingerprint {cfg.fingerprint()})"
     )
     console.print("starting Prefect (ephemeral) and Ray ...")
-    from flows.build_dataset import build_dataset, start_runtimes
+    from flows.build_dataset import build_dataset
 
     live = Live(
         get_renderable=lambda: progress_table(progress.snapshot()), console=console, refresh_per_second=4
     )
     from editthinker_data.core.outcome import BuildError, BuildIncomplete
 
-    stop_ray = None
     try:
-        stop_ray = start_runtimes(cfg, str(state))
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
             result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
     except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
@@ -163,9 +161,6 @@ def build(
     except Exception as exc:
         console.print()
         fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
-    finally:
-        if stop_ray is not None:
-            stop_ray()
     console.print()
     if version is not None:
         finish_version(version)
