@@ -1,4 +1,5 @@
-"""The Ray scheduler: many rollouts in flight, batches, and actors that die mid-build."""
+"""The Ray scheduler: many rollouts in flight, batches, the shared budget, edits as
+references (actors that die mid-build: test_actor_recovery.py)."""
 
 import dataclasses
 import time
@@ -6,69 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import ray
+from scheduler_helpers import config, one_editor, pairs, run
 
 from editthinker_data.backends import EditRequest
-from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import parse_config
-from editthinker_data.core.schema import SourcePair
-from editthinker_data.distributed.drive import run_rollouts
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import Dispatcher
 from editthinker_data.pipeline.loop import Names, rollout
 
 pytestmark = pytest.mark.slow
-
-
-def pairs(n):
-    img = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.7, 0.5, 0.1)], 48)
-    return [
-        SourcePair(f"p{i}", "Turn the scarlet ball cobalt.", img, "other", "sha", editor="e")
-        for i in range(n)
-    ]
-
-
-def config(expert_latency):
-    return parse_config(
-        {
-            "source": {"manifest": "unused.jsonl"},
-            "editors": [{"name": "e", "params": {"skill": 0.3}, "batch_size": 4}],
-            "expert": {
-                "name": "x",
-                "params": {"latency_s": expert_latency, "false_alarm_rate": 0.0},
-                "batch_size": 8,
-            },
-            "scorer": {"name": "s", "batch_size": 8},
-        },
-        environ={},
-    )
-
-
-def one_editor(params, batch_size=2):
-    """One editor "e" with `params`; the expert and scorer on their defaults."""
-    return parse_config(
-        {
-            "source": {"manifest": "unused.jsonl"},
-            "editors": [{"name": "e", "params": params, "batch_size": batch_size}],
-            "expert": {"name": "x"},
-            "scorer": {"name": "s"},
-        },
-        environ={},
-    )
-
-
-def run(cfg, workers, items, retries=2, on_usage=None):
-    done = {}
-    names = Names(cfg.expert.name, cfg.scorer.name)
-    counters = run_rollouts(
-        workers,
-        items,
-        lambda p: rollout(p, names, max_turns=3, seed=0),
-        lambda i, t: done.__setitem__(i, t),
-        max_in_flight=16,
-        retries=retries,
-        on_usage=on_usage,
-    )
-    return done, counters
 
 
 def test_batches_and_every_rollout_finishes(ray_cluster):
@@ -82,42 +29,6 @@ def test_batches_and_every_rollout_finishes(ray_cluster):
     assert sorted(done) == list(range(12))
     assert all(t.stop_reason != "failed" for t in done.values())
     assert counters["requests"] > counters["batches"]  # calls were batched
-
-
-def test_dead_actor_is_replaced_and_its_requests_retried(ray_cluster):
-    cfg = config(0.0)
-    workers = Workers(cfg)
-    workers.start()
-    expert = workers.pools[("expert", "x")]
-    first = expert.actors[0]
-
-    ray.kill(first, no_restart=True)  # dies as a crashed or OOM-killed actor would
-    try:
-        done, counters = run(cfg, workers, pairs(8))
-    finally:
-        workers.stop()
-    assert sorted(done) == list(range(8))
-    assert counters["actors_replaced"] >= 1 and counters["retries"] >= 1
-    assert expert.replaced >= 1
-    assert all(t.stop_reason != "failed" for t in done.values())
-
-
-def test_retries_exhausted_fail_the_trajectory_alone(ray_cluster):
-    cfg = config(0.0)
-    workers = Workers(cfg)
-    workers.start()
-    first = workers.pools[("expert", "x")].actors[0]
-
-    ray.kill(first, no_restart=True)
-    try:
-        done, _ = run(cfg, workers, pairs(4), retries=0)
-    finally:
-        workers.stop()
-    assert sorted(done) == list(range(4))
-    failed = [t for t in done.values() if t.stop_reason == "failed"]
-    assert failed and all("actor died" in t.error and t.turns for t in failed)
-    # a dead actor is not an answer: the trajectory is unfinished, for a rerun to retry
-    assert all(t.transient and t.failure.reason == "expert_unreachable" for t in failed)
 
 
 def test_usage_comes_back_with_each_batch(ray_cluster):
@@ -143,81 +54,6 @@ def test_asking_for_gpus_the_cluster_lacks_fails_fast(ray_cluster):
     )
     with pytest.raises(RuntimeError, match=r"ask for 2 GPUs \(editor 'e': 2 x 1\) but the Ray cluster has 0"):
         Workers(cfg).start()
-
-
-def test_an_editor_whose_process_breaks_is_replaced(ray_cluster):
-    """A CUDA error poisons the process: the backend raises BackendFatal, the actor exits,
-    the scheduler replaces it and retries; every rollout still ends, counted."""
-    cfg = one_editor({"skill": 0.3, "crash_rate": 0.5})
-    workers = Workers(cfg)
-    workers.start()
-    try:
-        done, counters = run(cfg, workers, pairs(10), retries=6)
-    finally:
-        workers.stop()
-    assert sorted(done) == list(range(10))
-    assert counters["actors_replaced"] >= 1 and counters["retries"] >= counters["actors_replaced"]
-    for t in done.values():
-        assert t.stop_reason != "failed" or "actor died 7 times" in t.error
-
-
-def broken_replacements(pool, how_many):
-    """The next `how_many` replacements of `pool` fail in their set-up (a bad parameter), as
-    an actor that Ray placed on a node that just died fails before it comes up."""
-    good = pool.spec
-    bad = good.model_copy(update={"params": {**good.params, "false_alarm_rate": 5.0}})
-    make = pool._new_actor
-    made = []
-
-    def new_actor(slot):
-        pool.spec = bad if len(made) < how_many else good
-        made.append(slot)
-        try:
-            return make(slot)
-        finally:
-            pool.spec = good
-
-    pool._new_actor = new_actor
-    return made
-
-
-def test_a_replacement_that_dies_before_it_is_set_up_costs_no_retry(ray_cluster):
-    cfg = config(0.0)
-    workers = Workers(cfg)
-    workers.start()
-    expert = workers.pools[("expert", "x")]
-    made = broken_replacements(expert, 1)
-    ray.kill(expert.actors[0], no_restart=True)
-    try:
-        # One retry: the dead actor's batch uses it; the broken replacement never gets a batch.
-        done, counters = run(cfg, workers, pairs(6), retries=1)
-        actors = workers.info()
-    finally:
-        workers.stop()
-    assert sorted(done) == list(range(6)) and all(t.stop_reason != "failed" for t in done.values())
-    assert len(made) == 2 and expert.replaced == 2 and counters["actors_replaced"] == 1
-    experts = [a for a in actors if a["role"] == "expert"]
-    assert [a["status"] for a in experts] == ["replaced", "replaced", "alive"]
-    assert experts[1]["reason"].endswith("before it was set up") and experts[1]["calls"] == 0
-    assert experts[1]["setups"] == 0 and experts[2]["setups"] == 1 and experts[2]["calls"] > 0
-
-
-def test_replacements_that_never_come_up_stop_the_unit_with_a_named_error(ray_cluster):
-    from editthinker_data.distributed.pools import MAX_START_FAILURES
-
-    cfg = config(0.0)
-    workers = Workers(cfg)
-    workers.start()
-    expert = workers.pools[("expert", "x")]
-    broken_replacements(expert, 100)
-    ray.kill(expert.actors[0], no_restart=True)
-    try:
-        with pytest.raises(
-            RuntimeError, match=rf"expert 'x': {MAX_START_FAILURES + 1} replacement actors in a row died"
-        ):
-            run(cfg, workers, pairs(2), retries=1)
-    finally:
-        workers.stop()
 
 
 def test_batches_spread_over_the_least_loaded_actors(ray_cluster):
