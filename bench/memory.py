@@ -1,7 +1,7 @@
 """Peak memory of the build's driver and of its largest Ray worker at N and 10N pairs, with
 source images of 1024^2 pixels, beside the driver at a small image size.
 
-    python bench/memory.py [--pairs 16] [--factor 10] [--size 1024] [--small 128]
+    python bench/memory.py [--pairs 16] [--factor 10] [--size 1024] [--small 128] [--in-flight 16]
 
 Each run is a real build (`flows.build_dataset`, pool -> generate -> ... -> finalize, no
 exports or report) in its own process, on a fresh local Ray: the sources are the demo's
@@ -11,13 +11,21 @@ editors are the demo's procedural editors (real pixel work at that size, plus
 Printed per run: pairs, turns, the driver's peak RSS (getrusage), the largest Ray worker's
 peak memory and what it was (sampled every 0.1 s; the dispatcher actor is shown on its own),
 the object store's peak (Ray's memory summary, every 0.5 s) and what the driver received
-from its units (their reports) per turn. A worker's memory is shown twice: its own
-(private: RSS less shared pages) and its RSS, which also counts every object-store page it
-has read; those pages live once per node, in the store, and are counted there. Then the
-ratios 10N / N, which stay near 1 when memory is flat in the number of pairs, and the
-driver's peak at --size over --small, which stays near 1 when no image passes through it.
-N defaults to 16, the demo's smallest in-flight budget (2 editors x batch 4 x 2), so that
-the N run already keeps the budget full, as the 10N run does.
+from its units (their reports) per turn. A worker's memory is its own, RSS less shared
+pages, as Ray's memory guide measures a worker's heap ("RSS minus SHR ... object store
+shared memory is reported by the OS as shared with each worker"): the object-store pages a
+worker has read live once per node, in the store, and are counted there. Its RSS is shown
+beside it. Then the ratios 10N / N, which stay near 1 when memory is flat in the number of
+pairs, and the driver's peak at --size over --small, which stays near 1 when no image
+passes through it.
+
+Every run has the same in-flight budget (--in-flight, run.max_in_flight; default 16, the
+demo's smallest budget: 2 editors x batch 4 x 2), and N defaults to that budget, so the N
+run already keeps it full, as the 10N run does: the runs differ only in the number of
+pairs. What the budget holds (images in the store, batches at the scorer) grows with the
+budget, which `auto` sizes from measured latencies and the pools' capacity, never from the
+number of pairs; `--in-flight auto` runs the config's own setting (on 2 cores the 16-pair run
+then measures a smaller budget than the 160-pair one, and the ratios show that, not N).
 """
 
 from __future__ import annotations
@@ -108,7 +116,7 @@ def _kind(title: str) -> str | None:
     return None
 
 
-def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
+def one(n: int, size: int, latency_ms: float, in_flight: str, work: Path) -> dict:
     """One build in this process; returns its measurements."""
     from editthinker_data.core import runenv
 
@@ -120,6 +128,7 @@ def one(n: int, size: int, latency_ms: float, work: Path) -> dict:
     cfg = load_config(ROOT / "configs" / "demo.yaml").model_dump()
     cfg["source"].update(manifest=str(manifest), per_type_quota=None, near_duplicate_distance=None)
     cfg["output"].update(exports=[], report=False)
+    cfg["run"]["max_in_flight"] = in_flight if in_flight == "auto" else int(in_flight)
     for editor in cfg["editors"]:
         editor["params"] = {**editor["params"], "latency_s": latency_ms / 1000}
     peaks: dict[tuple[int, str], tuple[int, int]] = {}
@@ -173,12 +182,12 @@ def _turns(out: Path) -> int:
     return sum(pq.read_table(p).num_rows for p in (out / "trajectories").glob("part-*.parquet"))
 
 
-def run(n: int, size: int, latency_ms: float) -> dict:
+def run(n: int, size: int, latency_ms: float, in_flight: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="etd-mem-") as work:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
         done = subprocess.run(
             [sys.executable, __file__, "--one", str(n), "--size", str(size),
-             "--latency-ms", str(latency_ms), "--work", work],
+             "--latency-ms", str(latency_ms), "--in-flight", in_flight, "--work", work],
             env=env, capture_output=True, text=True,
         )  # fmt: skip
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -198,11 +207,15 @@ def main() -> None:
     ap.add_argument(
         "--latency-ms", type=float, default=50.0, help="editor time per batch on top of its pixel work"
     )
+    ap.add_argument(
+        "--in-flight", default="16", help="run.max_in_flight of every run (a number, or auto: the config's)"
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(one(args.one, args.size, args.latency_ms, args.work)), flush=True)
+        result = one(args.one, args.size, args.latency_ms, args.in_flight, args.work)
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     runs = [
@@ -211,10 +224,12 @@ def main() -> None:
         ("N small", args.pairs, args.small),
     ]
     results = {}
+    print(f"in-flight budget (run.max_in_flight) in every run: {args.in_flight}; editor latency "
+          f"{args.latency_ms:g} ms per batch")  # fmt: skip
     print(f"{'run':<9}{'size':>6}{'pairs':>7}{'turns':>7}{'wall s':>8}{'driver MB':>11}{'worker MB':>11}"
           f"{'worker RSS':>12}{'store MB':>10}{'dispatch MB':>13}{'driver B/turn':>15}  largest worker (private; RSS)")  # fmt: skip
     for label, n, size in runs:
-        r = results[label] = run(n, size, args.latency_ms)
+        r = results[label] = run(n, size, args.latency_ms, args.in_flight)
         print(f"{label:<9}{size:>6}{r['pairs']:>7}{r['turns']:>7}{r['wall_s']:>8}{r['driver_mb']:>11.0f}"
               f"{r['private_mb']:>11.0f}{r['worker_mb']:>12.0f}{r['store_mb']:>10.0f}{r['dispatcher_mb']:>13.0f}"
               f"{r['driver_bytes_per_turn']:>15.0f}  {r['private_worker']}; {r['worker']}")  # fmt: skip

@@ -1,7 +1,7 @@
 """Editor busy fraction of the build's scheduler on the config's default run settings, beside
 a plain per-trajectory loop.
 
-    python bench/scheduler.py [--pairs 2000] [--k 2] [--edit-ms 160] [--ratio 3] [--all-editors]
+    python bench/scheduler.py [--pairs 10000] [--k 2] [--edit-ms 160] [--ratio 3] [--all-editors]
 
 Simulated devices: the config's first editor gets K actors (--k) that sleep --edit-ms per
 batch (a GPU's fixed time per batch of batch_size edits) on top of their
@@ -12,6 +12,12 @@ config's own: nothing is tuned here. Units run as the flow runs them: one dispat
 for the build, units started by `run_units` as the budget has room, each a Ray task that
 hands its partition's rollouts over through the remote runner. `--verbose` prints the editors' busy fraction, rollouts in flight and queued for
 editors per 5 s, and the scheduler's per-pool report.
+
+The default run is 10,000 pairs (about 8 minutes on 2 cores): a build's start and its drain
+(the last rollouts' remaining turns, up to max_turns x (edit + score + refine), about 7 s
+here) are fixed costs, about 1.5 points of a 480 s run but 7 of a 95 s one (--pairs 2000);
+at the paper's scale a device edits for hours. The busy fraction before the drain is
+printed too, and does not depend on the run's length.
 
 Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
 / ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
@@ -45,7 +51,7 @@ from PIL import Image  # noqa: E402
 
 from editthinker_data.config import BuildConfig, load_config  # noqa: E402
 from editthinker_data.core.schema import SourcePair  # noqa: E402
-from editthinker_data.distributed.drive import run_units  # noqa: E402
+from editthinker_data.distributed.drive import MAX_UNITS, run_units  # noqa: E402
 from editthinker_data.distributed.load import load_lines  # noqa: E402
 from editthinker_data.distributed.remote import RemoteRunner  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
@@ -54,7 +60,6 @@ from editthinker_data.execution.local_rollouts import local_backends, local_exec
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
 from editthinker_data.stages.generate import GenerateStage  # noqa: E402
 
-MAX_UNITS = 16  # as flows/build_dataset.py
 SAMPLE_S, WINDOW = 0.25, 20  # the report is sampled every SAMPLE_S; --verbose shows WINDOW-sample means
 
 
@@ -204,7 +209,7 @@ def run_loop(cfg: BuildConfig, pairs: list[SourcePair], k: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument("--pairs", type=int, default=10000)
     ap.add_argument("--loop-pairs", type=int, default=4)
     ap.add_argument("--edit-ms", type=float, default=160.0, help="editor sleep per batch")
     ap.add_argument("--ratio", type=float, default=3.0, help="expert and scorer time per batch / edit time")

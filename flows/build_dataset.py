@@ -16,7 +16,7 @@ from editthinker_data.core.layout import SOURCE_CONTENT_CACHE, part_name
 from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import llm_usage, merge_usage, usage_as_actor_info
-from editthinker_data.distributed.drive import run_units
+from editthinker_data.distributed.drive import MAX_UNITS, run_units
 from editthinker_data.distributed.load import load_lines
 from editthinker_data.distributed.runtime import ensure_ray, ray_get, shutdown
 from editthinker_data.distributed.service import start_service, stop_service
@@ -30,7 +30,6 @@ from tasks.release import release_task
 from tasks.select import select_task
 from tasks.write_steps import write_steps_task
 
-MAX_UNITS = 16  # generate units at once (threads waiting on the dispatcher); the task runner's size
 WRITE_WINDOW = 4  # write_steps units at once (Ray tasks: each decodes its partition's turn images)
 
 

@@ -14,6 +14,14 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import POLL_S, Dispatcher
 from editthinker_data.pipeline.loop import Rollout
 
+# Generate units at once, at most (each a worker process, and a thread in the flow waiting
+# for its report). A unit draining its tail holds only its last few rollouts, so with small
+# partitions (the demo's 12 pairs) many units are in their tails at any time: at 16, the
+# units still admitting could not fill an in-flight budget of about 100, and the editors
+# idled 3-4% of the time mid-build (bench/scheduler.py, 2,000 pairs: 93.4% -> 96.6% busy
+# before the drain at 32). `wants_unit` starts a unit only when the budget has room.
+MAX_UNITS = 32
+
 
 def run_units(
     partitions: Sequence[int],
