@@ -40,6 +40,7 @@ class EditorServer:
         self.requests, self.in_flight, self.max_in_flight = 0, 0, 0
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
+        self.peers: set[tuple] = set()  # client (host, port) pairs: one per connection opened
         self.injected: dict[str, int] = {}
         server = self
 
@@ -48,6 +49,7 @@ class EditorServer:
                 body = json.loads(self.read_body())
                 with server.lock:
                     server.requests += 1
+                    server.peers.add(self.client_address)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.bodies.append({k: v for k, v in body.items() if k != "image"})

@@ -130,6 +130,7 @@ class ChatServer:
         self.requests = 0
         self.bodies: list[dict] = []  # every request's JSON body, in arrival order
         self.auth: list[str] = []
+        self.peers: set[tuple] = set()  # client (host, port) pairs: one per connection opened
         self.injected = dict.fromkeys(FAULTS, 0)
         server = self
 
@@ -141,6 +142,7 @@ class ChatServer:
                 with server.lock:
                     server.requests += 1
                     server.bodies.append(body)
+                    server.peers.add(self.client_address)
                     if "Authorization" in self.headers:
                         server.auth.append(self.headers["Authorization"])
                     fault = None

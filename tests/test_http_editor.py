@@ -85,6 +85,14 @@ def test_concurrency_cap_and_api_key(monkeypatch):
     assert "sekrit" not in repr(ed.__dict__.get("counters"))
 
 
+def test_batches_reuse_the_editors_connections():
+    with EditorServer() as server:
+        ed = client(server, max_concurrency=2)
+        for k in range(4):
+            assert all(isinstance(o, Image.Image) for o in ed.run_batch([EditRequest(image(k), "x", k)] * 2))
+    assert server.requests == 8 and len(server.peers) <= 2
+
+
 def test_bad_settings_fail_before_any_request(monkeypatch):
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
     with pytest.raises(ValueError, match="environment variable NO_SUCH_TOKEN is not set"):

@@ -38,6 +38,26 @@ def test_expert_and_scorer_answers(tmp_path):
         assert scorer.stats()["requests"] == 4 and scorer.stats()["tokens_in"] == 4000
 
 
+def test_batches_reuse_the_backends_connections(tmp_path):
+    """One session per backend: later batches go over the connections the first opened
+    (a client per batch paid a new connection, and a TLS handshake, per request)."""
+    with ChatServer() as server:
+        expert = make(OpenAIExpert, server, tmp_path, max_concurrency=2)
+        for k in range(5):  # each batch different, so none is answered from the cache
+            instruction = f"Turn the scarlet ball cobalt, take {k}."
+            results = expert.run_batch([RefineRequest(SRC, SRC, instruction, instruction)] * 2)
+            assert not any(isinstance(r, BackendError) for r in results)
+        assert server.requests == 10
+        assert len(server.peers) <= 2
+        # A backend still pickles (a Ray actor's constructor arguments may carry one): the
+        # session stays behind and starts again where the backend is used.
+        import pickle
+
+        again = pickle.loads(pickle.dumps(expert))
+        again.run_batch([RefineRequest(SRC, SRC, "Turn the ball cobalt.", "Turn the ball cobalt.")])
+        assert server.requests == 11
+
+
 def test_faults_are_retried_and_answers_cached(tmp_path):
     # 16 scores, 32 calls (two a score)
     reqs = [ScoreRequest(SRC, GOOD if i % 2 else SRC, f"Make the red circle blue. ({i})") for i in range(16)]

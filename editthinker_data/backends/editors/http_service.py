@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from editthinker_data.backends import BackendError, EditRequest
 from editthinker_data.backends.transport.http_retry import Retryable, post_with_retries
 from editthinker_data.backends.transport.ratelimit import RateLimiter
+from editthinker_data.backends.transport.session import HttpSession
 from editthinker_data.core.schema import encode_png
 
 
@@ -87,6 +88,7 @@ class HTTPEditor:
         self.extra = dict(extra or {})
         self.headers: dict[str, str] = {}
         self.counters = {"requests": 0, "retries": 0, "failures": 0, "edits": 0}
+        self._session: HttpSession | None = None  # started by the first batch
 
     def setup(self) -> None:
         if self.api_key_env:
@@ -126,19 +128,15 @@ class HTTPEditor:
             image = image.resize(req.image.size, Image.Resampling.LANCZOS)
         return image
 
-    async def _run(self, requests: list[EditRequest]) -> list[Any]:
-        import httpx
-
+    async def _gather(self, client, requests: list[EditRequest]) -> list[Any]:
         sem = asyncio.Semaphore(self.max_concurrency)
-        limits = httpx.Limits(max_connections=self.max_concurrency)
-        async with httpx.AsyncClient(timeout=self.timeout_s, limits=limits) as client:
-            return await asyncio.gather(
-                *(self._edit(client, sem, r) for r in requests), return_exceptions=True
-            )
+        return await asyncio.gather(*(self._edit(client, sem, r) for r in requests), return_exceptions=True)
 
     def run_batch(self, requests: list[EditRequest]) -> list[Image.Image | BackendError]:
         out: list[Image.Image | BackendError] = []
-        for result in asyncio.run(self._run(requests)):
+        if self._session is None:  # kept for the editor's life: connections are reused
+            self._session = HttpSession(f"editor-{self.name}", self.max_concurrency, self.timeout_s)
+        for result in self._session.run(lambda client: self._gather(client, requests)):
             if isinstance(result, BaseException) and not isinstance(result, BackendError):
                 result = BackendError(f"{type(result).__name__}: {result}")
             if isinstance(result, BackendError):

@@ -1,7 +1,8 @@
 """Expert and scorer over any OpenAI-compatible chat completions endpoint (hosted APIs,
 self-hosted vLLM or SGLang), images sent as base64 PNG data URLs.
 
-A batch runs concurrently (asyncio + httpx) under a per-backend concurrency cap; 429, 5xx,
+A batch runs concurrently (asyncio + httpx, on the backend's kept-alive `session`) under a
+per-backend concurrency cap; 429, 5xx,
 timeouts and dropped connections are retried with exponential backoff and jitter,
 honouring Retry-After (`http_retry`, shared with the HTTP editor), under request and token
 rate limits (`ratelimit`); a malformed answer is asked again a bounded number of times,
@@ -18,7 +19,6 @@ import base64
 import json
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from editthinker_data.backends import (
@@ -41,6 +41,7 @@ from editthinker_data.backends.scoring.protocols import ProtocolScorer, combine_
 from editthinker_data.backends.transport.answer_cache import cache_key, open_answer_cache
 from editthinker_data.backends.transport.http_retry import Retryable, post_with_retries
 from editthinker_data.backends.transport.ratelimit import RateLimiter
+from editthinker_data.backends.transport.session import HttpSession
 from editthinker_data.core.schema import encode_png
 
 
@@ -116,6 +117,7 @@ class _ChatRole:
         self.cache = None
         self.counters = new_counters()
         self._headers: dict[str, str] = {}
+        self._session: HttpSession | None = None  # started by the first batch
 
     def _load_prompts(self, template: str | None) -> None:
         self.template_name = template or self.default_template
@@ -231,22 +233,14 @@ class _ChatRole:
             f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}"
         )
 
-    async def _run(self, jobs: list[tuple]) -> list[Any]:
-        """Each job is (text, images) or (text, images, call)."""
-        import httpx
-
-        sem = asyncio.Semaphore(self.max_concurrency)
-        # Cache reads and writes (S3 GETs/PUTs when the cache is beside an S3 output) run in
-        # threads: as many as requests in flight, not asyncio's default of cpus + 4.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(self.max_concurrency, thread_name_prefix=f"{self.role}-cache")
-        )
-        limits = httpx.Limits(max_connections=self.max_concurrency)
-        timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            results = await asyncio.gather(
-                *(self._ask(client, sem, *job) for job in jobs), return_exceptions=True
+    def _run(self, jobs: list[tuple]) -> list[Any]:
+        """Each job is (text, images) or (text, images, call); run at once on the backend's
+        session (its kept-alive connections), each result an answer or a BackendError."""
+        if self._session is None:
+            self._session = HttpSession(
+                f"{self.role}-{self.name}", self.max_concurrency, self.timeout_s, self.connect_timeout_s
             )
+        results = self._session.run(lambda client: self._gather(client, jobs))
         out = []
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, BackendError):
@@ -256,13 +250,17 @@ class _ChatRole:
             out.append(r)
         return out
 
+    async def _gather(self, client, jobs: list[tuple]) -> list[Any]:
+        sem = asyncio.Semaphore(self.max_concurrency)
+        return await asyncio.gather(*(self._ask(client, sem, *job) for job in jobs), return_exceptions=True)
+
     def parse(self, answer: str):
         raise NotImplementedError
 
 
 class OpenAIExpert(ExpertRole, _ChatRole):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        return asyncio.run(self._run([expert_job(self.template, r) for r in requests]))
+        return self._run([expert_job(self.template, r) for r in requests])
 
 
 class OpenAIScorer(ProtocolScorer, _ChatRole):
@@ -271,10 +269,10 @@ class OpenAIScorer(ProtocolScorer, _ChatRole):
 
     def run_batch(self, requests: list[ScoreRequest]) -> list[Any]:
         calls = [self.protocol.calls(r) for r in requests]
-        answers = iter(asyncio.run(self._run([(c.text, c.images, c) for cs in calls for c in cs])))
+        answers = iter(self._run([(c.text, c.images, c) for cs in calls for c in cs]))
         return [combine_answers(self.protocol, cs, [next(answers) for _ in cs]) for cs in calls]
 
 
 class OpenAIThinker(ThinkerRole, _ChatRole):
     def run_batch(self, requests: list[RefineRequest]) -> list[Any]:
-        return asyncio.run(self._run([thinker_job(self.template_name, r) for r in requests]))
+        return self._run([thinker_job(self.template_name, r) for r in requests])
