@@ -71,6 +71,10 @@ def test_it_agrees_with_the_containerfile_and_the_pinned_ray():
 
     ray = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "ray")
     assert Version(cluster["spec"]["rayVersion"]) in ray.specifier, (cluster["spec"]["rayVersion"], str(ray))
+    # The image installs exactly that Ray: nodes and the driver joining them must agree.
+    pinned = re.search(r"^ARG RAY_VERSION=(\S+)$", recipe, re.M).group(1)
+    assert pinned == cluster["spec"]["rayVersion"]
+    assert '"ray[default]==${RAY_VERSION}"' in recipe
 
     # KubeRay's default probes run `wget`; a python:*-slim image has none, so every
     # container brings probes of its own that do not call it.
