@@ -297,6 +297,16 @@ def test_build_versions_on_an_up_to_date_root_builds_nothing(demo_cfg, demo_src,
     refused = runner.invoke(app, [*args, "--overwrite"])
     assert refused.exit_code == 2 and "does not apply to a versioned build" in refused.output
 
+    # The root stands for its latest version wherever one finished build is read.
+    shown = runner.invoke(app, ["inspect", str(root)])
+    assert shown.exit_code == 0, shown.output
+    assert f"reading {root}/v0001 (its latest)" in shown.output and "steps per split" in shown.output
+    checked = runner.invoke(app, ["verify", str(root)])
+    assert checked.exit_code == 0 and "all match the manifest" in checked.output, checked.output
+    (root / "latest").write_text("yesterday\n")
+    broken = runner.invoke(app, ["inspect", str(root)])
+    assert broken.exit_code == 2 and "holds 'yesterday', not a version name" in broken.output
+
 
 def test_the_store_keeps_exact_scores_and_answers_misses_on_s3(s3_endpoint):
     from PIL import Image

@@ -31,7 +31,7 @@ from editthinker_data.cli.app import (
     app,
     checked_config,
 )
-from editthinker_data.cli.outputs import open_build, open_output
+from editthinker_data.cli.outputs import finished_output, open_build, open_output
 from editthinker_data.cli.tables import (
     balance_table,
     bar,
@@ -199,8 +199,10 @@ def inspect(
     extract: Annotated[Path | None, typer.Option(help="with --sample: write its turn images here")] = None,
     endpoint_url: EndpointOption = None,
 ) -> None:
-    """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory."""
+    """Counts per stage, task type and editor, score histograms, the selection re-check; or one trajectory.
+    OUTPUT may be a versioned build's root: its latest version is read."""
 
+    output = finished_output(output, endpoint_url)
     b = open_build(output, endpoint_url)
     if sample:
         show_trajectory(b, sample, extract)
@@ -289,6 +291,7 @@ def export(
     from editthinker_data.release.run import EXPORTERS, run_exports
 
     formats = sorted(EXPORTERS) if format == "all" else [format]
+    output = finished_output(output, endpoint_url)
     try:
         b = Build(output, endpoint_url=endpoint_url)
         results = run_exports(b, formats)
@@ -307,6 +310,7 @@ def report(
     """Dataset card (README.md), figures (PNG) and a static HTML gallery of trajectories."""
     from editthinker_data.release.run import write_report
 
+    output = finished_output(output, endpoint_url)
     b = open_build(output, endpoint_url)
     written = write_report(b, gallery_max=gallery_max)
     console.print(f"card: {output}/{written['card']}")
@@ -324,6 +328,7 @@ def verify_cmd(
     from editthinker_data.io.storage import open_storage
     from editthinker_data.release.report import verify
 
+    output = finished_output(output, endpoint_url)
     storage = open_storage(output, endpoint_url=endpoint_url)
     try:
         result = verify(storage)

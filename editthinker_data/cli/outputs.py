@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from editthinker_data.cli.term import console, fail, failing_as_paragraph
+from editthinker_data.cli.term import console, err_console, fail, failing_as_paragraph
 
 
 def check_local_output(path: Path) -> None:
@@ -63,6 +63,29 @@ def open_output(cfg, output: str | None, overwrite: bool, claim: typer.Context |
         for note in check_output(cfg, storage):  # the sources changed: what it rebuilds
             console.print(note, markup=False, highlight=False, soft_wrap=True)
     return out_dir, storage, cfg
+
+
+def finished_output(output: str, endpoint_url: str | None) -> str:
+    """OUTPUT, or the version its `latest` names when OUTPUT is a versioned build's root, so
+    `inspect ROOT` (and export, report, verify, publish) read the newest finished version
+    on any storage, with no `$(cat ROOT/latest)` (which an object store cannot give)."""
+    from editthinker_data.config import ConfigError
+    from editthinker_data.core.layout import STATS_FILE
+    from editthinker_data.io.storage import open_storage
+    from editthinker_data.stages.versions import read_latest
+
+    storage = open_storage(output, endpoint_url=endpoint_url)
+    if storage.exists(STATS_FILE):
+        return output
+    try:
+        name = read_latest(storage)
+    except ConfigError as err:
+        fail(str(err))
+    if name is None:
+        return output  # not a build: the command says what is missing
+    version = f"{output.rstrip('/')}/{name}"
+    err_console.print(escape(f"{output} is a versioned build's root: reading {version} (its latest)"))
+    return version
 
 
 def open_build(output: str, endpoint_url: str | None):

@@ -54,6 +54,9 @@ def publish(
 
     if repo.count("/") != 1 or not all(repo.split("/")):
         fail(f"--repo {repo!r}: expected ORG/NAME, e.g. my-org/editthinker-data")
+    from editthinker_data.cli.outputs import finished_output
+
+    output = finished_output(output, endpoint_url)
     try:
         storage = open_storage(output, endpoint_url=endpoint_url)
         if dry_run:
