@@ -303,6 +303,16 @@ def test_build_versions_on_an_up_to_date_root_builds_nothing(demo_cfg, demo_src,
     assert f"reading {root}/v0001 (its latest)" in shown.output and "steps per split" in shown.output
     checked = runner.invoke(app, ["verify", str(root)])
     assert checked.exit_code == 0 and "all match the manifest" in checked.output, checked.output
+    # export and report write into the output: not while a build (or another export) holds it
+    from editthinker_data.io.lease import OutputLease, holder_info
+
+    with OutputLease(LocalStorage(root / "v0001"), holder_info("other", "f" * 16, "editthinker-data build")):
+        busy = runner.invoke(app, ["export", str(root), "--format", "easyr1"])
+        assert busy.exit_code == 75 and "editthinker-data build" in busy.output, busy.output
+        assert not (root / "v0001" / "exports").exists()
+    exported = runner.invoke(app, ["export", str(root), "--format", "easyr1"])
+    assert exported.exit_code == 0 and f"{root}/v0001/exports/easyr1" in exported.output, exported.output
+    assert not (root / "v0001" / "_lease.json").exists()  # released when the command ended
     (root / "latest").write_text("yesterday\n")
     broken = runner.invoke(app, ["inspect", str(root)])
     assert broken.exit_code == 2 and "holds 'yesterday', not a version name" in broken.output

@@ -31,7 +31,7 @@ from editthinker_data.cli.app import (
     app,
     checked_config,
 )
-from editthinker_data.cli.outputs import finished_output, open_build, open_output
+from editthinker_data.cli.outputs import finished_output, hold_build, open_build, open_output
 from editthinker_data.cli.tables import (
     balance_table,
     bar,
@@ -282,6 +282,7 @@ def inspect(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     output: OutputArg,
     format: Annotated[str, typer.Option("--format", "-f", help="llamafactory, easyr1 or all")] = "all",
     endpoint_url: EndpointOption = None,
@@ -294,6 +295,7 @@ def export(
     output = finished_output(output, endpoint_url)
     try:
         b = Build(output, endpoint_url=endpoint_url)
+        hold_build(ctx, b)
         results = run_exports(b, formats)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
@@ -303,6 +305,7 @@ def export(
 
 @app.command()
 def report(
+    ctx: typer.Context,
     output: OutputArg,
     gallery_max: Annotated[int, typer.Option(help="trajectories shown in the gallery")] = 200,
     endpoint_url: EndpointOption = None,
@@ -312,6 +315,7 @@ def report(
 
     output = finished_output(output, endpoint_url)
     b = open_build(output, endpoint_url)
+    hold_build(ctx, b)
     written = write_report(b, gallery_max=gallery_max)
     console.print(f"card: {output}/{written['card']}")
     console.print(f"figures: {', '.join(written['figures'])}")

@@ -95,3 +95,17 @@ def open_build(output: str, endpoint_url: str | None):
         return Build(output, endpoint_url=endpoint_url)
     except FileNotFoundError as err:
         fail(str(err))
+
+
+def hold_build(ctx: typer.Context, build) -> None:
+    """The finished build's output lease, held until the command ends: an export or a report
+    writes into the output, so it must not interleave with a build (or another export)
+    there. Another holder stops the command at once (exit 75), naming it."""
+    from editthinker_data.execution.prepare import claim_output
+    from editthinker_data.io.lease import OutputBusy
+
+    try:
+        lease = claim_output(build.config, build.storage, f"editthinker-data {ctx.info_name}")
+    except OutputBusy as busy:
+        fail(escape(str(busy)), code=busy.exit_code)
+    ctx.with_resource(lease)
