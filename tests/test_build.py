@@ -89,10 +89,10 @@ def test_step_samples_follow_the_rules(demo_build, demo_cfg):
     manifest = json.loads((out / "manifest.json").read_text())
     b = Build(str(out))
     trajs = {t.key: t for t in b.trajectories}
-    turn_images = {
-        s["__key__"]: np.asarray(s["png"])
-        for s in wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode("rgb8")
-    }
+    turn_images, turn_scores = {}, {}
+    for s in wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode("rgb8"):
+        turn_images[s["__key__"]] = np.asarray(s["png"])
+        turn_scores[s["__key__"]] = s["json"]["scores"]
     seen = 0
     for split in ("sft", "rl"):
         members = None
@@ -108,12 +108,16 @@ def test_step_samples_follow_the_rules(demo_build, demo_cfg):
             prev = t.turns[meta["turn"] - 2]
             assert meta["previous_instruction"] == prev.instruction
             assert meta["scores"]["overall"] == pytest.approx(prev.overall, abs=1e-3)
+            # the scorer's sub-scores travel with the step, as the trajectory shards hold them
+            assert meta["scores"]["details"] == turn_scores[f"{t.key}_t{prev.index}"]["details"]
+            assert len(meta["scores"]["details"]) == 4  # the procedural scorer's VIEScore four
             assert np.array_equal(s["prev.png"], turn_images[f"{t.key}_t{prev.index}"])
             assert meta["target"].startswith(f"<think>{meta['reasoning']}</think><score>")
             assert meta["target"].endswith(f"</score><answer>{meta['instruction']}</answer>")
             if not meta["stop"]:
                 cur = t.turns[meta["turn"] - 1]
                 assert meta["instruction"] == cur.instruction and meta["reasoning"] == cur.reasoning
+                assert meta["result_scores"] == turn_scores[f"{t.key}_t{cur.index}"]
             var = statistics.pvariance([x.overall for x in t.turns[: d.best_turn]])
             assert (var > demo_cfg.selection.rl_variance_threshold) == (split == "rl")
             seen += 1

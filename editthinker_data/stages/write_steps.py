@@ -4,6 +4,7 @@ only the turn images its samples use."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -22,14 +23,20 @@ from editthinker_data.stages.pool import load_partition, load_source_image, prov
 from editthinker_data.stages.select import load_trajectory_summaries
 
 
-def read_turn_images(storage: Storage, shards: list[str], wanted: set[str]) -> dict[str, Any]:
-    """The turn images the step samples use, decoded; the others are skipped undecoded."""
-    images = {}
+def read_turns(
+    storage: Storage, shards: list[str], wanted: set[str]
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The turn images the step samples use, decoded (the others are skipped undecoded),
+    and every turn's score details (the scorer's sub-scores, kept in the shards' JSON and
+    not in the trajectory index), by sample key."""
+    images, details = {}, {}
     for shard in shards:
         for sample in wds.WebDataset(str(storage.local_copy(shard)), shardshuffle=False, empty_check=False):
-            if sample["__key__"] in wanted:
-                images[sample["__key__"]] = decode_image(sample["png"]).convert("RGB")
-    return images
+            key = sample["__key__"]
+            details[key] = json.loads(sample["json"])["scores"].get("details") or {}
+            if key in wanted:
+                images[key] = decode_image(sample["png"]).convert("RGB")
+    return images, details
 
 
 def previous_image_key(plan: StepPlan, traj: TrajectorySummary) -> str:
@@ -44,15 +51,23 @@ def build_step_sample(
     images: dict[str, Any],
     templates: dict[str, str] | None = None,
     provenance: dict[str, str] | None = None,
+    details: dict[str, dict] | None = None,
 ) -> StepSample:
+    """`details`: each turn's score details by sample key (`read_turns`); the step's scores
+    carry them, as the trajectory shards do."""
     turns = {t.index: t for t in traj.turns}
+    details = details or {}
+
+    def scores(turn) -> Scores:
+        return Scores(turn.semantic, turn.quality, dict(details.get(f"{traj.key}_t{turn.index}") or {}))
+
     if plan.stop:
         prev = turns[plan.turn - 1]
         reasoning, instruction, result = traj.final_reasoning or "", prev.instruction, None
     else:
         prev, cur = turns[plan.turn - 1], turns[plan.turn]
         reasoning, instruction = cur.reasoning or "", cur.instruction
-        result = Scores(cur.semantic, cur.quality)
+        result = scores(cur)
     return StepSample(
         key=plan.key,
         trajectory=traj.key,
@@ -62,7 +77,7 @@ def build_step_sample(
         source_instruction=traj.source_instruction,
         previous_instruction=prev.instruction,
         reasoning=reasoning,
-        scores=Scores(prev.semantic, prev.quality),
+        scores=scores(prev),
         instruction=instruction,
         stop=plan.stop,
         result_scores=result,
@@ -84,7 +99,9 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
     summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
     gen = read_marker(storage, "generate", unit, cfg.fingerprint())
     wanted = {previous_image_key(plan, summaries[plan.trajectory]) for plan in plans}
-    images = read_turn_images(storage, [s["url"] for s in gen["shards"]], wanted) if gen and plans else {}
+    images, details = (
+        read_turns(storage, [s["url"] for s in gen["shards"]], wanted) if gen and plans else ({}, {})
+    )
     entries = {e.key: e for e in load_partition(storage, partition)}
     sinks = {
         split: ShardSink(
@@ -104,6 +121,7 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
             images,
             templates,
             provenance(entries[plan.trajectory]),
+            details,
         )
         sinks[plan.split].write(sample.to_wds())
         counts[plan.split] += 1
