@@ -72,3 +72,28 @@ def test_the_base_reuses_marked_units_and_isolates_failures(demo_cfg, tmp_path):
         "a": "OSError: disk full while writing a",
         "b": "OSError: disk full while writing b",
     }
+
+
+def test_a_ray_unit_gives_freed_memory_back_when_it_ends_or_fails(monkeypatch):
+    """A worker process runs one unit after another: the C heap is trimmed after each,
+    whether the unit returned or raised, and the unit's result or error passes unchanged."""
+    import platform
+
+    from editthinker_data.distributed import executor
+
+    if platform.libc_ver()[0] == "glibc":
+        assert executor._malloc_trim() is not None
+    trims = []
+    monkeypatch.setattr(executor, "_malloc_trim", lambda: trims.append)
+
+    def unit(stage, output, unit, inputs):
+        if unit == "bad":
+            raise ValueError("unit bad: no such partition")
+        return {"unit": unit, **inputs}
+
+    monkeypatch.setattr(executor, "run_unit_at", unit)
+    assert executor.run_on_worker(None, "out", "part-00000", {"k": 1}) == {"unit": "part-00000", "k": 1}
+    assert trims == [0]
+    with pytest.raises(ValueError, match="unit bad"):
+        executor.run_on_worker(None, "out", "bad", {})
+    assert trims == [0, 0]
