@@ -40,9 +40,9 @@ def _malloc_trim() -> Any:
 def run_on_worker(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """A unit on a Ray worker. The worker process runs one unit after another; what a unit
     freed (decoded images, finished trajectories waiting to be written in order) goes back
-    to the OS when it ends, rather than staying in the C heap under the next unit
-    (bench/memory.py at 1024 px, a generate worker's own memory from 16 to 160 pairs: 1.24x
-    without this, 1.16x with it, one run each)."""
+    to the OS when it ends, rather than staying in the C heap under the next unit. (It does
+    not explain a generate worker's growth at 1024 px in bench/memory.py: 1.24x from 16 to
+    160 pairs without it, 1.16x and 1.24x in two runs with it.)"""
     try:
         return run_unit_at(stage, output, unit, inputs)
     finally:

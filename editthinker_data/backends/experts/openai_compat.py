@@ -2,11 +2,10 @@
 self-hosted vLLM or SGLang), images sent as base64 PNG data URLs.
 
 A batch runs concurrently (asyncio + httpx, on the backend's kept-alive `session`) under a
-per-backend concurrency cap; 429, 5xx,
-timeouts and dropped connections are retried with exponential backoff and jitter,
-honouring Retry-After (`http_retry`, shared with the HTTP editor), under request and token
-rate limits (`ratelimit`); a malformed answer is asked again a bounded number of times,
-then the request fails with the parser's reason. Answers are cached by content
+per-backend concurrency cap; 429, 5xx, timeouts and dropped connections are retried with
+exponential backoff and jitter, honouring Retry-After (`http_retry`, shared with the HTTP
+editor), under request and token rate limits (`ratelimit`); a malformed answer is asked
+again a bounded number of times, then the request fails with the parser's reason. Answers are cached by content
 (`answer_cache`: model, template version, messages with image bytes, sampling
 parameters), so a rerun never pays twice. The API key is read from the environment
 variable the config names, kept in memory only, never logged or stored.

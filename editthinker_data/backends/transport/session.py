@@ -6,7 +6,8 @@ connection (tens to hundreds of milliseconds to a hosted API) and the endpoint s
 of new connections per batch.
 
 The session starts on first use and is left out when its backend is pickled (a thread and
-a loop do not travel), so a backend is set up wherever it runs."""
+a loop do not travel), so a backend is set up wherever it runs. It lives as long as its
+process: backends have no teardown, and the loop's thread is a daemon."""
 
 from __future__ import annotations
 
@@ -36,14 +37,6 @@ class HttpSession:
         """`batch(client)` on the session's loop, from any thread; its result or error."""
         loop = self._started()
         return asyncio.run_coroutine_threadsafe(batch(self._client), loop).result()
-
-    def close(self) -> None:
-        with self._lock:
-            loop, client, self._loop, self._client = self._loop, self._client, None, None
-        if loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
 
     def _started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
