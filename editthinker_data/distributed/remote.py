@@ -46,13 +46,13 @@ class RemoteRunner:
                     )
                     fed = ahead
                 events, admitted, budget = ray.get(service.poll.remote(jid, POLL_S))
-                for event in events:
-                    # A finished pair's source reference goes: the unit keeps the pair as it came.
-                    end = deliver(
-                        event, on_done, on_usage, lambda k, traj: dataclasses.replace(traj, pair=items[k])
-                    )
-                    if end is not None:
-                        return end
+                end = _deliver_all(events, items, on_done, on_usage)
+                # Let go of the answer's references before the next poll: the dispatcher frees
+                # its copies then (`service.DispatchService`).
+                del events
+                if end is not None:
+                    service.release.remote(jid)
+                    return end
         except BaseException:
             service.cancel.remote(jid)
             raise
@@ -64,3 +64,15 @@ class RemoteRunner:
             on_done(k, pair)
             return None
         return dataclasses.replace(pair, image=ray.put(pair.image))
+
+
+def _deliver_all(
+    events: list[tuple], items: Sequence[Any], on_done: Callable, on_usage: Callable | None
+) -> dict[str, Any] | None:
+    """A poll's events handled in order; the unit's end counters, if it ended."""
+    for event in events:
+        # A finished pair's source reference goes: the unit keeps the pair as it came.
+        end = deliver(event, on_done, on_usage, lambda k, traj: dataclasses.replace(traj, pair=items[k]))
+        if end is not None:
+            return end
+    return None
