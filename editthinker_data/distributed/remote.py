@@ -1,5 +1,5 @@
 """The rollout runner of a generate unit that runs on a cluster worker: it reads its source
-images in a window just ahead of what the dispatcher admits, puts each in the object store
+images as far ahead as the dispatcher asks (the build's room, not a window per unit), puts each in the object store
 (so the editor reads it from there), hands the pairs to the build's dispatcher actor
 (`service.DispatchService`) and fetches each finished trajectory's turn images for its
 journal and shards. The driver and the dispatcher see references and small events only."""
@@ -17,7 +17,7 @@ from editthinker_data.distributed.refs import deliver
 from editthinker_data.pipeline.loop import Rollout
 
 POLL_S = 0.5  # a poll returns at once when there is news; this is the longest it waits
-MIN_AHEAD = 8  # source images read ahead of admission, at least
+FEED_POLL_S = 0.1  # the longest wait of a unit with pairs still to feed
 
 
 class RemoteRunner:
@@ -33,11 +33,11 @@ class RemoteRunner:
         prepare: Callable[[Any], Any] | None = None,
     ) -> dict[str, Any]:
         service = self.service
-        jid = ray.get(service.submit.remote(len(items), make))
-        fed, admitted, budget = 0, 0, MIN_AHEAD
+        jid, feed_to = ray.get(service.submit.remote(len(items), make))
+        fed = 0
         try:
             while True:
-                ahead = min(len(items), admitted + max(MIN_AHEAD, budget))
+                ahead = min(len(items), feed_to)
                 if fed < ahead:
                     ray.get(
                         service.feed.remote(
@@ -45,7 +45,9 @@ class RemoteRunner:
                         )
                     )
                     fed = ahead
-                events, admitted, budget = ray.get(service.poll.remote(jid, POLL_S))
+                # Pairs still to feed: room in the budget may free up without news for this unit.
+                wait_s = POLL_S if fed == len(items) else FEED_POLL_S
+                events, feed_to = ray.get(service.poll.remote(jid, wait_s))
                 end = _deliver_all(events, items, on_done, on_usage)
                 # Let go of the answer's references before the next poll: the dispatcher frees
                 # its copies then (`service.DispatchService`).

@@ -46,13 +46,14 @@ from editthinker_data.pipeline.loop import Call, Rollout
 Key = tuple[str, str]
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # how soon a newly submitted unit is seen while batches are out
+MIN_LEAD = 8  # sources read ahead of the room in the budget, at least (`feed_to`)
 
 
 @dataclass(eq=False)
 class _Job:
     """One unit's rollouts: admitted in item order, reported back through `events`."""
 
-    items: Sequence[Any]  # a None item was settled by its unit (an unreadable source)
+    items: list[Any]  # a None item was settled by its unit (an unreadable source), or admitted
     make: Callable[[Any], Rollout]
     prepare: Callable[[Any], Any] | None = None  # item -> SourcePair, or a finished Trajectory
     fed: int | None = None  # items that have arrived so far (None: all of them)
@@ -151,6 +152,25 @@ class Dispatcher(BatchTraffic):
         # when room frees (with a small budget, one at a time would leave gaps).
         return running < most and len(self._gens) + coming < self.in_flight_target() + mean
 
+    def feed_to(self, job: _Job) -> int:
+        """How many of `job`'s items its unit should have fed (read and put in the object
+        store). Sources are read only as far ahead as the build will admit them soon: the room
+        in the budget plus a lead (for rollouts that end while a unit reads its next sources),
+        shared out in admission order, not a read-ahead per unit (32 units reading the budget
+        ahead each would hold 32 budgets of source images)."""
+        target = self.in_flight_target()
+        room = target - len(self._gens) + max(MIN_LEAD, target // 4)
+        window = self.window()
+        waiting = [j for what, j in list(self._inbox) if what == "submit"]
+        for j in [*list(self._jobs), *waiting]:
+            if j.cancelled:
+                continue
+            share = 0 if j.held_back(window) else max(0, min(len(j.items) - j.next_item, room))
+            if j is job:
+                return job.next_item + share
+            room -= share
+        return job.next_item
+
     def window(self) -> int:
         return self.reorder_window or max(16, 2 * self.in_flight_target())
 
@@ -163,7 +183,7 @@ class Dispatcher(BatchTraffic):
     ) -> _Job:
         """Hand over a unit's items; `make(prepare(item))` runs as each is admitted. With
         `fed`, only that many items have arrived: `feed` adds the next ones."""
-        job = _Job(items, make, prepare, fed)
+        job = _Job(list(items), make, prepare, fed)  # its own list: admitted items are taken out
         with self._count_lock:  # unit threads submit at once
             self._post("submit", job)
             self.jobs_submitted += 1
@@ -321,7 +341,9 @@ class Dispatcher(BatchTraffic):
             ):
                 index = job.next_item
                 job.next_item += 1
-                item = job.items[index]
+                # Taken out: an admitted pair lives with its rollout (`_pairs`), so its source
+                # image leaves the object store when the rollout ends, not when its unit does.
+                item, job.items[index] = job.items[index], None
                 if item is None:
                     continue
                 try:

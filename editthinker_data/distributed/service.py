@@ -56,21 +56,22 @@ class DispatchService:
     def actors(self) -> int:
         return len(self.started)
 
-    def submit(self, count: int, make: Callable[[Any], Rollout]) -> int:
-        """A unit of `count` rollouts, whose pairs arrive through `feed`."""
+    def submit(self, count: int, make: Callable[[Any], Rollout]) -> tuple[int, int]:
+        """A unit of `count` rollouts, whose pairs arrive through `feed`; returns its id and
+        how many pairs to feed first."""
         job = self.dispatcher.start_job([None] * count, make, None, fed=0)
         with self.lock:
             jid, self.next_job = self.next_job, self.next_job + 1
             self.jobs[jid] = job
-        return jid
+        return jid, self.dispatcher.feed_to(job)
 
     def feed(self, jid: int, pairs: list[Any]) -> None:
         """The unit's next pairs (images as references; None for a pair it settled itself)."""
         self.dispatcher.feed(self.jobs[jid], pairs)
 
-    def poll(self, jid: int, timeout_s: float) -> tuple[list[tuple], int, int]:
-        """The unit's events so far (waiting up to `timeout_s` for one), how many of its pairs
-        were admitted, and the budget (how far ahead it should read sources)."""
+    def poll(self, jid: int, timeout_s: float) -> tuple[list[tuple], int]:
+        """The unit's events so far (waiting up to `timeout_s` for one), and how many of its
+        pairs it should have fed by now (`Dispatcher.feed_to`)."""
         self._handled(jid)  # the unit fetched what it was sent last, and let go of it
         job = self.jobs[jid]
         events = []
@@ -88,7 +89,7 @@ class DispatchService:
                 self.jobs.pop(jid, None)
         if events:
             self.answered[jid] = events
-        return events, job.next_item, self.dispatcher.in_flight_target()
+        return events, self.dispatcher.feed_to(job)
 
     def release(self, jid: int) -> None:
         """The unit has handled its last answer and let go of its references."""
