@@ -131,3 +131,28 @@ def test_refinement_helps_on_many_demo_pairs_and_not_all():
             worse += 1
     assert improved >= 15, (improved, worse, single)
     assert worse + single >= 5, (improved, worse, single)
+
+
+def test_the_judge_looks_at_a_large_image_as_at_its_bounded_size():
+    """A 1024^2 pair gets the verdict its 512^2 rendering gets, for a bounded cost (a
+    full-size look took 476 MB and up to 7 s a call)."""
+    import tracemalloc
+
+    from editthinker_data.backends.procedural.judge import ANALYSIS_SIDE, judge
+
+    layout = [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)]
+    edited = [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)]
+    for instruction in ("Turn the red circle blue.", "Remove the green square.", "Make the sky red."):
+        small = judge(
+            render_scene("sky", layout, ANALYSIS_SIDE),
+            render_scene("sky", edited, ANALYSIS_SIDE),
+            instruction,
+        )
+        tracemalloc.start()
+        big = judge(render_scene("sky", layout, 1024), render_scene("sky", edited, 1024), instruction)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert big.satisfied == small.satisfied and big.failed == small.failed, instruction
+        assert big.success == pytest.approx(small.success, abs=0.02), instruction
+        assert big.over_edit == pytest.approx(small.over_edit, abs=0.02), instruction
+        assert peak < 200 * 2**20, f"{instruction}: {peak / 2**20:.0f} MB"

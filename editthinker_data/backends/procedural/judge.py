@@ -150,7 +150,22 @@ def _check_move(r: Resolved, src: Scene, out: Scene) -> tuple[float, np.ndarray]
     return float(np.mean(scores)) if scores else 0.0, region
 
 
+# The judge looks at images of at most this many pixels on the long side, as a VLM's image
+# processor bounds its input: at 1024^2 a full-size look took 1-7 s and 476 MB a call.
+ANALYSIS_SIDE = 512
+
+
+def _bounded(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    if max(w, h) <= ANALYSIS_SIDE:
+        return image
+    k = ANALYSIS_SIDE / max(w, h)
+    # Nearest: the scenes' flat colours stay exact, so objects segment as at full size.
+    return image.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.NEAREST)
+
+
 def judge(source: Image.Image, edited: Image.Image, instruction: str) -> Judgement:
+    source, edited = _bounded(source), _bounded(edited)
     src = analyze(source)
     parsed = FULL.parse(instruction)
     resolved = resolve(parsed, src)
