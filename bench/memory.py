@@ -1,7 +1,7 @@
 """Peak memory of the build's driver and of its largest Ray worker at N and 10N pairs, with
 source images of 1024^2 pixels, beside the driver at a small image size.
 
-    python bench/memory.py [--pairs 16] [--factor 10] [--size 1024] [--small 128] [--in-flight 8]
+    python bench/memory.py [--pairs 32] [--factor 10] [--size 1024] [--small 128] [--in-flight 8]
 
 Each run is a real build (`flows.build_dataset`, pool -> generate -> ... -> finalize, no
 exports or report) in its own process, on a fresh local Ray: the sources are the demo's
@@ -20,14 +20,16 @@ pairs, and the driver's peak at --size over --small, which stays near 1 when no 
 passes through it.
 
 Every run has the same in-flight budget (--in-flight, run.max_in_flight; default 8) and N
-defaults to twice that, so the runs differ only in the number of pairs, and the N run
-already replaces finished rollouts with new ones, as a long build does. The object store
-still holds about twice as much at 10N as at N (its peak includes sources read ahead and
-turn images waiting to be written in pair order, by more units at once); at 128 px it was
-2 MiB at N and 4 MiB at 30N. What the budget holds (images in the store, batches at the scorer) grows with the
-budget, which `auto` sizes from measured latencies and the pools' capacity, never from the
-number of pairs; `--in-flight auto` runs the config's own setting (on 2 cores the 16-pair run
-then measures a smaller budget than the 160-pair one, and the ratios show that, not N).
+defaults to four times that, so the runs differ only in the number of pairs and the N run
+already holds what a long build holds. A rollout keeps its source and every turn image in
+the object store until its unit writes it, so the store holds about the budget x (1 + the
+turns a rollout in flight has made); a run of twice the budget ends before its rollouts in
+flight reach their later turns (at 256 px: 6 MB at 16 pairs, 10 at 160; 8 at 32, 9 at 320),
+and every worker that reads images counts the store's pages in its RSS. What the budget
+holds (images in the store, batches at the scorer) grows with the budget, which `auto`
+sizes from measured latencies and the pools' capacity, never from the number of pairs;
+`--in-flight auto` runs the config's own setting (on 2 cores a short run then measures a
+smaller budget than a long one, and the ratios show that, not N).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def run(n: int, size: int, latency_ms: float, in_flight: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--pairs", type=int, default=16, help="N: twice the in-flight budget reaches the steady state"
+        "--pairs", type=int, default=32, help="N: four times the in-flight budget reaches the steady state"
     )
     ap.add_argument("--factor", type=int, default=10)
     ap.add_argument("--size", type=int, default=1024)

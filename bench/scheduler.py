@@ -17,7 +17,9 @@ The default run is 10,000 pairs (about 8 minutes on 2 cores): a build's start an
 (the last rollouts' remaining turns, up to max_turns x (edit + score + refine), about 7 s
 here) are fixed costs, about 1.5 points of a 480 s run but 7 of a 95 s one (--pairs 2000);
 at the paper's scale a device edits for hours. The busy fraction before the drain is
-printed too, and does not depend on the run's length.
+printed too, and does not depend on the run's length. So is the dispatcher actor's RSS
+growth per 1,000 pairs (from a tenth of the pairs to the end): what a 140K-pair build adds
+on the head node.
 
 Printed: the editors' busy fraction (their actors' own batch time / (K x wall)) and wall time
 / ideal (ideal = total edit time / K), for the scheduler and for a plain loop (one
@@ -46,6 +48,7 @@ from editthinker_data.core import runenv  # noqa: E402
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
+import psutil  # noqa: E402
 import ray  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -119,15 +122,20 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
     size = cfg.run.partition_size
     partitions = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     service, _ = start_service(cfg, None)
+    dispatcher = psutil.Process(ray.get(service.__ray_call__.remote(lambda self: os.getpid())))
     unit = ray.remote(run_unit).options(num_cpus=GenerateStage.resources.num_cpus)
     turns: list[int] = []
     try:
         samples: list[tuple[float, float]] = []  # (time, editors' busy seconds so far)
         flights: list[tuple[int, int, int]] = []  # in flight, queued for editors, target
+        held: list[tuple[int, int]] = []  # (pairs done, the dispatcher actor's RSS) per window
         sampling = threading.Event()
 
         def sample() -> None:
             while not sampling.wait(SAMPLE_S):
+                if len(samples) % WINDOW == 0:
+                    done = ray.get(service.progress.remote()).get("pairs_done", 0)
+                    held.append((done, dispatcher.memory_info().rss))
                 rep = ray.get(service.report.remote())
                 busy = sum(v["busy_s"] for k, v in rep["pools"].items() if k.startswith("editor/"))
                 samples.append((time.monotonic(), busy))
@@ -164,6 +172,7 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
         "k": k,
         "report": report,
         "steady": busy_last / (k * (t_last - t0)),
+        "dispatcher": held,
         "flights": [
             tuple(
                 round(sum(f[j] for f in flights[i : i + WINDOW]) / len(flights[i : i + WINDOW]))
@@ -247,6 +256,11 @@ def main() -> None:
     print(
         f"scheduler before its tail ({rep['tail_s']:.1f}s draining the last rollouts): {sched['steady']:.1%} busy"
     )
+    held = [h for h in sched["dispatcher"] if h[0] >= len(pairs) // 10]  # after the start-up
+    if len(held) >= 2 and held[-1][0] > held[0][0]:
+        (n0, rss0), (n1, rss1) = held[0], held[-1]
+        print(f"dispatcher actor RSS: {rss0 / 2**20:.0f} MB at {n0} pairs done, {rss1 / 2**20:.0f} MB at {n1}: "
+              f"{(rss1 - rss0) / 2**20 / (n1 - n0) * 1000:+.1f} MB per 1,000 pairs")  # fmt: skip
     for line in load_lines(rep):
         print(line)
     if args.verbose:
