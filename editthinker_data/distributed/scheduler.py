@@ -19,12 +19,10 @@ so usage is kept with the unit (journal, marker), not with actors a crash takes 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -33,6 +31,7 @@ from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Trajectory
 from editthinker_data.distributed.batches import BatchTraffic
+from editthinker_data.distributed.jobs import Key, UnitJob
 from editthinker_data.distributed.load import (
     PoolLoad,
     auto_in_flight,
@@ -43,45 +42,9 @@ from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.refs import InputLost, deliver
 from editthinker_data.pipeline.loop import Call, Rollout
 
-Key = tuple[str, str]
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # how soon a newly submitted unit is seen while batches are out
 MIN_LEAD = 8  # sources read ahead of the room in the budget, at least (`feed_to`)
-
-
-@dataclass(eq=False)
-class _Job:
-    """One unit's rollouts: admitted in item order, reported back through `events`."""
-
-    items: list[Any]  # a None item was settled by its unit (an unreadable source), or admitted
-    make: Callable[[Any], Rollout]
-    prepare: Callable[[Any], Any] | None = None  # item -> SourcePair, or a finished Trajectory
-    fed: int | None = None  # items that have arrived so far (None: all of them)
-    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    next_item: int = 0
-    live: int = 0
-    live_items: set[int] = field(default_factory=set)
-    cancelled: bool = False
-    start: dict[Key, dict[str, float]] = field(default_factory=dict)
-    active_at_start: float = 0.0
-    counters: dict[str, int] = field(
-        default_factory=lambda: {
-            "batches": 0,
-            "requests": 0,
-            "retries": 0,
-            "actors_replaced": 0,
-            "restarts": 0,
-        }
-    )
-
-    def available(self) -> int:
-        return len(self.items) if self.fed is None else self.fed
-
-    def held_back(self, window: int) -> bool:
-        """Whether its next item must wait for the oldest unfinished one: what a unit holds
-        for writing in pair order stays within `window` trajectories."""
-        oldest = min(self.live_items) if self.live_items else self.next_item
-        return self.next_item >= oldest + window
 
 
 class Dispatcher(BatchTraffic):
@@ -104,10 +67,10 @@ class Dispatcher(BatchTraffic):
         self.items_submitted = 0
         self._count_lock = threading.Lock()
         self.jobs_ended = 0
-        self._inbox: deque[tuple[str, _Job]] = deque()
+        self._inbox: deque[tuple[str, UnitJob]] = deque()
         self._wake = threading.Event()
-        self._jobs: list[_Job] = []  # admission order: the earliest unit's items first
-        self._gens: dict[int, tuple[_Job, int, Rollout]] = {}
+        self._jobs: list[UnitJob] = []  # admission order: the earliest unit's items first
+        self._gens: dict[int, tuple[UnitJob, int, Rollout]] = {}
         self._pairs: dict[int, Any] = {}  # rollout -> its prepared pair (to start it again)
         self._restarts: dict[int, int] = {}
         self._queues: dict[Key, deque[tuple[int, Call, int]]] = defaultdict(deque)
@@ -152,7 +115,7 @@ class Dispatcher(BatchTraffic):
         # when room frees (with a small budget, one at a time would leave gaps).
         return running < most and len(self._gens) + coming < self.in_flight_target() + mean
 
-    def feed_to(self, job: _Job) -> int:
+    def feed_to(self, job: UnitJob) -> int:
         """How many of `job`'s items its unit should have fed (read and put in the object
         store). Sources are read only as far ahead as the build will admit them soon: the room
         in the budget plus a lead (for rollouts that end while a unit reads its next sources),
@@ -180,24 +143,24 @@ class Dispatcher(BatchTraffic):
         make: Callable[[Any], Rollout],
         prepare: Callable[[Any], Any] | None = None,
         fed: int | None = None,
-    ) -> _Job:
+    ) -> UnitJob:
         """Hand over a unit's items; `make(prepare(item))` runs as each is admitted. With
         `fed`, only that many items have arrived: `feed` adds the next ones."""
-        job = _Job(list(items), make, prepare, fed)  # its own list: admitted items are taken out
+        job = UnitJob(list(items), make, prepare, fed)  # its own list: admitted items are taken out
         with self._count_lock:  # unit threads submit at once
             self._post("submit", job)
             self.jobs_submitted += 1
             self.items_submitted += len(items)
         return job
 
-    def feed(self, job: _Job, items: Sequence[Any]) -> None:
+    def feed(self, job: UnitJob, items: Sequence[Any]) -> None:
         start = job.available()
         for k, item in enumerate(items):
             job.items[start + k] = item  # type: ignore[index]
         job.fed = start + len(items)
         self._wake.set()
 
-    def cancel(self, job: _Job) -> None:
+    def cancel(self, job: UnitJob) -> None:
         self._post("cancel", job)  # its rollouts leave the budget; late results are dropped
 
     def run(
@@ -245,7 +208,7 @@ class Dispatcher(BatchTraffic):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _post(self, what: str, job: _Job) -> None:
+    def _post(self, what: str, job: UnitJob) -> None:
         if self._closed or self._failure is not None:
             raise RuntimeError(f"the rollout dispatcher is not running: {self._failure or 'closed'}")
         self._inbox.append((what, job))
@@ -317,7 +280,7 @@ class Dispatcher(BatchTraffic):
             else:
                 self._drop(job)
 
-    def _drop(self, job: _Job) -> None:
+    def _drop(self, job: UnitJob) -> None:
         job.cancelled = True
         if job in self._jobs:
             self._jobs.remove(job)

@@ -31,8 +31,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.progress import current as progress
+from editthinker_data.distributed.jobs import UnitJob
 from editthinker_data.distributed.pools import Workers
-from editthinker_data.distributed.scheduler import Dispatcher, _Job
+from editthinker_data.distributed.scheduler import Dispatcher
 from editthinker_data.pipeline.loop import Rollout
 
 CONCURRENCY = 64  # methods at once: each running unit polls while others feed
@@ -47,7 +48,7 @@ class DispatchService:
         self.workers = Workers(cfg, context)
         self.started = self.workers.start()  # a set-up failure raises here, before any unit runs
         self.dispatcher = Dispatcher(self.workers, max_in_flight=max_in_flight, retries=retries)
-        self.jobs: dict[int, _Job] = {}
+        self.jobs: dict[int, UnitJob] = {}
         self.answered: dict[int, list[tuple]] = {}  # each unit's last events, until it lets go
         self.let_go: deque[tuple[float, list[tuple]]] = deque()  # handled answers, by when
         self.lock = threading.Lock()

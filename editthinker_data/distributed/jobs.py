@@ -1,0 +1,47 @@
+"""One generate unit's rollouts as the dispatcher keeps them (`scheduler.Dispatcher`)."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from editthinker_data.pipeline.loop import Rollout
+
+Key = tuple[str, str]  # (role, backend name): one actor pool
+
+
+@dataclass(eq=False)
+class UnitJob:
+    """One unit's rollouts: admitted in item order, reported back through `events`."""
+
+    items: list[Any]  # a None item was settled by its unit (an unreadable source), or admitted
+    make: Callable[[Any], Rollout]
+    prepare: Callable[[Any], Any] | None = None  # item -> SourcePair, or a finished Trajectory
+    fed: int | None = None  # items that have arrived so far (None: all of them)
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    next_item: int = 0
+    live: int = 0
+    live_items: set[int] = field(default_factory=set)
+    cancelled: bool = False
+    start: dict[Key, dict[str, float]] = field(default_factory=dict)
+    active_at_start: float = 0.0
+    counters: dict[str, int] = field(
+        default_factory=lambda: {
+            "batches": 0,
+            "requests": 0,
+            "retries": 0,
+            "actors_replaced": 0,
+            "restarts": 0,
+        }
+    )
+
+    def available(self) -> int:
+        return len(self.items) if self.fed is None else self.fed
+
+    def held_back(self, window: int) -> bool:
+        """Whether its next item must wait for the oldest unfinished one: what a unit holds
+        for writing in pair order stays within `window` trajectories."""
+        oldest = min(self.live_items) if self.live_items else self.next_item
+        return self.next_item >= oldest + window
