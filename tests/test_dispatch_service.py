@@ -14,14 +14,14 @@ from editthinker_data.distributed.service import LET_GO_S, start_service, stop_s
 from editthinker_data.pipeline.loop import Names, rollout
 
 
-def _unreferenced(service) -> int:
-    """Objects in the dispatcher process's in-memory store beyond those it still refers to
-    (run inside the actor)."""
-    core = ray._private.worker.global_worker.core_worker
-    return core.get_memory_store_size() - len(core.get_all_reference_counts())
-
-
 def test_the_dispatcher_frees_the_edits_its_units_fetched(ray_cluster):
+    def _unreferenced(service) -> int:
+        """Objects in the dispatcher process's in-memory store beyond those it still refers
+        to (run inside the actor; defined here so that it travels by value: the actor's
+        process cannot import this test module)."""
+        core = ray._private.worker.global_worker.core_worker
+        return core.get_memory_store_size() - len(core.get_all_reference_counts())
+
     cfg = config(expert_latency=0.0)
     make = partial(rollout, names=Names(cfg.expert.name, cfg.scorer.name), max_turns=3, seed=0)
     service, _ = start_service(cfg, None)
