@@ -1,8 +1,9 @@
 """The rollout runner of a generate unit that runs on a cluster worker: it reads its source
-images as far ahead as the dispatcher asks (the build's room, not a window per unit), puts each in the object store
-(so the editor reads it from there), hands the pairs to the build's dispatcher actor
-(`service.DispatchService`) and fetches each finished trajectory's turn images for its
-journal and shards. The driver and the dispatcher see references and small events only."""
+images only as far ahead as the dispatcher asks (one read-ahead for the build, not a window
+per unit), puts each in the object store (so the editor reads it from there), hands the pairs
+to the build's dispatcher actor (`service.DispatchService`) and fetches each finished
+trajectory's turn images for its journal and shards. The driver and the dispatcher see
+references and small events only."""
 
 from __future__ import annotations
 
