@@ -252,4 +252,6 @@ def test_an_actor_takes_the_next_batch_while_one_runs_but_runs_one_at_a_time(ray
     finally:
         workers.stop()
     assert wall >= 0.8 - 0.02, wall  # never two batches on the model at once
-    assert 0.4 <= s1 < 0.7 and 0.4 <= s2 < 0.7, (s1, s2)
+    # A busy time that counted the wait for the model would be at least two service times
+    # (0.8 s); its own run is one, plus pixel work (up to 0.33 s more on a loaded 2-core CI).
+    assert 0.4 <= s1 < 0.8 and 0.4 <= s2 < 0.8, (s1, s2)
