@@ -106,7 +106,7 @@ class Dispatcher(BatchTraffic):
             return True
         window = self.window()
         jobs = [j for j in list(self._jobs) if not j.held_back(window)]  # held back: room for another
-        waiting = [job for what, job in list(self._inbox) if what == "submit"]
+        waiting = self._arriving()
         unadmitted = sum(len(j.items) - j.next_item for j in jobs) + sum(len(j.items) for j in waiting)
         starting = max(0, running - (self.jobs_submitted - self.jobs_ended))
         mean = self.items_submitted / self.jobs_submitted if self.jobs_submitted else unit_size
@@ -124,8 +124,7 @@ class Dispatcher(BatchTraffic):
         target = self.in_flight_target()
         room = target - len(self._gens) + max(MIN_LEAD, target // 4)
         window = self.window()
-        waiting = [j for what, j in list(self._inbox) if what == "submit"]
-        for j in [*list(self._jobs), *waiting]:
+        for j in [*list(self._jobs), *self._arriving()]:
             if j.cancelled:
                 continue
             share = 0 if j.held_back(window) else max(0, min(len(j.items) - j.next_item, room))
@@ -133,6 +132,10 @@ class Dispatcher(BatchTraffic):
                 return job.next_item + share
             room -= share
         return job.next_item
+
+    def _arriving(self) -> list[UnitJob]:
+        """Units submitted that the dispatcher's thread has not taken in yet."""
+        return [job for what, job in list(self._inbox) if what == "submit"]
 
     def window(self) -> int:
         return self.reorder_window or max(16, 2 * self.in_flight_target())
@@ -265,7 +268,7 @@ class Dispatcher(BatchTraffic):
         except BaseException as err:  # a scheduler bug: every waiting unit fails with it
             self._failure = err
         # Closed or failed: no unit may wait for an answer that will not come.
-        waiting = self._jobs + [job for what, job in list(self._inbox) if what == "submit"]
+        waiting = self._jobs + self._arriving()
         reason = f"failed: {self._failure!r}" if self._failure else "closed"
         for job in waiting:
             job.events.put(("error", RuntimeError(f"the rollout dispatcher {reason}")))
