@@ -111,6 +111,7 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
 
     from editthinker_data import stages
     from editthinker_data.config import parse_config
+    from editthinker_data.io.pool_snapshot import load_partition, load_source_image
     from editthinker_data.io.storage import LocalStorage
 
     src = Path(demo_cfg.source.manifest).parent
@@ -125,9 +126,9 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     remote = stages.run_pool(cfg, LocalStorage(tmp_path / "remote"))
     local = stages.run_pool(demo_cfg, LocalStorage(tmp_path / "local"))
     assert remote["stats"] == local["stats"] and remote["by_editor"] == local["by_editor"]
-    entries = stages.load_partition(LocalStorage(tmp_path / "remote"), 0)
+    entries = load_partition(LocalStorage(tmp_path / "remote"), 0)
     assert entries[0].image_path.startswith(f"s3://{BUCKET}/sources/demo/images/")
-    assert stages.load_source_image(entries[0]).size == (128, 128)
+    assert load_source_image(entries[0]).size == (128, 128)
     missing = [f for f in remote["failures"] if f["reason"] == "image_missing"]
     assert missing and "s3://" in missing[0]["detail"]
 

@@ -7,14 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from editthinker_data.config import SelectionConfig
-from editthinker_data.pipeline.selection import (
-    TrajectorySummary,
-    TurnSummary,
-    decide,
-    select,
-    trajectory_split,
-    unroll,
-)
+from editthinker_data.io.trajectory_index import TrajectorySummary, TurnSummary
+from editthinker_data.pipeline.selection import decide, select, trajectory_split, unroll
 
 
 def traj(key, overall, stop="max_turns", task="style", error=None, partition=0):

@@ -7,7 +7,9 @@ import pytest
 from editthinker_data import stages
 from editthinker_data.config import ConfigError
 from editthinker_data.execution.local_rollouts import local_executor
+from editthinker_data.io.pool_snapshot import load_partition
 from editthinker_data.io.storage import LocalStorage
+from editthinker_data.io.trajectory_index import load_trajectory_summaries
 
 
 def counting(executor):
@@ -71,7 +73,7 @@ def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
     cfg = parse_config(data, environ={})
     storage = LocalStorage(tmp_path / "out")
     pool = stages.run_pool(cfg, storage)
-    victim = next(e for e in stages.load_partition(storage, 0) if e.key != "style-pop")
+    victim = next(e for e in load_partition(storage, 0) if e.key != "style-pop")
     shutil.copy(tmp_path / "src" / "images" / "style-pop.png", victim.image_path)  # changed after pooling
     report = stages.run_generate(cfg, storage, 0, local_executor(cfg))
     assert report["stats"] == {"input": 12, "kept": 11, "filtered": {}, "failed": {"image_unreadable": 1}}
@@ -154,7 +156,7 @@ def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(dem
         stages.run_generate(cfg, storage, 0, local_executor(cfg))
         runs[label] = [
             (t.key, t.stop_reason, [(x.instruction, round(x.overall, 4)) for x in t.turns])
-            for t in stages.load_trajectory_summaries(storage, [0])
+            for t in load_trajectory_summaries(storage, [0])
         ]
     # The thinker's only way to stop is to repeat the instruction, so "could not improve"
     # and "satisfied" read the same; everything else is identical.
@@ -243,7 +245,7 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     assert stage_stats["steps"]["input"] == sum(before["splits"].values()) > stage_stats["steps"]["kept"]
 
     [victim] = victims
-    summaries = {t.key: t for t in stages.load_trajectory_summaries(storage, pool["partitions"])}
+    summaries = {t.key: t for t in load_trajectory_summaries(storage, pool["partitions"])}
     assert summaries[victim].error == "turn 3 refine: unparseable"
     decisions = {r["trajectory"]: r for r in stages.read_parquet(storage, stages.DECISIONS_FILE)}
     assert decisions[victim]["reason"] == "turn_failed" and not decisions[victim]["keep"]

@@ -19,6 +19,7 @@ from editthinker_data.cli import app
 from editthinker_data.config import parse_config
 from editthinker_data.demo.generate import write_demo_source
 from editthinker_data.execution.local_rollouts import local_backends, local_executor
+from editthinker_data.io.pool_snapshot import load_partition
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.release.card import render_card
 from editthinker_data.sources.content import HashCache, input_content, source_content, with_source_content
@@ -101,7 +102,7 @@ def test_a_rerun_on_a_cut_manifest_pools_the_new_content_and_says_what_changed(d
     ids = {json.loads(line)["id"] for line in lines[:25]}
     assert (
         again["pairs"] == 25
-        and {e.id for p in again["partitions"] for e in stages.load_partition(storage, p)} == ids
+        and {e.id for p in again["partitions"] for e in load_partition(storage, p)} == ids
     )
     assert stages.check_output(cut, storage) == []  # the rerun of the new content is a plain resume
 

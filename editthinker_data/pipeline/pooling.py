@@ -20,6 +20,7 @@ from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.core.schema import TASK_TYPES, safe_key
 from editthinker_data.core.stats import StageStats
 from editthinker_data.io.imagesig import ImageLimits, ImageProblem, Signature, SignatureCache, hamming
+from editthinker_data.io.pool_snapshot import PoolEntry
 from editthinker_data.pipeline.quotas import (  # noqa: F401  (re-exported: pooling's public names)
     assign,
     count_dropped,
@@ -36,26 +37,6 @@ from editthinker_data.sources.defaults import LabelMapper
 
 # (sha256, extension, bytes) -> the stored image's location
 ImageStore = Callable[[str, str, bytes], str]
-
-
-@dataclass(frozen=True, slots=True)
-class PoolEntry:
-    """One pooled pair as stored in pool/pairs.parquet (image by reference), with its
-    provenance: source input, the dataset's own id and label, and licence."""
-
-    id: str
-    key: str
-    instruction: str
-    task_type: str
-    image_path: str
-    image_sha256: str
-    origin: str
-    editor: str = ""
-    partition: int = -1
-    source: str = ""
-    original_id: str = ""
-    label: str = ""
-    licence: str = ""
 
 
 MAX_UNMAPPED, OTHER_LABELS = 50, "(other labels)"

@@ -25,37 +25,11 @@ from dataclasses import dataclass, field
 
 from editthinker_data.config import SelectionConfig
 from editthinker_data.core.stats import StageStats
+from editthinker_data.io.trajectory_index import TrajectorySummary
 from editthinker_data.pipeline.quotas import stable_hash
 
 SPLITS = ("sft", "rl")
 EPS = 1e-9  # scores are decimals: 7.1 - 6.0 must count as a gain of 1.1
-
-
-@dataclass(frozen=True)
-class TurnSummary:
-    index: int
-    instruction: str
-    reasoning: str | None
-    semantic: float
-    quality: float
-    overall: float
-
-    def score(self, which: str) -> float:
-        return {"overall": self.overall, "semantic": self.semantic, "quality": self.quality}[which]
-
-
-@dataclass(frozen=True)
-class TrajectorySummary:
-    key: str
-    partition: int
-    task_type: str
-    editor: str
-    source_instruction: str
-    stop_reason: str
-    turns: tuple[TurnSummary, ...]
-    final_reasoning: str | None = None
-    final_instruction: str | None = None
-    error: str | None = None  # a turn failed for good; the stored turns are those before it
 
 
 @dataclass(frozen=True)

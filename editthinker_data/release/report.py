@@ -24,8 +24,8 @@ from editthinker_data.core.layout import (
 )
 from editthinker_data.io.storage import Storage, open_storage
 from editthinker_data.io.tables import read_parquet
+from editthinker_data.io.trajectory_index import load_trajectory_summaries
 from editthinker_data.pipeline.selection import select
-from editthinker_data.stages.select import load_trajectory_summaries
 
 
 class Build:

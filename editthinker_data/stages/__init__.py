@@ -17,15 +17,8 @@ from editthinker_data.stages.base import (
 )
 from editthinker_data.stages.finalize import FinalizeStage, finalize
 from editthinker_data.stages.generate import GenerateStage, RolloutRunner, run_generate
-from editthinker_data.stages.pool import (
-    PoolStage,
-    load_partition,
-    load_source_image,
-    pool_records,
-    provenance,
-    run_pool,
-)
-from editthinker_data.stages.select import SelectStage, load_trajectory_summaries, run_select
+from editthinker_data.stages.pool import PoolStage, pool_records, run_pool
+from editthinker_data.stages.select import SelectStage, run_select
 from editthinker_data.stages.write_steps import WriteStepsStage, build_step_sample, run_write_steps
 
 __all__ = [
@@ -44,12 +37,8 @@ __all__ = [
     "check_output",
     "clear_output",
     "finalize",
-    "load_partition",
-    "load_source_image",
-    "load_trajectory_summaries",
     "output_storage",
     "pool_records",
-    "provenance",
     "read_marker",
     "read_parquet",
     "run_generate",

@@ -23,12 +23,12 @@ from editthinker_data.core.layout import (
 from editthinker_data.core.schema import SourcePair, Trajectory, TurnFailure, trajectory_turn_records
 from editthinker_data.core.stats import StageStats, Usage, add_usage, merge_usage
 from editthinker_data.io.journal import Journal
+from editthinker_data.io.pool_snapshot import PoolEntry, load_partition, load_source_image, provenance
 from editthinker_data.io.shards import ShardInfo, ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.stages.base import Stage, failure, run_unit
-from editthinker_data.stages.pool import PoolEntry, load_partition, load_source_image, provenance
 from editthinker_data.stages.versions import Reuse
 
 # runner(pairs, make_rollout, on_done(i, trajectory), on_usage=on_usage(backend, cost),

@@ -1,6 +1,6 @@
 """The pool stage: every configured input read, validated, deduplicated, balanced and
 assigned to editors and partitions (pipeline/pooling.py), written once as the snapshot that
-every later stage reads; and the readers of that snapshot."""
+every later stage reads (io/pool_snapshot.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from typing import Any
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import FAILURES_FILE, POOL_FILE, POOL_IMAGES, POOL_UNIT, pool_image
 from editthinker_data.core.runenv import state_dir_for
-from editthinker_data.core.schema import decode_image, sha256_hex
 from editthinker_data.io.imagesig import SignatureCache
-from editthinker_data.io.storage import Storage, join_url, read_url
-from editthinker_data.io.tables import POOL_SCHEMA, read_parquet, write_parquet
-from editthinker_data.pipeline.pooling import PoolEntry, pool
+from editthinker_data.io.storage import Storage, join_url
+from editthinker_data.io.tables import POOL_SCHEMA, write_parquet
+from editthinker_data.pipeline.pooling import pool
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
@@ -86,25 +85,3 @@ def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = 
     """The pool stage's one unit, in this process."""
     return run_unit(PoolStage(cfg), storage, POOL_UNIT, sig_cache=sig_cache)
 
-
-def load_partition(storage: Storage, partition: int) -> list[PoolEntry]:
-    rows = read_parquet(storage, POOL_FILE, filters=[("partition", "=", partition)])
-    return sorted((PoolEntry(**r) for r in rows), key=lambda e: e.key)
-
-
-def provenance(entry: PoolEntry) -> dict[str, str]:
-    """What a released sample says about its source pair (licences travel with the data)."""
-    return {
-        "source": entry.source,
-        "original_id": entry.original_id,
-        "label": entry.label,
-        "licence": entry.licence,
-    }
-
-
-def load_source_image(entry: PoolEntry):
-    """The pooled image, checked against the hash taken at pooling time."""
-    data = read_url(entry.image_path)
-    if sha256_hex(data) != entry.image_sha256:
-        raise ValueError(f"image {entry.image_path} changed since pooling (sha256 differs)")
-    return decode_image(data)

@@ -9,38 +9,12 @@ from dataclasses import asdict
 from typing import Any
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE, trajectory_index
+from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE
 from editthinker_data.io.storage import Storage
-from editthinker_data.io.tables import DECISION_SCHEMA, STEP_SCHEMA, read_parquet, write_parquet
-from editthinker_data.pipeline.selection import TrajectorySummary, TurnSummary, select
+from editthinker_data.io.tables import DECISION_SCHEMA, STEP_SCHEMA, write_parquet
+from editthinker_data.io.trajectory_index import load_trajectory_summaries
+from editthinker_data.pipeline.selection import select
 from editthinker_data.stages.base import Stage
-
-
-def load_trajectory_summaries(storage: Storage, partitions: Sequence[int]) -> list[TrajectorySummary]:
-    by_traj: dict[str, list[dict[str, Any]]] = {}
-    for p in partitions:
-        name = trajectory_index(p)
-        if storage.exists(name):
-            for row in read_parquet(storage, name):
-                by_traj.setdefault(row["trajectory"], []).append(row)
-    out = []
-    for key, rows in sorted(by_traj.items()):
-        rows.sort(key=lambda r: r["turn"])
-        first = rows[0]
-        turns = tuple(
-            TurnSummary(
-                r["turn"], r["instruction"], r["reasoning"], r["semantic"], r["quality"], r["overall"]
-            )
-            for r in rows
-        )
-        out.append(
-            TrajectorySummary(
-                key, first["partition"], first["task_type"], first["editor"], first["source_instruction"],
-                first["stop_reason"], turns, first["final_reasoning"], first["final_instruction"],
-                first.get("error"),
-            )
-        )  # fmt: skip
-    return out
 
 
 def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) -> dict[str, Any]:

@@ -14,13 +14,13 @@ from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import STEPS_FILE, part_name, partition_of, step_shards
 from editthinker_data.core.schema import Scores, StepSample, decode_image
+from editthinker_data.io.pool_snapshot import load_partition, load_source_image, provenance
 from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import read_parquet
-from editthinker_data.pipeline.selection import StepPlan, TrajectorySummary
+from editthinker_data.io.trajectory_index import TrajectorySummary, load_trajectory_summaries
+from editthinker_data.pipeline.selection import StepPlan
 from editthinker_data.stages.base import Stage, read_marker
-from editthinker_data.stages.pool import load_partition, load_source_image, provenance
-from editthinker_data.stages.select import load_trajectory_summaries
 
 
 def read_turns(
