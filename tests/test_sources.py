@@ -10,8 +10,9 @@ from editthinker_data import stages
 from editthinker_data.config import ConfigError, parse_config
 from editthinker_data.io.imagesig import SignatureCache
 from editthinker_data.io.storage import LocalStorage
-from editthinker_data.pipeline.pooling import pool, water_fill
+from editthinker_data.pipeline.pooling import pool
 from editthinker_data.pipeline.preflight import preflight
+from editthinker_data.pipeline.quotas import water_fill
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import LabelMapper, licence_warnings

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from itertools import islice
 from sys import intern
 from typing import Any
@@ -21,15 +21,8 @@ from editthinker_data.core.schema import TASK_TYPES, safe_key
 from editthinker_data.core.stats import StageStats
 from editthinker_data.io.imagesig import ImageLimits, ImageProblem, Signature, SignatureCache, hamming
 from editthinker_data.io.pool_snapshot import PoolEntry
-from editthinker_data.pipeline.quotas import (  # noqa: F401  (re-exported: pooling's public names)
-    assign,
-    count_dropped,
-    source_quotas,
-    stable_hash,
-    take_source_quotas,
-    take_type_quotas,
-    water_fill,
-)
+from editthinker_data.pipeline.pool_types import PoolResult, SourceCounts
+from editthinker_data.pipeline.quotas import assign, take_source_quotas, take_type_quotas
 from editthinker_data.sources import default_licence
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.classify import classify
@@ -37,50 +30,6 @@ from editthinker_data.sources.defaults import LabelMapper
 
 # (sha256, extension, bytes) -> the stored image's location
 ImageStore = Callable[[str, str, bytes], str]
-
-
-MAX_UNMAPPED, OTHER_LABELS = 50, "(other labels)"
-
-
-@dataclass
-class SourceCounts:
-    """One input's row of the pooling table."""
-
-    licence: str = ""
-    read: int = 0
-    unusable: Counter = field(default_factory=Counter)
-    filtered: Counter = field(default_factory=Counter)
-    duplicates: int = 0
-    kept: int = 0
-    by_task_type: dict[str, dict[str, int]] = field(default_factory=dict)
-    # labels no table maps -> records classified by instruction instead (at most
-    # MAX_UNMAPPED distinct labels; the rest under "(other labels)")
-    unmapped_labels: Counter = field(default_factory=Counter)
-
-    def count_unmapped(self, label: str) -> None:
-        if label not in self.unmapped_labels and len(self.unmapped_labels) >= MAX_UNMAPPED:
-            label = OTHER_LABELS
-        self.unmapped_labels[label] += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["unusable"], d["filtered"], d["unmapped_labels"] = (
-            dict(sorted(self.unusable.items())),
-            dict(sorted(self.filtered.items())),
-            dict(sorted(self.unmapped_labels.items())),
-        )
-        return d
-
-
-@dataclass
-class PoolResult:
-    entries: list[PoolEntry]
-    stats: StageStats
-    failures: list[RecordError]
-    by_type: dict[str, dict[str, int]]
-    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
-    licences: dict[str, str] = field(default_factory=dict)
-    stored_images: dict[str, str] = field(default_factory=dict)  # sha256 -> location
 
 
 def normalise_instruction(text: str) -> str:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.schema import TASK_TYPES
 from editthinker_data.core.stats import StageStats
-
-if TYPE_CHECKING:
-    from editthinker_data.pipeline.pooling import PoolEntry, SourceCounts
+from editthinker_data.io.pool_snapshot import PoolEntry
+from editthinker_data.pipeline.pool_types import SourceCounts
 
 
 def stable_hash(*parts: object) -> int:
