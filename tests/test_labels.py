@@ -21,10 +21,9 @@ from editthinker_data.sources.defaults import (
     GEDIT,
     IMGEDIT,
     PICO_BANANA,
-    LabelMapper,
-    normalise_label,
 )
 from editthinker_data.sources.formats import FORMATS, LABEL_TABLES
+from editthinker_data.sources.labels import LabelMapper, normalise_label
 from tests.source_fixtures import _jsonl, _write, jpeg, png
 
 SUBJ, STYLE, BG, OTHER = "subject-driven", "style", "background", "other"
@@ -205,16 +204,16 @@ def test_imgedit_published_edit_types_pool_to_their_intended_types(tmp_path):
     ],
 )
 def test_pico_banana_spellings_fold_to_the_same_type(spelling, task_type):
-    assert LabelMapper("pico_banana")(spelling) == task_type
+    assert LabelMapper(FORMATS["pico_banana"])(spelling) == task_type
 
 
 def test_the_keyword_rules_alone_agree_with_the_table():
-    rules = LabelMapper("pico_banana")
+    rules = LabelMapper(FORMATS["pico_banana"])
     assert {label: rules.by_rules(label) for label in PICO_INTENDED} == PICO_INTENDED
 
 
 def test_benchmark_labels_fold_case_and_separators():
-    gedit, imgedit = LabelMapper("gedit"), LabelMapper("imgedit")
+    gedit, imgedit = LabelMapper(FORMATS["gedit"]), LabelMapper(FORMATS["imgedit"])
     assert gedit("Subject_Add") == gedit("subject add") == SUBJ and gedit("Tone-Transfer") == STYLE
     assert imgedit("Alter") == imgedit("ADJUST") == SUBJ and imgedit("Hybrid") == SUBJ
 

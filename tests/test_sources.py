@@ -15,7 +15,9 @@ from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.pipeline.quotas import water_fill
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
-from editthinker_data.sources.defaults import LabelMapper, licence_warnings
+from editthinker_data.sources.defaults import licence_warnings
+from editthinker_data.sources.formats import FORMATS
+from editthinker_data.sources.labels import LabelMapper
 from tests.source_fixtures import png, write_sources
 
 
@@ -170,7 +172,7 @@ def test_water_fill_spreads_a_quota_evenly():
 
 
 def test_label_tables_cover_the_benchmarks_and_fall_back_to_keywords():
-    gedit, imgedit, pico = LabelMapper("gedit"), LabelMapper("imgedit"), LabelMapper("pico_banana")
+    gedit, imgedit, pico = (LabelMapper(FORMATS[f]) for f in ("gedit", "imgedit", "pico_banana"))
     assert (
         len(
             {
@@ -212,9 +214,9 @@ def test_label_tables_cover_the_benchmarks_and_fall_back_to_keywords():
         and pico("Translate text on the sign") == "other"
     )
     assert pico("Juggle the quux") is None  # the pool classifies it (tests/test_labels.py)
-    assert LabelMapper("kris")("anything at all") == "reasoning"
-    assert LabelMapper("gedit", {"style_change": "other"})("style_change") == "other"
-    assert LabelMapper("gedit", use_defaults=False)("style_change") is None
+    assert LabelMapper(FORMATS["kris"])("anything at all") == "reasoning"
+    assert LabelMapper(FORMATS["gedit"], {"style_change": "other"})("style_change") == "other"
+    assert LabelMapper(FORMATS["gedit"], use_defaults=False)("style_change") is None
 
 
 def test_near_duplicates_need_the_same_instruction(tmp_path):

@@ -26,7 +26,8 @@ from editthinker_data.pipeline.quotas import assign, take_source_quotas, take_ty
 from editthinker_data.sources import default_licence
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.classify import classify
-from editthinker_data.sources.defaults import LabelMapper
+from editthinker_data.sources.formats import FORMATS
+from editthinker_data.sources.labels import LabelMapper
 
 # (sha256, extension, bytes) -> the stored image's location
 ImageStore = Callable[[str, str, bytes], str]
@@ -86,7 +87,7 @@ def pool(
     src = cfg.source
     sigs = sigs or SignatureCache()
     specs = {i.name: i for i in src.all_inputs()}
-    mappers = {n: LabelMapper(i.format, i.label_map, i.default_labels) for n, i in specs.items()}
+    mappers = {n: LabelMapper(FORMATS.get(i.format), i.label_map, i.default_labels) for n, i in specs.items()}
     stats = StageStats()
     failures: list[RecordError] = []
     seen_ids: set[str] = set()

@@ -4,7 +4,7 @@ types) and licences per format. A config's `label_map` and `licence` override th
 Every table holds the dataset's published strings, each mapped on purpose; where they come
 from is noted above each table. Labels are compared after folding case, unicode forms,
 punctuation, arrows ("→" reads "to", "↔" a separator) and plural "s", first against the
-table, then (Pico-Banana) against keyword rules written for the same folded text. A label
+table, then (Pico-Banana) against keyword rules written for the same folded text (labels.py). A label
 that still matches nothing goes to the instruction classifier (classify.py), or is counted
 as `unknown_label` where the input sets `strict_labels: true`.
 
@@ -17,7 +17,6 @@ sticker renditions, colour tone and film filters) are style; scene and environme
 from __future__ import annotations
 
 import re
-import unicodedata
 
 SUBJ, STYLE, BG, REASON, OTHER = "subject-driven", "style", "background", "reasoning", "other"
 
@@ -155,61 +154,6 @@ REASONING_ONLY = {"*": REASON}
 NON_COMMERCIAL = re.compile(r"(^|[-_ ])nc([-_ ]|$)|non-?commercial|research[-_ ]only", re.IGNORECASE)
 NO_DERIVATIVES = re.compile(r"(^|[-_ ])nd([-_ ]|$)|no-?deriv", re.IGNORECASE)
 UNKNOWN_LICENCES = {"", "unknown", "other"}
-
-
-_ARROW_TO = re.compile(r"\s*(?:→|⟶|➔|->|=>)\s*")  # "Photo → cartoon" reads "photo to cartoon"
-_ARROW_BOTH = re.compile(r"\s*(?:↔|⟷|⇄|<->|<=>)\s*")  # "summer ↔ winter": two options
-_APOSTROPHES = re.compile(r"['’‘`´]")
-
-
-def fold_label(label: str) -> str:
-    """Case, unicode forms, arrows and punctuation folded: the text the keyword rules see."""
-    text = unicodedata.normalize("NFKC", label).casefold()
-    text = _APOSTROPHES.sub("", _ARROW_TO.sub(" to ", _ARROW_BOTH.sub(" ", text)))  # "<->" before "->"
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())
-
-
-def _singular(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def normalise_label(label: str) -> str:
-    """The table key: `fold_label` with each word's plural folded ("expressions" ==
-    "expression", "object's" == "objects" == "object"). Both sides fold alike, so the fold
-    need not be good English, only the same."""
-    return " ".join(_singular(w) for w in fold_label(label).split())
-
-
-class LabelMapper:
-    """Maps one source's labels to task types: the config's label_map over the defaults."""
-
-    def __init__(self, fmt: str, overrides: dict[str, str] | None = None, use_defaults: bool = True):
-        from editthinker_data.sources.formats import FORMATS  # the registry holds each format's tables
-
-        spec = FORMATS.get(fmt)
-        table = dict(spec.labels) if use_defaults and spec else {}
-        table.update(overrides or {})
-        self.wildcard = table.pop("*", None)
-        self.table = {normalise_label(k): v for k, v in table.items()}
-        self.rules = [(re.compile(p), t) for p, t in spec.label_rules] if use_defaults and spec else []
-
-    def __call__(self, label: str) -> str | None:
-        key = normalise_label(label)
-        if key in self.table:
-            return self.table[key]
-        return self.by_rules(label) or self.wildcard
-
-    def by_rules(self, label: str) -> str | None:
-        """The keyword rules alone (the table aside)."""
-        folded = fold_label(label)
-        for pattern, task_type in self.rules:
-            if pattern.search(folded):
-                return task_type
-        return None
 
 
 def licence_warnings(licences: dict[str, str]) -> list[str]:
