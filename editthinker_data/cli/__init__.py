@@ -60,23 +60,25 @@ def pool(
     """Pool source pairs only: read every input, dedup, balance, write pool/pairs.parquet;
     a later `build` of the same config and output starts from this pool."""
     cfg = checked_config(config, sources_only=True)
-    from editthinker_data.stages import run_pool
+    from editthinker_data.core.layout import POOL_UNIT
+    from editthinker_data.execution.base import LocalExecutor
+    from editthinker_data.stages import PoolStage
 
     out_dir, storage, cfg = open_output(
         cfg, output, overwrite, claim=ctx, measure=lambda c: sourced(c, output, None)
     )
     try:
         with console.status("pooling ..."):
-            report = run_pool(cfg, storage)
+            report = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
     except ConfigError as err:  # an input found empty or in the wrong encoding while read
         fail(str(err))
     for table in pool_tables(report):
         console.print(table)
-    print_licences(report.get("licences", {}), report.get("licence_warnings", []))
-    print_unmapped_labels(report.get("by_source", {}))
-    s = report["stats"]
+    print_licences(report.licences, report.licence_warnings)
+    print_unmapped_labels(report.by_source)
+    s = report.stats
     console.print(
-        f"{report['pairs']} pairs in {len(report['partitions'])} partitions -> {out_dir}/pool/pairs.parquet; "
+        f"{report.pairs} pairs in {len(report.partitions)} partitions -> {out_dir}/pool/pairs.parquet; "
         f"{sum(s['failed'].values())} unusable records named in {out_dir}/failures.jsonl"
     )
 
@@ -151,7 +153,7 @@ def build(
     except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
         console.print()  # below the live table, not on its last line
         if exc.result:
-            console.print(summary_table(exc.result["stats"]))
+            console.print(summary_table(exc.result.stats))
         again = shlex.join(
             ["editthinker-data", "build", str(config), "--output", str(out_dir)]
             + (["--state-dir", state_dir] if state_dir else [])
@@ -164,10 +166,10 @@ def build(
     console.print()
     if version is not None:
         finish_version(version)
-    stats = result["stats"]
+    stats = result.stats
     console.print(summary_table(stats))
     print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))
-    totals = result["manifest"]["totals"]
+    totals = result.manifest["totals"]
     console.print(
         f"steps: sft {totals['sft']}, rl {totals['rl']}; trajectory turns {totals['trajectories']}; "
         f"{stats['failures']} records failed (see failures.jsonl)"
@@ -180,11 +182,11 @@ def build(
 
     for line in load_lines(stats.get("scheduler", {})):
         console.print(line)
-    release = result.get("release", {})
-    for name, r in release.get("exports", {}).items():
+    release = result.release
+    for name, r in (release.exports if release else {}).items():
         console.print(f"export {name}: {r['rows']} rows in {out_dir}/exports/{name}")
-    if release.get("card"):
-        console.print(f"dataset card: {out_dir}/{release['card']}; gallery: {out_dir}/{release['gallery']}")
+    if release and release.card:
+        console.print(f"dataset card: {out_dir}/{release.card}; gallery: {out_dir}/{release.gallery}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
     if ctx.meta["lease"].lost:  # stalled past its TTL while another build took the output over
         err_console.print(escape(f"warning: {ctx.meta['lease'].lost} during this build; verify {out_dir}"))

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from editthinker_data.cli.term import console, fail
+from editthinker_data.core.reports import PoolReport
 from editthinker_data.core.stats import STAGES
 
 
@@ -97,7 +98,7 @@ def print_unmapped_labels(by_source: dict) -> None:
             )
 
 
-def pool_tables(report: dict) -> list[Table]:
+def pool_tables(report: PoolReport) -> list[Table]:
     """Per source: read, unusable (with reasons), duplicates, other drops, kept; then kept
     per source and task type."""
     from editthinker_data.core.schema import TASK_TYPES
@@ -111,7 +112,7 @@ def pool_tables(report: dict) -> list[Table]:
     for t in TASK_TYPES:
         types.add_column(t, justify="right")
     total = dict.fromkeys(("read", "unusable", "duplicates", "kept"), 0)
-    for name, c in report.get("by_source", {}).items():
+    for name, c in report.by_source.items():
         unusable = sum(c["unusable"].values())
         sources.add_row(
             name, c["licence"] or "not set", str(c["read"]),
@@ -137,7 +138,7 @@ def pool_tables(report: dict) -> list[Table]:
         "",
         str(total["kept"]),
     )
-    by_type = report.get("by_task_type", {})
+    by_type = report.by_task_type
     types.add_row("[bold]total[/]", *(f"{by_type[t]['kept']} / {by_type[t]['read']}" for t in TASK_TYPES))
     return [sources, types]
 

@@ -8,6 +8,19 @@ verify, release) and writers (the stages) both take their paths from here.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
+
+
+class StageName(StrEnum):
+    """The build's stages, in order; each names its markers and its Prefect tasks."""
+
+    POOL = "pool"
+    GENERATE = "generate"
+    SELECT = "select"
+    WRITE_STEPS = "write_steps"
+    FINALIZE = "finalize"
+    RELEASE = "release"
+
 
 POOL_FILE = "pool/pairs.parquet"
 POOL_IMAGES = "pool/images"

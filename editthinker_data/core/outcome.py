@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from editthinker_data.core.reports import BuildResult, GenerateReport
+
 EXIT_INCOMPLETE = 75  # sysexits EX_TEMPFAIL: run the same command again
 EXIT_UNUSABLE = 65  # sysexits EX_DATAERR: the data came out wrong; rerunning alone will not help
 
 
 class BuildError(RuntimeError):
     exit_code = 1
-    result: dict[str, Any] | None = None
+    result: BuildResult | None = None
 
 
 def _names(part: int) -> str:
@@ -32,7 +34,7 @@ class BuildIncomplete(BuildError):
     exit_code = EXIT_INCOMPLETE
 
     def __init__(
-        self, failed: dict[int, str], total: int, incomplete: dict[int, dict[str, Any]] | None = None
+        self, failed: dict[int, str], total: int, incomplete: dict[int, GenerateReport] | None = None
     ):
         self.failed = failed
         self.incomplete = incomplete or {}
@@ -59,20 +61,20 @@ class BuildUnusable(BuildError):
 
     exit_code = EXIT_UNUSABLE
 
-    def __init__(self, message: str, result: dict[str, Any]):
+    def __init__(self, message: str, result: BuildResult):
         super().__init__(message)
         self.result = result
 
 
-def transient_summary(reports: list[dict[str, Any]]) -> str:
+def transient_summary(reports: list[GenerateReport]) -> str:
     """One sentence on pairs left unfinished because a backend could not answer."""
     by_backend: Counter[str] = Counter()
     examples: dict[str, str] = {}
     for r in reports:
-        for who, info in r["transient"].items():
-            by_backend[who] += info["count"]
-            examples.setdefault(who, info["example"])
-    pairs = sum(r["pairs"] for r in reports)
+        for who, info in r.transient.items():
+            by_backend[who] += info.count
+            examples.setdefault(who, info.example)
+    pairs = sum(r.pairs for r in reports)
     total = sum(by_backend.values())
     causes = "; ".join(f"{who}: {n} (e.g. {examples[who]})" for who, n in by_backend.most_common())
     return (
@@ -81,17 +83,17 @@ def transient_summary(reports: list[dict[str, Any]]) -> str:
     )
 
 
-def failure_share(generate_reports: list[dict[str, Any]], limit: float) -> dict[str, Any]:
+def failure_share(generate_reports: list[GenerateReport], limit: float) -> dict[str, Any]:
     """Final failures of the generate stage: pairs that failed at any turn, by reason and by
     backend, against the configured limit (written to stats.json)."""
-    pairs = sum(r["stats"]["input"] for r in generate_reports)
-    failed = sum(r.get("failed_pairs", 0) for r in generate_reports)
+    pairs = sum(r.stats["input"] for r in generate_reports)
+    failed = sum(r.failed_pairs for r in generate_reports)
     by_reason: Counter[str] = Counter()
     by_backend: Counter[str] = Counter()
     for r in generate_reports:
-        for f in r["failures"]:
+        for f in r.failures:
             by_reason[f["reason"]] += 1
-        for who, n in r.get("backend_failures", {}).items():
+        for who, n in r.backend_failures.items():
             by_backend[who] += n
     return {
         "pairs": pairs,

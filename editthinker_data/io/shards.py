@@ -9,24 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import webdataset as wds
 
+from editthinker_data.core.reports import ShardInfo
 from editthinker_data.io.storage import Storage
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    url: str  # relative to the output root
-    sha256: str
-    bytes: int
-    samples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _file_sha256(path: Path) -> str:
@@ -80,7 +69,8 @@ class ShardSink:
         self.storage.commit(staged_path, name)
         self.shards.append(ShardInfo(name, sha, size, count))
 
-    def write(self, sample: dict[str, Any]) -> None:
+    def write(self, sample: dict[str, Any]) -> str:
+        """Write one sample; returns the name of the shard it went into."""
         members = frozenset(k for k in sample if not k.startswith("__"))
         if self._members is None:
             self._members = members
@@ -92,6 +82,7 @@ class ShardSink:
         if self._writer is None:
             self._writer = self._open()
         self._writer.write(encoded)
+        return self._name(self._writer.shard - 1)  # the writer counts the shards it opened
 
     def abort(self) -> None:
         """Drop the shard being assembled (its staged file); committed shards stay."""

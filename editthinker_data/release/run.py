@@ -7,12 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from editthinker_data.core.layout import MANIFEST_FILE, StageName
+from editthinker_data.core.reports import ReleaseReport
 from editthinker_data.io.manifest import prune, record_files
+from editthinker_data.io.storage import Storage
 from editthinker_data.release.card import render_card
 from editthinker_data.release.easyr1 import export_easyr1
 from editthinker_data.release.figures import write_figures
 from editthinker_data.release.gallery import write_gallery
 from editthinker_data.release.llamafactory import export_llamafactory
+from editthinker_data.release.report import Build
+from editthinker_data.stages.base import Stage
 
 EXPORTERS = {"llamafactory": export_llamafactory, "easyr1": export_easyr1}
 CARD = "README.md"
@@ -44,3 +49,19 @@ def write_report(build, exports: dict[str, Any] | None = None, gallery_max: int 
     storage.write_bytes(CARD, render_card(build, figures, exports).encode())
     record_files(storage, CARD, [CARD])
     return {"card": CARD, "figures": figures, "gallery": gallery[0]}
+
+
+class ReleaseStage(Stage[ReleaseReport]):
+    """Trainer exports, figures, gallery and dataset card, from the finished shards; each
+    file is added to the manifest's list, so the report carries the manifest as it now
+    stands. Unmarked: it reads only the finished build and rewrites the same files."""
+
+    name = StageName.RELEASE
+    report = ReleaseReport
+    marked = False
+
+    def process(self, storage: Storage, unit: str) -> ReleaseReport:
+        build = Build(storage)
+        exports = run_exports(build, list(self.cfg.output.exports))
+        card = write_report(build, exports) if self.cfg.output.report else {}
+        return ReleaseReport(exports=exports, manifest=storage.read_json(MANIFEST_FILE), **card)

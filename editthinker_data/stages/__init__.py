@@ -16,10 +16,10 @@ from editthinker_data.stages.base import (
     write_failures,
 )
 from editthinker_data.stages.finalize import FinalizeStage, finalize
-from editthinker_data.stages.generate import GenerateStage, RolloutRunner, run_generate
-from editthinker_data.stages.pool import PoolStage, pool_records, run_pool
-from editthinker_data.stages.select import SelectStage, run_select
-from editthinker_data.stages.write_steps import WriteStepsStage, build_step_sample, run_write_steps
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage, pool_records
+from editthinker_data.stages.select import SelectStage
+from editthinker_data.stages.write_steps import WriteStepsStage, build_step_sample
 
 __all__ = [
     "DECISIONS_FILE",
@@ -28,7 +28,6 @@ __all__ = [
     "FinalizeStage",
     "GenerateStage",
     "PoolStage",
-    "RolloutRunner",
     "SelectStage",
     "Stage",
     "WriteStepsStage",
@@ -41,10 +40,6 @@ __all__ = [
     "pool_records",
     "read_marker",
     "read_parquet",
-    "run_generate",
-    "run_pool",
-    "run_select",
     "run_unit",
-    "run_write_steps",
     "write_failures",
 ]

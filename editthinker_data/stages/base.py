@@ -2,8 +2,8 @@
 (`run_unit`), the output's storage and its guards, and the failure records.
 
 A stage is a small object with declared resources and a pure `process(storage, unit)`
-that reads its inputs from storage, writes its outputs and returns a small JSON-able
-report (counts, shard infos, never image bytes). Executors (execution/) decide where a
+that reads its inputs from storage, writes its outputs and returns its typed report
+(`core.reports`: counts, shard infos, never image bytes). Executors (execution/) decide where a
 unit runs; whichever runs it goes through `run_unit`, so a unit with a marker of this
 config is never redone and a marker is written only after the unit's data is durable.
 """
@@ -14,21 +14,26 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig, ConfigError, Resources
 from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, marker_name
+from editthinker_data.core.reports import StageReport
 from editthinker_data.io.storage import Storage, is_remote, local_path, open_storage
 from editthinker_data.sources.base import RecordError
 from editthinker_data.sources.content import describe_changes, rerun_notes
 
+R = TypeVar("R", bound=StageReport)
 
-class Stage(ABC):
+
+class Stage(ABC, Generic[R]):
     """One kind of unit of work. `name` names its markers; `marked` stages leave one per
-    finished unit (a rerun skips them); `resources` is what one unit asks of a worker."""
+    finished unit (a rerun skips them); `resources` is what one unit asks of a worker;
+    `report` is the type of what a unit returns (and its marker holds)."""
 
     name: ClassVar[str]
+    report: ClassVar[type[StageReport]]
     marked: ClassVar[bool] = True
     resources: ClassVar[Resources] = Resources(num_cpus=1)
     placement: ClassVar[str] = "spread"  # spread | beside_driver: where a Ray executor runs a unit
@@ -37,43 +42,39 @@ class Stage(ABC):
         self.cfg = cfg
 
     @abstractmethod
-    def process(self, storage: Storage, unit: str, **inputs: Any) -> dict[str, Any]:
-        """Do the unit's work; a report with `incomplete: True` leaves the unit unmarked."""
+    def process(self, storage: Storage, unit: str, **inputs: Any) -> R:
+        """Do the unit's work; a report that is not `finished` leaves the unit unmarked."""
 
-    def on_skip(self, storage: Storage, unit: str, report: dict[str, Any]) -> None:  # noqa: B027
+    def on_skip(self, storage: Storage, unit: str, report: R) -> None:  # noqa: B027
         """A marked unit is being reused (repair what an older version did not write)."""
 
     def after_marker(self, storage: Storage, unit: str) -> None:  # noqa: B027
         """The unit is durable: drop what only a resume needed (journals)."""
 
 
-def run_unit(stage: Stage, storage: Storage, unit: str, **inputs: Any) -> dict[str, Any]:
+def run_unit(stage: Stage[R], storage: Storage, unit: str, **inputs: Any) -> R:
     """Run one unit once: a unit marked by the same config is reused; a finished one's marker
     is written last. Every executor runs units through here."""
     fingerprint = stage.cfg.fingerprint()
     if stage.marked:
-        done = read_marker(storage, stage.name, unit, fingerprint)
+        done: R | None = read_marker(storage, stage.name, unit, fingerprint, stage.report)  # type: ignore[arg-type]
         if done is not None:
             stage.on_skip(storage, unit, done)
             return done
-    report = {"fingerprint": fingerprint, **stage.process(storage, unit, **inputs)}
-    if stage.marked and not report.get("incomplete"):
-        write_marker(storage, stage.name, unit, report)
+    report = stage.process(storage, unit, **inputs).stamped(fingerprint)
+    if stage.marked and report.finished:
+        storage.write_json(marker_name(stage.name, unit), report.to_dict())
         stage.after_marker(storage, unit)
     return report
 
 
-def read_marker(storage: Storage, stage: str, unit: str, fingerprint: str) -> dict[str, Any] | None:
+def read_marker(storage: Storage, stage: str, unit: str, fingerprint: str, report: type[R]) -> R | None:
     """A finished unit's report, when it was made by the same config."""
     name = marker_name(stage, unit)
     if not storage.exists(name):
         return None
-    report = storage.read_json(name)
-    return report if report.get("fingerprint") == fingerprint else None
-
-
-def write_marker(storage: Storage, stage: str, unit: str, report: dict[str, Any]) -> None:
-    storage.write_json(marker_name(stage, unit), report)
+    data = storage.read_json(name)
+    return report.from_dict(data) if data.get("fingerprint") == fingerprint else None
 
 
 def output_storage(cfg: BuildConfig, url: str) -> Storage:

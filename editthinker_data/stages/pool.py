@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import FAILURES_FILE, POOL_FILE, POOL_IMAGES, POOL_UNIT, pool_image
+from editthinker_data.core.layout import FAILURES_FILE, POOL_FILE, POOL_IMAGES, StageName, pool_image
+from editthinker_data.core.reports import PoolReport
 from editthinker_data.core.runenv import state_dir_for
 from editthinker_data.io.imagesig import SignatureCache
 from editthinker_data.io.storage import Storage, join_url
@@ -20,7 +20,7 @@ from editthinker_data.pipeline.pooling import pool
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
-from editthinker_data.stages.base import Stage, failures_of, run_unit, write_failures
+from editthinker_data.stages.base import Stage, failures_of, write_failures
 
 
 def pool_records(cfg: BuildConfig) -> Iterator[SourceRecord | RecordError]:
@@ -35,17 +35,20 @@ def signature_cache_path(cfg: BuildConfig, storage: Storage) -> Path:
     return state_dir_for(storage.url, cfg.run.state_dir) / "imagesig.sqlite"
 
 
-class PoolStage(Stage):
+class PoolStage(Stage[PoolReport]):
     """Pool once: the snapshot (pool/pairs.parquet, embedded images under pool/images/) and
     its marker are what every later stage and every rerun read."""
 
-    name = "pool"
+    name = StageName.POOL
+    report = PoolReport
+    # Its inputs may be folders of the driver's machine (a config's relative paths included).
+    placement = "beside_driver"
 
-    def on_skip(self, storage: Storage, unit: str, report: dict[str, Any]) -> None:
+    def on_skip(self, storage: Storage, unit: str, report: PoolReport) -> None:
         if not storage.exists(FAILURES_FILE):  # pooled by an older version; a build's file stays
-            write_failures(storage, report["failures"])
+            write_failures(storage, report.failures)
 
-    def process(self, storage: Storage, unit: str, sig_cache: str | Path | None = None) -> dict[str, Any]:
+    def process(self, storage: Storage, unit: str, sig_cache: str | Path | None = None) -> PoolReport:
         cfg = self.cfg
 
         def store(sha: str, ext: str, data: bytes) -> str:
@@ -63,25 +66,19 @@ class PoolStage(Stage):
             if sha not in kept:
                 storage.delete(f"{POOL_IMAGES}/{url.rsplit('/', 1)[-1]}")
         write_parquet(storage, POOL_FILE, [asdict(e) for e in result.entries], POOL_SCHEMA)
-        report = {
-            "pairs": len(result.entries),
-            "partitions": sorted({e.partition for e in result.entries}),
-            "stats": result.stats.to_dict(),
-            "by_task_type": result.by_type,
-            "by_editor": dict(Counter(e.editor for e in result.entries)),
-            "by_source": result.by_source,
-            "licences": result.licences,
-            "licence_warnings": licence_warnings(result.licences),
-            "signature_cache": {"hits": sigs.hits, "misses": sigs.misses},
-            "sources": cfg.source_content,  # what the inputs held (sources/content.py)
-            "config_fingerprint": cfg.fingerprint(content=False),
-            "failures": failures_of(result.failures, "pool"),
-        }
-        write_failures(storage, report["failures"])  # before the marker: a marked pool has its file
+        report = PoolReport(
+            pairs=len(result.entries),
+            partitions=sorted({e.partition for e in result.entries}),
+            stats=result.stats.to_dict(),
+            by_task_type=result.by_type,
+            by_editor=dict(Counter(e.editor for e in result.entries)),
+            by_source=result.by_source,
+            licences=result.licences,
+            licence_warnings=licence_warnings(result.licences),
+            signature_cache={"hits": sigs.hits, "misses": sigs.misses},
+            sources=cfg.source_content,  # what the inputs held (sources/content.py)
+            config_fingerprint=cfg.fingerprint(content=False),
+            failures=failures_of(result.failures, "pool"),
+        )
+        write_failures(storage, report.failures)  # before the marker: a marked pool has its file
         return report
-
-
-def run_pool(cfg: BuildConfig, storage: Storage, sig_cache: str | Path | None = None) -> dict[str, Any]:
-    """The pool stage's one unit, in this process."""
-    return run_unit(PoolStage(cfg), storage, POOL_UNIT, sig_cache=sig_cache)
-

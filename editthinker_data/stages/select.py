@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE
+from editthinker_data.core.layout import DECISIONS_FILE, STEPS_FILE, StageName
+from editthinker_data.core.reports import SelectReport
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import DECISION_SCHEMA, STEP_SCHEMA, write_parquet
 from editthinker_data.io.trajectory_index import load_trajectory_summaries
@@ -17,7 +17,7 @@ from editthinker_data.pipeline.selection import select
 from editthinker_data.stages.base import Stage
 
 
-def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) -> dict[str, Any]:
+def _select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) -> SelectReport:
     summaries = load_trajectory_summaries(storage, partitions)
     result = select(summaries, cfg.selection, cfg.seed)
     write_parquet(storage, STEPS_FILE, [asdict(s) for s in result.steps], STEP_SCHEMA)
@@ -27,26 +27,24 @@ def run_select(cfg: BuildConfig, storage: Storage, partitions: Sequence[int]) ->
         [{"trajectory": k, **asdict(d)} for k, d in sorted(result.decisions.items())],
         DECISION_SCHEMA,
     )
-    return {
-        "fingerprint": cfg.fingerprint(),
-        "trajectory_filter": result.trajectory_stats.to_dict(),
-        "balance": result.balance_stats.to_dict(),
-        "steps": result.step_stats.to_dict(),
-        "splits": result.splits,
-        "trajectory_splits": result.trajectory_splits,
-        "by_task_type": result.after_balance["by_task_type"],
-        "selection": {"before_balance": result.before_balance, "after_balance": result.after_balance},
-    }
+    return SelectReport(
+        trajectory_filter=result.trajectory_stats.to_dict(),
+        balance=result.balance_stats.to_dict(),
+        steps=result.step_stats.to_dict(),
+        splits=result.splits,
+        trajectory_splits=result.trajectory_splits,
+        by_task_type=result.after_balance["by_task_type"],
+        selection={"before_balance": result.before_balance, "after_balance": result.after_balance},
+    )
 
 
-class SelectStage(Stage):
+class SelectStage(Stage[SelectReport]):
     """One unit over every partition's trajectory index; unmarked (cheap, and its inputs
     are the finished generate units, so a rerun decides the same)."""
 
-    name = "select"
+    name = StageName.SELECT
+    report = SelectReport
     marked = False
 
-    def process(self, storage: Storage, unit: str, partitions: Sequence[int]) -> dict[str, Any]:
-        report = run_select(self.cfg, storage, partitions)
-        report.pop("fingerprint", None)  # run_unit stamps it
-        return report
+    def process(self, storage: Storage, unit: str, partitions: Sequence[int]) -> SelectReport:
+        return _select(self.cfg, storage, partitions)

@@ -37,6 +37,7 @@ from editthinker_data.core.layout import (
     version_name,
     version_number,
 )
+from editthinker_data.core.reports import GenerateReport
 from editthinker_data.core.runenv import state_dir_for
 from editthinker_data.core.schema import SourcePair, Trajectory
 from editthinker_data.io import trajectory_store
@@ -237,7 +238,7 @@ def _pair_ids(storage: Storage) -> set[str]:
 
 
 def version_changes(
-    cfg: BuildConfig, storage: Storage, generate_reports: list[dict[str, Any]]
+    cfg: BuildConfig, storage: Storage, generate_reports: list[GenerateReport]
 ) -> dict[str, Any]:
     """stats.json's `changes` block for a version: pairs added, removed, rebuilt (in both
     versions, run again) and unchanged (in both, reused from the store), with examples.
@@ -250,7 +251,7 @@ def version_changes(
     before = (
         _pair_ids(output_storage(cfg, join_url(split_url(storage.url)[0], previous))) if previous else set()
     )
-    reused = {pid for r in generate_reports for pid in r.get("reused", [])}
+    reused = {pid for r in generate_reports for pid in r.reused}
     kinds = {
         "added": sorted(now - before),
         "removed": sorted(before - now),

@@ -12,7 +12,8 @@ import webdataset as wds
 
 from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import STEPS_FILE, part_name, partition_of, step_shards
+from editthinker_data.core.layout import STEPS_FILE, StageName, part_name, partition_of, step_shards
+from editthinker_data.core.reports import GenerateReport, WriteStepsReport
 from editthinker_data.core.schema import Scores, StepSample, decode_image
 from editthinker_data.io.pool_snapshot import load_partition, load_source_image, provenance
 from editthinker_data.io.shards import ShardSink
@@ -89,7 +90,7 @@ def build_step_sample(
     )
 
 
-def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[str, Any]:
+def _write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> WriteStepsReport:
     unit = part_name(partition)
     templates = prompt_templates(cfg.backend_specs())
     plans = [
@@ -97,11 +98,9 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
     ]
     plans.sort(key=lambda p: p.key)
     summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
-    gen = read_marker(storage, "generate", unit, cfg.fingerprint())
+    gen = read_marker(storage, StageName.GENERATE, unit, cfg.fingerprint(), GenerateReport)
     wanted = {previous_image_key(plan, summaries[plan.trajectory]) for plan in plans}
-    images, details = (
-        read_turns(storage, [s["url"] for s in gen["shards"]], wanted) if gen and plans else ({}, {})
-    )
+    images, details = read_turns(storage, [s.url for s in gen.shards], wanted) if gen and plans else ({}, {})
     entries = {e.key: e for e in load_partition(storage, partition)}
     sinks = {
         split: ShardSink(
@@ -125,16 +124,17 @@ def run_write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> dict[
         )
         sinks[plan.split].write(sample.to_wds())
         counts[plan.split] += 1
-    shards = {split: [s.to_dict() for s in sink.close()] for split, sink in sinks.items()}
-    return {"partition": partition, "samples": dict(counts), "shards": shards}
+    shards = {split: sink.close() for split, sink in sinks.items()}
+    return WriteStepsReport(partition=partition, samples=dict(counts), shards=shards)
 
 
-class WriteStepsStage(Stage):
+class WriteStepsStage(Stage[WriteStepsReport]):
     """One partition's step shards. Unmarked: cheap next to generate, and rewritten whole by
     a rerun (same names, same bytes), so it never mixes two selections."""
 
-    name = "write_steps"
+    name = StageName.WRITE_STEPS
+    report = WriteStepsReport
     marked = False
 
-    def process(self, storage: Storage, unit: str) -> dict[str, Any]:
-        return run_write_steps(self.cfg, storage, partition_of(unit))
+    def process(self, storage: Storage, unit: str) -> WriteStepsReport:
+        return _write_steps(self.cfg, storage, partition_of(unit))
