@@ -26,13 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from editthinker_data.core import runenv  # noqa: E402
+from editthinker_data.core.layout import POOL_UNIT, part_name  # noqa: E402
+from editthinker_data.execution.base import LocalExecutor  # noqa: E402
+from editthinker_data.stages.generate import GenerateStage  # noqa: E402
+from editthinker_data.stages.pool import PoolStage  # noqa: E402
 
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
 from openai_server import ChatServer, ChatServerProcess  # noqa: E402
 
-from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config, parse_config  # noqa: E402
 from editthinker_data.demo.generate import write_demo_source  # noqa: E402
 from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
@@ -66,20 +69,17 @@ def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: 
     cfg = parse_config(data, environ={})
     with tempfile.TemporaryDirectory() as out:
         storage = LocalStorage(out)
-        report = stages.run_pool(cfg, storage)
+        report = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
         workers = Workers(cfg)
         workers.start()
         try:
             started = time.perf_counter()
             n = 0
-            for p in report["partitions"]:
-                r = stages.run_generate(
-                    cfg, storage, p,
-                    lambda items, make, done, on_usage=None: run_rollouts(
+            for p in report.partitions:
+                r = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=lambda items, make, done, on_usage=None: run_rollouts(
                         workers, items, make, done, max_in_flight=in_flight, retries=1, on_usage=on_usage
-                    ),
-                )  # fmt: skip
-                n += r["stats"]["input"]
+                    ))  # fmt: skip
+                n += r.stats["input"]
             return time.perf_counter() - started, n
         finally:
             workers.stop()

@@ -146,7 +146,7 @@ def one(n: int, size: int, latency_ms: float, in_flight: str, work: Path) -> dic
     stop.set()
     if not isinstance(result, dict):
         raise SystemExit(f"the build did not finish: {result}")
-    stats = result["stats"]
+    stats = result.stats
     turns = _turns(work / "out")
     reports = [json.loads(p.read_text()) for p in sorted((work / "out" / "_markers" / "generate").iterdir())]
     received = sum(len(pickle.dumps(r)) for r in reports)

@@ -21,16 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from editthinker_data.core import runenv  # noqa: E402
+from editthinker_data.core.layout import POOL_UNIT, part_name  # noqa: E402
+from editthinker_data.execution.base import LocalExecutor  # noqa: E402
+from editthinker_data.stages.generate import GenerateStage  # noqa: E402
+from editthinker_data.stages.pool import PoolStage  # noqa: E402
 
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
-from editthinker_data import stages  # noqa: E402
 from editthinker_data.config import load_config  # noqa: E402
 from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.execution.local_rollouts import local_executor  # noqa: E402
+from editthinker_data.execution.local_rollouts import local_runner  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
 
 
@@ -39,11 +42,14 @@ def timed_generate(cfg, executor, repeat: int) -> tuple[float, int]:
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="etd-bench-out-") as out:
             storage = LocalStorage(out)
-            report = stages.run_pool(cfg, storage)
+            report = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
             started = time.perf_counter()
-            reports = [stages.run_generate(cfg, storage, p, executor) for p in report["partitions"]]
+            reports = [
+                LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=executor)
+                for p in report.partitions
+            ]
             best = min(best, time.perf_counter() - started)
-        pairs = sum(r["stats"]["input"] for r in reports)
+        pairs = sum(r.stats["input"] for r in reports)
     return best, pairs
 
 
@@ -60,7 +66,7 @@ def main() -> None:
     os.environ["EDITTHINKER__RUN__PARTITION_SIZE"] = str(args.partition_size)
     cfg = load_config(args.config)
 
-    loop_s, pairs = timed_generate(cfg, local_executor(cfg), args.repeat)
+    loop_s, pairs = timed_generate(cfg, local_runner(cfg), args.repeat)
 
     ensure_ray(None, os.cpu_count(), STATE)
     workers = Workers(cfg)

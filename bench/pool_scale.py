@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from editthinker_data.core.layout import POOL_UNIT  # noqa: E402
+from editthinker_data.execution.base import LocalExecutor  # noqa: E402
 from editthinker_data.sources.defaults import PICO_BANANA  # noqa: E402
+from editthinker_data.stages.pool import PoolStage  # noqa: E402
 
 LABELS = list(PICO_BANANA)  # the dataset's own 35 edit_type strings
 
@@ -62,15 +65,14 @@ def synthesize(root: Path, n: int) -> Path:
 def pool_once(manifest: str, out: str, cache: str) -> None:
     from editthinker_data.config import parse_config
     from editthinker_data.io.storage import LocalStorage
-    from editthinker_data.stages import run_pool
 
     cfg = parse_config(
         {"source": {"inputs": [{"format": "pico_banana", "path": manifest, "name": "pico"}]}}, environ={}
     )
     started = time.perf_counter()
-    report = run_pool(cfg, LocalStorage(out), sig_cache=cache)
+    report = LocalExecutor().run_one(PoolStage(cfg), LocalStorage(out), POOL_UNIT, sig_cache=cache)
     elapsed = time.perf_counter() - started
-    s = report["stats"]
+    s = report.stats
     print(
         json.dumps(
             {
@@ -78,7 +80,7 @@ def pool_once(manifest: str, out: str, cache: str) -> None:
                 "duplicates": s["filtered"].get("duplicate", 0) + s["filtered"].get("near_duplicate", 0),
                 "seconds": round(elapsed, 2), "records_per_s": round(s["input"] / elapsed),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "cache": report["signature_cache"],
+                "cache": report.signature_cache,
             }
         )
     )  # fmt: skip

@@ -59,7 +59,7 @@ from editthinker_data.distributed.load import load_lines  # noqa: E402
 from editthinker_data.distributed.remote import RemoteRunner  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.distributed.service import start_service, stop_service  # noqa: E402
-from editthinker_data.execution.local_rollouts import local_backends, local_executor  # noqa: E402
+from editthinker_data.execution.local_rollouts import local_backends, local_runner  # noqa: E402
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
 from editthinker_data.stages.generate import GenerateStage  # noqa: E402
 
@@ -204,7 +204,7 @@ class Timed:
 def run_loop(cfg: BuildConfig, pairs: list[SourcePair], k: int) -> dict:
     backends = local_backends(cfg)
     timed = {key: Timed(b) for key, b in backends.items() if key[0] == "editor"}
-    executor = local_executor(cfg, {**backends, **timed})
+    executor = local_runner(cfg, {**backends, **timed})
     names = Names(cfg.expert.name, cfg.scorer.name)
     turns = []
     started = time.perf_counter()

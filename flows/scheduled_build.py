@@ -44,7 +44,7 @@ def scheduled_build(config: str, output: str | None = None, state_dir: str | Non
     return {
         "output": prepared.output,
         "fingerprint": cfg.fingerprint(),
-        "totals": result["manifest"]["totals"],
+        "totals": result.manifest["totals"],
     }
 
 

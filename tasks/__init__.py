@@ -1,2 +1,3 @@
-"""Thin Prefect tasks, one per stage: each wraps a unit body from editthinker_data.stages
-and returns its small report. No image bytes cross a task boundary."""
+"""Thin Prefect tasks: a build's units run as Prefect tasks (retries, states and names in
+the UI), launched by the executor's loop; the Prefect artifacts a build leaves. No image
+bytes cross a task boundary: a unit's task returns its small report."""

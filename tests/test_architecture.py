@@ -93,7 +93,8 @@ def test_layers_import_only_layers_above_them():
 
 def _defines_a_stage(path: Path) -> bool:
     return any(
-        isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == "Stage" for b in node.bases)
+        isinstance(node, ast.ClassDef)
+        and any(ast.unparse(b).split("[")[0].split(".")[-1] == "Stage" for b in node.bases)  # Stage[Report]
         for node in ast.walk(ast.parse(path.read_text()))
     )
 

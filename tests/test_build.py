@@ -10,8 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from editthinker_data.core.layout import part_name
+from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.pipeline.selection import decide
 from editthinker_data.release.report import Build
+from editthinker_data.stages.generate import GenerateStage
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +145,7 @@ def test_trajectory_index_and_shards_agree(demo_build):
 
 def test_each_actor_set_up_once(demo_build):
     _, result = demo_build
-    actors = result["stats"]["actors"]
+    actors = result.stats["actors"]
     assert len(actors) == 4 and all(a["setups"] == 1 for a in actors)
     assert all(a["calls"] > 0 for a in actors)
 
@@ -161,7 +164,7 @@ def test_stats_report_each_pools_load_and_the_shared_budget(demo_build, demo_cfg
     for name, pool in sched["pools"].items():
         assert 0 < pool["busy"] <= 1 and pool["idle_s"] >= pool["dry_s"] * pool["actors"] >= 0, (name, pool)
         total_requests += pool["requests"]
-    turns = result["stats"]["stages"]["generate"]
+    turns = result.stats["stages"]["generate"]
     assert total_requests >= turns["kept"]  # at least one call per kept trajectory
 
 
@@ -172,11 +175,11 @@ def test_rebuild_gives_identical_bytes(demo_build, demo_cfg, tmp_path, state_dir
     out, first = demo_build
     again = build_dataset(demo_cfg.model_dump(), str(tmp_path), str(state_dir))
     strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
-    assert strip(again["manifest"]) == strip(first["manifest"])
+    assert strip(again.manifest) == strip(first.manifest)
     # and every other download the manifest lists: tables, card, figures, gallery, exports
-    assert again["manifest"]["files"] == first["manifest"]["files"]
+    assert again.manifest["files"] == first.manifest["files"]
     assert {"README.md", "pool/pairs.parquet", "exports/easyr1/rl_train.jsonl"} <= set(
-        first["manifest"]["files"]
+        first.manifest["files"]
     )
 
 
@@ -184,16 +187,17 @@ def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path)
     """The Ray scheduler interleaves many rollouts; the trajectories must not change."""
     import shutil
 
-    from editthinker_data import stages
-    from editthinker_data.execution.local_rollouts import local_executor
+    from editthinker_data.execution.local_rollouts import local_runner
     from editthinker_data.io.storage import LocalStorage
 
     out, first = demo_build
     (tmp_path / "pool").mkdir()
     shutil.copy(out / "pool" / "pairs.parquet", tmp_path / "pool" / "pairs.parquet")
-    report = stages.run_generate(demo_cfg, LocalStorage(tmp_path), 1, local_executor(demo_cfg))
-    ray_shards = [s for s in first["manifest"]["shards"]["trajectories"] if "part-00001" in s["url"]]
-    assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in ray_shards]
+    report = LocalExecutor().run_one(
+        GenerateStage(demo_cfg), LocalStorage(tmp_path), part_name(1), runner=local_runner(demo_cfg)
+    )
+    ray_shards = [s for s in first.manifest["shards"]["trajectories"] if "part-00001" in s["url"]]
+    assert [s.sha256 for s in report.shards] == [s["sha256"] for s in ray_shards]
 
 
 def test_wids_shard_indexes(demo_build):
@@ -203,7 +207,7 @@ def test_wids_shard_indexes(demo_build):
         index = json.loads((out / f"{split}.wids.json").read_text())
         assert index["__kind__"] == "wids-shard-index-v1" and index["wids_version"] == 1
         assert [(s["url"], s["nsamples"]) for s in index["shardlist"]] == [
-            (s["url"], s["samples"]) for s in result["manifest"]["shards"][split]
+            (s["url"], s["samples"]) for s in result.manifest["shards"][split]
         ]
         for s in index["shardlist"]:
             assert sum(1 for _ in wds.WebDataset(str(out / s["url"]), shardshuffle=False)) == s["nsamples"]
@@ -211,7 +215,7 @@ def test_wids_shard_indexes(demo_build):
 
 def test_samples_record_prompt_template_versions(demo_build):
     out, result = demo_build
-    manifest = result["manifest"]
+    manifest = result.manifest
     step = next(iter(wds.WebDataset(shards(out, manifest, "sft"), shardshuffle=False).decode()))
     turn = next(iter(wds.WebDataset(shards(out, manifest, "trajectories"), shardshuffle=False).decode()))
     assert (

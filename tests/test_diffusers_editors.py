@@ -304,7 +304,7 @@ def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path)
         assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values()), name
     gen = stats["stages"]["generate"]
     assert gen["input"] == stats["stages"]["pool"]["kept"] == 20 and gen["kept"] == 20
-    editors = {a["name"]: a for a in result["stats"]["actors"] if a["role"] == "editor"}
+    editors = {a["name"]: a for a in result.stats["actors"] if a["role"] == "editor"}
     assert set(editors) == folders
     for a in editors.values():  # several batches each, the weights loaded once
         assert (

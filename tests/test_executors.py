@@ -8,26 +8,28 @@ import hashlib
 
 import pytest
 
-from editthinker_data import stages
-from editthinker_data.core.layout import part_name
+from editthinker_data.core.layout import POOL_UNIT, part_name
 from editthinker_data.execution.base import LocalExecutor
-from editthinker_data.execution.local_rollouts import local_executor
+from editthinker_data.execution.local_rollouts import local_runner
 from editthinker_data.io.storage import LocalStorage
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
+from editthinker_data.stages.select import SelectStage
 from editthinker_data.stages.write_steps import WriteStepsStage
 
 
 def _prepared(cfg, out):
     storage = LocalStorage(out)
-    pool = stages.run_pool(cfg, storage)
-    runner = local_executor(cfg)
-    for p in pool["partitions"]:
-        stages.run_generate(cfg, storage, p, runner)
-    stages.run_select(cfg, storage, pool["partitions"])
+    pool = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+    runner = local_runner(cfg)
+    for p in pool.partitions:
+        LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=runner)
+    LocalExecutor().run_one(SelectStage(cfg), storage, "all", partitions=pool.partitions)
     return pool
 
 
 def _digests(report):
-    return {split: [s["sha256"] for s in shards] for split, shards in report["shards"].items()}
+    return {split: [s.sha256 for s in shards] for split, shards in report.shards.items()}
 
 
 @pytest.mark.slow
@@ -35,12 +37,12 @@ def test_write_steps_on_ray_tasks_equals_local_and_failures_are_named(demo_cfg, 
     from editthinker_data.distributed.executor import RayExecutor
 
     pool = _prepared(demo_cfg, tmp_path / "a")
-    units = [part_name(p) for p in pool["partitions"]]
+    units = [part_name(p) for p in pool.partitions]
     local = LocalExecutor(workers=2).run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
     remote = RayExecutor().run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
     assert not local.failed and not remote.failed
     assert [_digests(r) for r in remote.reports] == [_digests(r) for r in local.reports]
-    assert sum(sum(r["samples"].values()) for r in remote.reports) > 0
+    assert sum(sum(r.samples.values()) for r in remote.reports) > 0
 
     broken = RayExecutor().run(WriteStepsStage(demo_cfg), str(tmp_path / "nowhere"), units[:1])
     assert list(broken.failed) == units[:1] and broken.reports == []

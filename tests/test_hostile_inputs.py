@@ -19,12 +19,14 @@ import pytest
 from PIL import Image
 
 from editthinker_data.config import ConfigError, parse_config
+from editthinker_data.core.layout import POOL_UNIT
+from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.pipeline.preflight import check_sources
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import SourceRecord
 from editthinker_data.sources.guard import ImagePolicy, Refused, check
-from editthinker_data.stages import run_pool
+from editthinker_data.stages.pool import PoolStage
 from tests.loopback_http import Handler, LoopbackServer
 from tests.source_fixtures import png
 
@@ -210,9 +212,9 @@ def test_a_hostile_corpus_gives_named_per_record_errors_and_keeps_every_good_rec
     cfg = config(inputs)
     check_sources(cfg)  # nothing here is a configuration problem
     out = LocalStorage(tmp_path / "out")
-    report = run_pool(cfg, out, sig_cache=tmp_path / "sig.sqlite")
+    report = LocalExecutor().run_one(PoolStage(cfg), out, POOL_UNIT, sig_cache=tmp_path / "sig.sqlite")
 
-    failures = {f["record"]: f for f in report["failures"]}
+    failures = {f["record"]: f for f in report.failures}
     for record, (reason, where) in expected.items():
         assert record in failures, record
         f = failures[record]
@@ -235,7 +237,7 @@ def test_a_hostile_corpus_gives_named_per_record_errors_and_keeps_every_good_rec
         "image_too_large", "image_unreadable", "image_too_small", "path_outside_source",
         "url_private_address", "url_not_allowed", "image_missing", "bad_encoding", "bad_image_reference",
     }  # fmt: skip
-    assert sum(sum(s["unusable"].values()) for s in report["by_source"].values()) == len(expected)
+    assert sum(sum(s["unusable"].values()) for s in report.by_source.values()) == len(expected)
     print(f"hostile corpus: {len(expected)} records rejected in {len(kinds)} kinds, {len(pairs)} kept")
 
 
@@ -244,17 +246,30 @@ def test_image_limits_are_settings_and_apply_to_cached_signatures(tmp_path):
     m = manifest(tmp_path / "m.jsonl", [("a", "img/a.png", "Make the sky purple.")])
     inputs = [{"format": "jsonl", "path": str(m), "name": "m"}]
     sig = tmp_path / "sig.sqlite"
-    assert run_pool(config(inputs), LocalStorage(tmp_path / "o1"), sig_cache=sig)["pairs"] == 1
-    small = run_pool(config(inputs, max_image_pixels=10_000), LocalStorage(tmp_path / "o2"), sig_cache=sig)
-    assert small["pairs"] == 0 and small["signature_cache"]["hits"] == 1  # cached, and still checked
-    assert small["failures"][0]["reason"] == "image_too_large"
-    assert "128x128 = 16384 pixels, more than source.max_image_pixels=10000" in small["failures"][0]["detail"]
-    wide = run_pool(config(inputs, min_image_side=200), LocalStorage(tmp_path / "o3"), sig_cache=sig)
-    assert wide["failures"][0]["reason"] == "image_too_small"
-    heavy = run_pool(config(inputs, max_image_bytes=1024), LocalStorage(tmp_path / "o4"))
     assert (
-        heavy["failures"][0]["reason"] == "image_too_large"
-        and "bytes, more than" in heavy["failures"][0]["detail"]
+        LocalExecutor()
+        .run_one(PoolStage(config(inputs)), LocalStorage(tmp_path / "o1"), POOL_UNIT, sig_cache=sig)
+        .pairs
+        == 1
+    )
+    small = LocalExecutor().run_one(
+        PoolStage(config(inputs, max_image_pixels=10_000)),
+        LocalStorage(tmp_path / "o2"),
+        POOL_UNIT,
+        sig_cache=sig,
+    )
+    assert small.pairs == 0 and small.signature_cache["hits"] == 1  # cached, and still checked
+    assert small.failures[0]["reason"] == "image_too_large"
+    assert "128x128 = 16384 pixels, more than source.max_image_pixels=10000" in small.failures[0]["detail"]
+    wide = LocalExecutor().run_one(
+        PoolStage(config(inputs, min_image_side=200)), LocalStorage(tmp_path / "o3"), POOL_UNIT, sig_cache=sig
+    )
+    assert wide.failures[0]["reason"] == "image_too_small"
+    heavy = LocalExecutor().run_one(
+        PoolStage(config(inputs, max_image_bytes=1024)), LocalStorage(tmp_path / "o4"), POOL_UNIT
+    )
+    assert (
+        heavy.failures[0]["reason"] == "image_too_large" and "bytes, more than" in heavy.failures[0]["detail"]
     )
     with pytest.raises(ConfigError, match="max_image_pixels"):
         config(inputs, max_image_pixels=400_000_000)  # PIL could not open what it lets through
@@ -334,7 +349,7 @@ def test_a_build_beside_a_bomb_and_an_escape_finishes_and_names_them(
     cfg = parse_config(data, environ={})
     out = tmp_path / "out"
     result = build_dataset(cfg.model_dump(), str(out), str(state_dir))
-    assert result["manifest"]["totals"]["sft"] + result["manifest"]["totals"]["rl"] > 0
+    assert result.manifest["totals"]["sft"] + result.manifest["totals"]["rl"] > 0
     failures = {f["record"]: f for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
     assert (
         failures["bad:bomb"]["reason"] == "image_too_large"

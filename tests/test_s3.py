@@ -13,8 +13,12 @@ from conftest import BUCKET, ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
+from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.io.storage import S3Storage, open_storage
 from editthinker_data.release.report import Build, verify
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
 
 
 def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypatch):
@@ -63,7 +67,7 @@ def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoi
     assert len(states) == 1 and (states[0] / "prefect").is_dir() and (states[0] / "imagesig.sqlite").exists()
     storage = open_storage(url, endpoint_url=s3_endpoint)
     result = {"manifest": storage.read_json("manifest.json")}
-    for items in result["manifest"]["shards"].values():
+    for items in result.manifest["shards"].values():
         for s in items:
             assert hashlib.sha256(storage.read_bytes(s["url"])).hexdigest() == s["sha256"]
     b = Build(url, endpoint_url=s3_endpoint)
@@ -76,10 +80,10 @@ def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoi
     runner = CliRunner()
     ok = runner.invoke(app, ["verify", url, "--endpoint-url", s3_endpoint])
     assert ok.exit_code == 0, ok.output
-    assert verify(storage)["checked"] == sum(len(v) for v in result["manifest"]["shards"].values())
+    assert verify(storage)["checked"] == sum(len(v) for v in result.manifest["shards"].values())
 
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    sft = result["manifest"]["shards"]["sft"]
+    sft = result.manifest["shards"]["sft"]
     client.put_object(Bucket=BUCKET, Key=f"builds/demo/{sft[0]['url']}", Body=b"corrupted")
     client.delete_object(Bucket=BUCKET, Key=f"builds/demo/{sft[1]['url']}")
     client.put_object(Bucket=BUCKET, Key="builds/demo/steps/sft/part-99999-000000.tar", Body=b"x")
@@ -99,7 +103,7 @@ def test_verify_local_catches_corruption(demo_build, tmp_path):
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("_state"))
     storage = open_storage(copy)
     assert verify(storage)["mismatched"] == []
-    first = result["manifest"]["shards"]["trajectories"][0]["url"]
+    first = result.manifest["shards"]["trajectories"][0]["url"]
     data = bytearray((copy / first).read_bytes())
     data[600] ^= 0xFF
     (copy / first).write_bytes(bytes(data))
@@ -109,7 +113,6 @@ def test_verify_local_catches_corruption(demo_build, tmp_path):
 def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     from pathlib import Path
 
-    from editthinker_data import stages
     from editthinker_data.config import parse_config
     from editthinker_data.io.pool_snapshot import load_partition, load_source_image
     from editthinker_data.io.storage import LocalStorage
@@ -123,13 +126,13 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
     data = demo_cfg.model_dump()
     data["source"]["manifest"] = f"s3://{BUCKET}/sources/demo/manifest.jsonl"
     cfg = parse_config(data, environ={})
-    remote = stages.run_pool(cfg, LocalStorage(tmp_path / "remote"))
-    local = stages.run_pool(demo_cfg, LocalStorage(tmp_path / "local"))
-    assert remote["stats"] == local["stats"] and remote["by_editor"] == local["by_editor"]
+    remote = LocalExecutor().run_one(PoolStage(cfg), LocalStorage(tmp_path / "remote"), POOL_UNIT)
+    local = LocalExecutor().run_one(PoolStage(demo_cfg), LocalStorage(tmp_path / "local"), POOL_UNIT)
+    assert remote.stats == local.stats and remote.by_editor == local.by_editor
     entries = load_partition(LocalStorage(tmp_path / "remote"), 0)
     assert entries[0].image_path.startswith(f"s3://{BUCKET}/sources/demo/images/")
     assert load_source_image(entries[0]).size == (128, 128)
-    missing = [f for f in remote["failures"] if f["reason"] == "image_missing"]
+    missing = [f for f in remote.failures if f["reason"] == "image_missing"]
     assert missing and "s3://" in missing[0]["detail"]
 
 
@@ -138,20 +141,22 @@ def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
     and the output verifies."""
     from faulty_s3 import FaultyProxy
 
-    from editthinker_data import stages
-    from editthinker_data.execution.local_rollouts import local_executor
+    from editthinker_data.execution.local_rollouts import local_runner
 
     host, port = s3_endpoint.removeprefix("http://").split(":")
     with FaultyProxy(host, int(port), fault_rate=0.3, seed=1) as proxy:
         storage = S3Storage(
             f"s3://{BUCKET}/faulty", endpoint_url=proxy.endpoint, cache_dir=tmp_path / "cache"
         )
-        pool = stages.run_pool(demo_cfg, storage)
-        executor = local_executor(demo_cfg)
-        reports = [stages.run_generate(demo_cfg, storage, p, executor) for p in pool["partitions"]]
-        assert sum(r["stats"]["input"] for r in reports) == 40
+        pool = LocalExecutor().run_one(PoolStage(demo_cfg), storage, POOL_UNIT)
+        executor = local_runner(demo_cfg)
+        reports = [
+            LocalExecutor().run_one(GenerateStage(demo_cfg), storage, part_name(p), runner=executor)
+            for p in pool.partitions
+        ]
+        assert sum(r.stats["input"] for r in reports) == 40
         clean = S3Storage(f"s3://{BUCKET}/faulty", endpoint_url=s3_endpoint, cache_dir=tmp_path / "c2")
         for r in reports:
-            for s in r["shards"]:
-                assert hashlib.sha256(clean.read_bytes(s["url"])).hexdigest() == s["sha256"]
+            for s in r.shards:
+                assert hashlib.sha256(clean.read_bytes(s.url)).hexdigest() == s.sha256
         assert sum(proxy.faults.values()) >= 10 and all(proxy.faults.values()), proxy.faults

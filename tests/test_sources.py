@@ -8,6 +8,8 @@ import pytest
 
 from editthinker_data import stages
 from editthinker_data.config import ConfigError, parse_config
+from editthinker_data.core.layout import POOL_UNIT
+from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.io.imagesig import SignatureCache
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.pipeline.pooling import pool
@@ -18,6 +20,7 @@ from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.defaults import licence_warnings
 from editthinker_data.sources.formats import FORMATS
 from editthinker_data.sources.labels import LabelMapper
+from editthinker_data.stages.pool import PoolStage
 from tests.source_fixtures import png, write_sources
 
 
@@ -44,21 +47,21 @@ def pooled(sources, tmp_path_factory):
     _, inputs, _ = sources
     out = tmp_path_factory.mktemp("pool-out")
     cfg = cfg_for(inputs)
-    return out, cfg, stages.run_pool(cfg, LocalStorage(out))
+    return out, cfg, LocalExecutor().run_one(PoolStage(cfg), LocalStorage(out), POOL_UNIT)
 
 
 def test_every_format_is_read_and_its_bad_records_counted_by_reason(pooled, sources):
     _, _, report = pooled
     _, _, expected = sources
     for name, want in expected.items():
-        got = report["by_source"][name]
+        got = report.by_source[name]
         assert got["read"] == want["read"], name
         assert got["unusable"] == want["unusable"], name
         assert got["duplicates"] == want["duplicates"], name
         assert got["kept"] == want["kept"], name
         assert got["filtered"] == want.get("filtered", {}), name
         assert got["unmapped_labels"] == want.get("unmapped_labels", {}), name
-    s = report["stats"]
+    s = report.stats
     assert s["input"] == sum(w["read"] for w in expected.values())
     assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values())
     assert s["filtered"] == {"duplicate": 1, "near_duplicate": 1, "other_language": 1}
@@ -66,7 +69,7 @@ def test_every_format_is_read_and_its_bad_records_counted_by_reason(pooled, sour
 
 def test_failures_name_the_record_and_the_source(pooled):
     _, _, report = pooled
-    by_reason = {(f["source"], f["reason"]): f for f in report["failures"]}
+    by_reason = {(f["source"], f["reason"]): f for f in report.failures}
     assert by_reason[("pico", "source_image_unresolved")]["record"] == "pico:images/positive-edit/3"
     assert ("pico", "unknown_label") not in by_reason  # classified, see unmapped_labels
     assert by_reason[("opengpt", "multiple_input_images")]["record"] == "opengpt:output/o4"
@@ -80,7 +83,7 @@ def test_failures_name_the_record_and_the_source(pooled):
 def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
     out, _, report = pooled
     rows = {r["id"]: r for r in pq.read_table(out / stages.POOL_FILE).to_pylist()}
-    assert len(rows) == report["pairs"] == 21
+    assert len(rows) == report.pairs == 21
     pico = rows["pico:images/positive-edit/1"]
     assert pico["source"] == "pico" and pico["original_id"] == "images/positive-edit/1"
     assert pico["task_type"] == "style" and pico["label"].startswith("Strong artistic style")
@@ -104,8 +107,8 @@ def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
 
 def test_licences_listed_with_warnings(pooled):
     _, _, report = pooled
-    assert report["licences"]["pico"] == "cc-by-nc-nd-4.0" and report["licences"]["opengpt"] == "cc-by-4.0"
-    warnings = "\n".join(report["licence_warnings"])
+    assert report.licences["pico"] == "cc-by-nc-nd-4.0" and report.licences["opengpt"] == "cc-by-4.0"
+    warnings = "\n".join(report.licence_warnings)
     assert "non-commercial: pico (cc-by-nc-nd-4.0), pico_multi (cc-by-nc-nd-4.0);" in warnings
     assert "no derivatives: pico (cc-by-nc-nd-4.0)" in warnings
     assert "licence not set: " in warnings and "sharegpt" in warnings.split("licence not set: ")[1]
@@ -117,10 +120,10 @@ def test_rerun_reads_signatures_from_the_cache(sources, tmp_path):
     _, inputs, _ = sources
     cfg = cfg_for(inputs)
     cache = tmp_path / "sig.sqlite"
-    first = stages.run_pool(cfg, LocalStorage(tmp_path / "a"), sig_cache=cache)
-    again = stages.run_pool(cfg, LocalStorage(tmp_path / "b"), sig_cache=cache)
-    assert first["signature_cache"]["misses"] > 0 and again["signature_cache"]["misses"] == 0
-    assert again["signature_cache"]["hits"] == first["signature_cache"]["misses"]
+    first = LocalExecutor().run_one(PoolStage(cfg), LocalStorage(tmp_path / "a"), POOL_UNIT, sig_cache=cache)
+    again = LocalExecutor().run_one(PoolStage(cfg), LocalStorage(tmp_path / "b"), POOL_UNIT, sig_cache=cache)
+    assert first.signature_cache["misses"] > 0 and again.signature_cache["misses"] == 0
+    assert again.signature_cache["hits"] == first.signature_cache["misses"]
     a = pq.read_table(tmp_path / "a" / stages.POOL_FILE).to_pylist()
     b = pq.read_table(tmp_path / "b" / stages.POOL_FILE).to_pylist()
     strip = [{k: v for k, v in r.items() if k != "image_path"} for r in a]

@@ -13,6 +13,10 @@ from editthinker_data.backends.experts.transformers_vlm import (  # noqa: E402
     TransformersThinker,
 )
 from editthinker_data.backends.procedural.scene import render_scene  # noqa: E402
+from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.execution.base import LocalExecutor
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12)], 64)
 
@@ -104,9 +108,8 @@ def test_missing_model_fails_at_setup_with_the_path(tmp_path):
 
 
 def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(tiny_model, demo_cfg, tmp_path):
-    from editthinker_data import stages
     from editthinker_data.config import BuildConfig
-    from editthinker_data.execution.local_rollouts import local_executor
+    from editthinker_data.execution.local_rollouts import local_runner
     from editthinker_data.io.storage import LocalStorage
 
     data = demo_cfg.model_dump()
@@ -117,7 +120,7 @@ def test_a_build_with_a_gibberish_scorer_finishes_and_accounts_for_every_pair(ti
     }
     cfg = BuildConfig.model_validate(data)
     storage = LocalStorage(tmp_path)
-    stages.run_pool(cfg, storage)
-    report = stages.run_generate(cfg, storage, 0, local_executor(cfg))
-    assert report["stats"]["input"] == 12 and report["stats"]["failed"] == {"scorer_unparseable": 12}
-    assert all("unusable" in f["detail"] for f in report["failures"])
+    LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+    report = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=local_runner(cfg))
+    assert report.stats["input"] == 12 and report.stats["failed"] == {"scorer_unparseable": 12}
+    assert all("unusable" in f["detail"] for f in report.failures)

@@ -18,11 +18,16 @@ from editthinker_data import stages
 from editthinker_data.backends import BackendError, TransientBackendError, UnusableAnswer
 from editthinker_data.backends.transport.http_retry import post_with_retries
 from editthinker_data.config import parse_config
+from editthinker_data.core.layout import POOL_UNIT, part_name
 from editthinker_data.core.outcome import BuildIncomplete, failure_share, verdict
+from editthinker_data.core.reports import GenerateReport, TransientPairs
 from editthinker_data.core.schema import Scores, SourcePair
-from editthinker_data.execution.local_rollouts import local_backends, local_executor
+from editthinker_data.execution.base import LocalExecutor
+from editthinker_data.execution.local_rollouts import local_backends, local_runner
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.pipeline.loop import Names, drive, rollout
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
 
 SRC = Image.new("RGB", (8, 8), (0, 0, 0))
 
@@ -42,7 +47,7 @@ def tiny_config(demo_cfg, base_url: str, **run):
 
 
 def executor(cfg, out):
-    return local_executor(cfg, local_backends(cfg, stages.backend_context(cfg, str(out))))
+    return local_runner(cfg, local_backends(cfg, stages.backend_context(cfg, str(out))))
 
 
 def requests_in(usage) -> int:
@@ -137,28 +142,30 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         healthy = LocalStorage(tmp_path / "healthy")
-        stages.run_pool(cfg, healthy)
-        expected = stages.run_generate(cfg, healthy, 0, executor(cfg, tmp_path / "healthy"))
+        LocalExecutor().run_one(PoolStage(cfg), healthy, POOL_UNIT)
+        expected = LocalExecutor().run_one(
+            GenerateStage(cfg), healthy, part_name(0), runner=executor(cfg, tmp_path / "healthy")
+        )
         healthy_requests = server.requests
-        assert requests_in(expected["usage"]) == healthy_requests > 0
-        assert expected["failures"] == [] and expected["stats"]["kept"] == 5
+        assert requests_in(expected.usage) == healthy_requests > 0
+        assert expected.failures == [] and expected.stats["kept"] == 5
 
         out = outage_output
         storage = open_storage(out)
-        stages.run_pool(cfg, storage)
+        LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
         server.requests, server.fail_after = 0, 8  # the endpoint goes away after 8 requests
-        first = stages.run_generate(cfg, storage, 0, executor(cfg, out))
-        assert first["incomplete"] is True and "stats" not in first
-        transient = first["transient"]  # per backend: the expert and the scorer both lost their endpoint
+        first = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=executor(cfg, out))
+        assert first.incomplete is True and not first.finished and first.stats == {}
+        transient = first.transient  # per backend: the expert and the scorer both lost their endpoint
         assert set(transient) <= {"expert 'vlm-expert'", "scorer 'vlm-scorer'"} and transient
-        assert all("gave up after 3 tries" in info["example"] for info in transient.values())
-        unfinished = sum(info["count"] for info in transient.values())
+        assert all("gave up after 3 tries" in info.example for info in transient.values())
+        unfinished = sum(info.count for info in transient.values())
         assert 1 <= unfinished < 5  # some pairs finished before the outage, some did not
         assert not storage.exists("_markers/generate/part-00000.json")  # not done
         assert not storage.list("trajectories")  # no partial shard or index
         assert storage.list("_journal/usage/part-00000") == ["_journal/usage/part-00000/usage.json"]
         outage_requests = server.requests
-        assert requests_in(first["usage"]) == outage_requests
+        assert requests_in(first.usage) == outage_requests
 
         server.requests, server.fail_after = 0, None  # the endpoint is back
         ran: list[int] = []
@@ -168,13 +175,13 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
             ran.append(len(items))
             return plain(items, make, on_done, **kw)
 
-        again = stages.run_generate(cfg, storage, 0, counting)
-        assert ran == [unfinished] and again["resumed"] == 5 - unfinished
+        again = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=counting)
+        assert ran == [unfinished] and again.resumed == 5 - unfinished
         assert 0 < server.requests < healthy_requests  # turns before the outage came from the cache
-        assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in expected["shards"]]
-        assert again["stats"] == expected["stats"] and again["failures"] == []
+        assert [s.sha256 for s in again.shards] == [s.sha256 for s in expected.shards]
+        assert again.stats == expected.stats and again.failures == []
         # usage survives the rerun: the marker holds both processes' requests
-        assert requests_in(again["usage"]) == outage_requests + server.requests
+        assert requests_in(again.usage) == outage_requests + server.requests
         assert storage.list("_journal") == []
 
 
@@ -186,7 +193,7 @@ def test_usage_saved_with_the_journal_survives_a_crash(demo_cfg, tmp_path):
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url, journal_every=2)
         storage = LocalStorage(tmp_path)
-        stages.run_pool(cfg, storage)
+        LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
         plain = executor(cfg, tmp_path)
 
         def crashing(items, make, on_done, **kw):
@@ -198,29 +205,33 @@ def test_usage_saved_with_the_journal_survives_a_crash(demo_cfg, tmp_path):
             return plain(items, make, done, **kw)
 
         with pytest.raises(Crash):
-            stages.run_generate(cfg, storage, 0, crashing)
+            LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=crashing)
         saved = storage.read_json("_journal/usage/part-00000/usage.json")
         assert requests_in(saved) == server.requests > 0  # all of it: the crash lost no finished work
         before = server.requests
 
-        report = stages.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
-        assert report["resumed"] == 4
-        assert requests_in(report["usage"]) == server.requests > before  # both processes
-        assert report["usage"]["expert/vlm-expert"]["batches"] > 0
+        report = LocalExecutor().run_one(
+            GenerateStage(cfg), storage, part_name(0), runner=executor(cfg, tmp_path)
+        )
+        assert report.resumed == 4
+        assert requests_in(report.usage) == server.requests > before  # both processes
+        assert report.usage["expert/vlm-expert"]["batches"] > 0
 
 
 def test_unparseable_answers_are_final_failures_of_the_backend(demo_cfg, tmp_path):
     with ChatServer(fault_rate=1.0, faults=["malformed"]) as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         storage = LocalStorage(tmp_path)
-        stages.run_pool(cfg, storage)
-        report = stages.run_generate(cfg, storage, 0, executor(cfg, tmp_path))
+        LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+        report = LocalExecutor().run_one(
+            GenerateStage(cfg), storage, part_name(0), runner=executor(cfg, tmp_path)
+        )
         sent = server.requests
-        assert "incomplete" not in report and storage.exists("_markers/generate/part-00000.json")
-        assert report["stats"] == {"input": 5, "kept": 0, "filtered": {}, "failed": {"scorer_unparseable": 5}}
-        assert report["failed_pairs"] == 5 and report["backend_failures"] == {"scorer 'vlm-scorer'": 5}
-        assert {f["reason"] for f in report["failures"]} == {"scorer_unparseable"}
-        assert all(f["detail"].startswith("scorer 'vlm-scorer': turn 1 score:") for f in report["failures"])
+        assert report.finished and storage.exists("_markers/generate/part-00000.json")
+        assert report.stats == {"input": 5, "kept": 0, "filtered": {}, "failed": {"scorer_unparseable": 5}}
+        assert report.failed_pairs == 5 and report.backend_failures == {"scorer 'vlm-scorer'": 5}
+        assert {f["reason"] for f in report.failures} == {"scorer_unparseable"}
+        assert all(f["detail"].startswith("scorer 'vlm-scorer': turn 1 score:") for f in report.failures)
         share = failure_share([report], 0.2)
         assert (share["failed"], share["pairs"], share["fraction"]) == (5, 5, 1.0)
         problem = verdict(share, {"sft": 0, "rl": 0, "trajectories": 0})
@@ -232,8 +243,9 @@ def test_unparseable_answers_are_final_failures_of_the_backend(demo_cfg, tmp_pat
 
 def test_failure_share_limit():
     def report(n, failed):
-        return {"stats": {"input": n}, "failed_pairs": failed, "failures": [{"reason": "expert_error"}] * failed,
-                "backend_failures": {"expert 'x'": failed} if failed else {}}  # fmt: skip
+        return GenerateReport(partition=0, stats={"input": n}, failed_pairs=failed,
+                              failures=[{"reason": "expert_error"}] * failed,
+                              backend_failures={"expert 'x'": failed} if failed else {})  # fmt: skip
 
     totals = {"sft": 3, "rl": 1}
     share = failure_share([report(5, 1), report(5, 1)], 0.2)
@@ -246,10 +258,12 @@ def test_failure_share_limit():
 
 
 def test_incomplete_message_names_the_backend_and_how_to_finish():
-    report = {
-        "pairs": 5,
-        "transient": {"expert 'vlm-x'": {"count": 3, "example": "turn 2 refine: gave up", "pairs": []}},
-    }
+    report = GenerateReport(
+        partition=0,
+        incomplete=True,
+        pairs=5,
+        transient={"expert 'vlm-x'": TransientPairs(count=3, example="turn 2 refine: gave up", pairs=[])},
+    )
     err = BuildIncomplete({}, 2, {0: report})
     text = str(err)
     assert "3 of 5 pairs in 1 unit(s) could not finish" in text and "expert 'vlm-x': 3" in text
@@ -287,7 +301,7 @@ def test_outage_build_exits_non_zero_and_a_plain_rerun_matches_a_healthy_build(
     with ChatServer() as server:
         cfg = tiny_config(demo_cfg, server.base_url)
         healthy = build_dataset(cfg.model_dump(), str(tmp_path / "healthy"), str(state_dir))
-        assert healthy["manifest"]["totals"]["sft"] + healthy["manifest"]["totals"]["rl"] > 0
+        assert healthy.manifest["totals"]["sft"] + healthy.manifest["totals"]["rl"] > 0
 
         out = tmp_path / "out"
         server.requests, server.fail_after = 0, 15  # the endpoint goes away mid-build
@@ -308,7 +322,7 @@ def test_outage_build_exits_non_zero_and_a_plain_rerun_matches_a_healthy_build(
         second, text, _ = cli_build(cfg, tmp_path, out, state_dir)
         assert second.exit_code == 0, second.output
         manifest = json.loads((out / "manifest.json").read_text())
-        assert shard_hashes(manifest) == shard_hashes(healthy["manifest"])
+        assert shard_hashes(manifest) == shard_hashes(healthy.manifest)
         stats = json.loads((out / "stats.json").read_text())
         assert stats["generate_failures"]["failed"] == 0
         total = stats["llm_usage"]["total"]["requests"]

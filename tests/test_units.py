@@ -6,10 +6,16 @@ import pytest
 
 from editthinker_data import stages
 from editthinker_data.config import ConfigError
-from editthinker_data.execution.local_rollouts import local_executor
+from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.execution.base import LocalExecutor
+from editthinker_data.execution.local_rollouts import local_runner
 from editthinker_data.io.pool_snapshot import load_partition
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.io.trajectory_index import load_trajectory_summaries
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
+from editthinker_data.stages.select import SelectStage
+from editthinker_data.stages.write_steps import WriteStepsStage
 
 
 def counting(executor):
@@ -24,29 +30,29 @@ def counting(executor):
 
 def test_finished_units_are_not_redone(demo_cfg, tmp_path):
     storage = LocalStorage(tmp_path)
-    pool = stages.run_pool(demo_cfg, storage)
-    run, calls = counting(local_executor(demo_cfg))
-    first = stages.run_generate(demo_cfg, storage, 0, run)
-    again = stages.run_generate(demo_cfg, storage, 0, run)
+    pool = LocalExecutor().run_one(PoolStage(demo_cfg), storage, POOL_UNIT)
+    run, calls = counting(local_runner(demo_cfg))
+    first = LocalExecutor().run_one(GenerateStage(demo_cfg), storage, part_name(0), runner=run)
+    again = LocalExecutor().run_one(GenerateStage(demo_cfg), storage, part_name(0), runner=run)
     assert calls == [12] and again == first
-    assert stages.run_pool(demo_cfg, storage) == pool
+    assert LocalExecutor().run_one(PoolStage(demo_cfg), storage, POOL_UNIT) == pool
     assert storage.exists("_markers/generate/part-00000.json")
 
 
 def test_manifest_licence_travels_and_silences_the_unset_warning(demo_cfg, tmp_path):
-    report = stages.run_pool(demo_cfg, LocalStorage(tmp_path / "a"))
-    assert report["licences"] == {"manifest": "Apache-2.0"} and report["licence_warnings"] == []
+    report = LocalExecutor().run_one(PoolStage(demo_cfg), LocalStorage(tmp_path / "a"), POOL_UNIT)
+    assert report.licences == {"manifest": "Apache-2.0"} and report.licence_warnings == []
     unset = demo_cfg.model_copy(
         update={"source": demo_cfg.source.model_copy(update={"manifest_licence": None})}
     )
-    report = stages.run_pool(unset, LocalStorage(tmp_path / "b"))
-    assert report["licences"] == {"manifest": ""}
-    assert any("licence not set: manifest" in w for w in report["licence_warnings"])
+    report = LocalExecutor().run_one(PoolStage(unset), LocalStorage(tmp_path / "b"), POOL_UNIT)
+    assert report.licences == {"manifest": ""}
+    assert any("licence not set: manifest" in w for w in report.licence_warnings)
 
 
 def test_another_config_on_the_same_output_is_refused(demo_cfg, tmp_path):
     storage = LocalStorage(tmp_path)
-    stages.run_pool(demo_cfg, storage)
+    LocalExecutor().run_one(PoolStage(demo_cfg), storage, POOL_UNIT)
     stages.check_output(demo_cfg, storage)  # same config: fine
     other = demo_cfg.model_copy(update={"seed": 1})
     with pytest.raises(ConfigError, match="another config.*--overwrite"):
@@ -72,14 +78,14 @@ def test_unreadable_source_image_fails_only_its_pair(demo_cfg, tmp_path):
     data["source"]["manifest"] = str(tmp_path / "src" / "manifest.jsonl")
     cfg = parse_config(data, environ={})
     storage = LocalStorage(tmp_path / "out")
-    pool = stages.run_pool(cfg, storage)
+    pool = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
     victim = next(e for e in load_partition(storage, 0) if e.key != "style-pop")
     shutil.copy(tmp_path / "src" / "images" / "style-pop.png", victim.image_path)  # changed after pooling
-    report = stages.run_generate(cfg, storage, 0, local_executor(cfg))
-    assert report["stats"] == {"input": 12, "kept": 11, "filtered": {}, "failed": {"image_unreadable": 1}}
-    [failure] = report["failures"]
+    report = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=local_runner(cfg))
+    assert report.stats == {"input": 12, "kept": 11, "filtered": {}, "failed": {"image_unreadable": 1}}
+    [failure] = report.failures
     assert failure["record"] == victim.id and "changed since pooling" in failure["detail"]
-    assert pool["pairs"] == 40
+    assert pool.pairs == 40
 
 
 class Crash(Exception):
@@ -89,12 +95,12 @@ class Crash(Exception):
 def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cfg, tmp_path):
     cfg = demo_cfg.model_copy(update={"run": demo_cfg.run.model_copy(update={"journal_every": 3})})
     clean = LocalStorage(tmp_path / "clean")
-    stages.run_pool(cfg, clean)
-    expected = stages.run_generate(cfg, clean, 0, local_executor(cfg))
+    LocalExecutor().run_one(PoolStage(cfg), clean, POOL_UNIT)
+    expected = LocalExecutor().run_one(GenerateStage(cfg), clean, part_name(0), runner=local_runner(cfg))
 
     storage = LocalStorage(tmp_path / "crashed")
-    stages.run_pool(cfg, storage)
-    plain = local_executor(cfg)
+    LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+    plain = local_runner(cfg)
 
     def crashing(items, make, on_done, **kw):
         def done(i, traj):
@@ -105,14 +111,14 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
         return plain(items, make, done, **kw)
 
     with pytest.raises(Crash):
-        stages.run_generate(cfg, storage, 0, crashing)
+        LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=crashing)
     assert not storage.exists("_markers/generate/part-00000.json")
     assert len(storage.list("_journal/generate/part-00000")) == 2
 
     run, calls = counting(plain)
-    report = stages.run_generate(cfg, storage, 0, run)
-    assert report["resumed"] == 6 and calls == [12 - 6]
-    assert [s["sha256"] for s in report["shards"]] == [s["sha256"] for s in expected["shards"]]
+    report = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=run)
+    assert report.resumed == 6 and calls == [12 - 6]
+    assert [s.sha256 for s in report.shards] == [s.sha256 for s in expected.shards]
     assert storage.list("_journal") == [] and not (tmp_path / "crashed" / "_journal").exists()
 
 
@@ -138,7 +144,7 @@ def test_a_failing_unit_fails_alone_and_a_rerun_finishes(demo_cfg, tmp_path, sta
 
     shutil.rmtree(blocker)
     result = build_dataset(data, str(tmp_path), str(state_dir))
-    assert result["stats"]["stages"]["generate"]["input"] == 40
+    assert result.stats["stages"]["generate"]["input"] == 40
 
 
 def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(demo_cfg, tmp_path):
@@ -152,8 +158,8 @@ def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(dem
     runs = {}
     for label, cfg in (("pair", demo_cfg), ("thinker", thinker_cfg)):
         storage = LocalStorage(tmp_path / label)
-        stages.run_pool(cfg, storage)
-        stages.run_generate(cfg, storage, 0, local_executor(cfg))
+        LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+        LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=local_runner(cfg))
         runs[label] = [
             (t.key, t.stop_reason, [(x.instruction, round(x.overall, 4)) for x in t.turns])
             for t in load_trajectory_summaries(storage, [0])
@@ -204,8 +210,8 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     data["selection"]["balance"]["max_cell_ratio"] = 1.0
     cfg = type(demo_cfg).model_validate(data)
     storage = LocalStorage(tmp_path)
-    pool = stages.run_pool(cfg, storage)
-    plain = local_executor(cfg)
+    pool = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+    plain = local_runner(cfg)
     victims = []
 
     def one_refine_fails(items, make, on_done, **kw):
@@ -217,9 +223,12 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
 
         return plain(items, make, done, **kw)
 
-    gens = [stages.run_generate(cfg, storage, p, one_refine_fails) for p in pool["partitions"]]
-    select = stages.run_select(cfg, storage, pool["partitions"])
-    writes = [stages.run_write_steps(cfg, storage, p) for p in pool["partitions"]]
+    gens = [
+        LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=one_refine_fails)
+        for p in pool.partitions
+    ]
+    select = LocalExecutor().run_one(SelectStage(cfg), storage, "all", partitions=pool.partitions)
+    writes = [LocalExecutor().run_one(WriteStepsStage(cfg), storage, part_name(p)) for p in pool.partitions]
     stages.finalize(cfg, storage, pool, gens, select, writes)
     stats = json.loads((tmp_path / "stats.json").read_text())
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -245,7 +254,7 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     assert stage_stats["steps"]["input"] == sum(before["splits"].values()) > stage_stats["steps"]["kept"]
 
     [victim] = victims
-    summaries = {t.key: t for t in load_trajectory_summaries(storage, pool["partitions"])}
+    summaries = {t.key: t for t in load_trajectory_summaries(storage, pool.partitions)}
     assert summaries[victim].error == "turn 3 refine: unparseable"
     decisions = {r["trajectory"]: r for r in stages.read_parquet(storage, stages.DECISIONS_FILE)}
     assert decisions[victim]["reason"] == "turn_failed" and not decisions[victim]["keep"]
@@ -281,5 +290,5 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
     assert "selection re-check: all 40 decisions follow" in shown.output
 
     first = (tmp_path / stages.STEPS_FILE).read_bytes()
-    stages.run_select(cfg, storage, pool["partitions"])
+    LocalExecutor().run_one(SelectStage(cfg), storage, "all", partitions=pool.partitions)
     assert (tmp_path / stages.STEPS_FILE).read_bytes() == first  # the same seed, the same selection

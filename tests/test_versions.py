@@ -17,13 +17,20 @@ from typer.testing import CliRunner
 from editthinker_data import stages
 from editthinker_data.cli import app
 from editthinker_data.config import parse_config
+from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.core.reports import PoolReport
 from editthinker_data.demo.generate import write_demo_source
-from editthinker_data.execution.local_rollouts import local_backends, local_executor
+from editthinker_data.execution.base import LocalExecutor
+from editthinker_data.execution.local_rollouts import local_backends, local_runner
 from editthinker_data.io.pool_snapshot import load_partition
 from editthinker_data.io.storage import LocalStorage
 from editthinker_data.release.card import render_card
 from editthinker_data.sources.content import HashCache, input_content, source_content, with_source_content
+from editthinker_data.stages.generate import GenerateStage
+from editthinker_data.stages.pool import PoolStage
+from editthinker_data.stages.select import SelectStage
 from editthinker_data.stages.versions import finish_version, plan_version
+from editthinker_data.stages.write_steps import WriteStepsStage
 
 runner = CliRunner()
 # 10 demo pairs, 2 per task type, each with its task type given (so an edited instruction keeps it)
@@ -79,8 +86,8 @@ def test_a_rerun_on_a_cut_manifest_pools_the_new_content_and_says_what_changed(d
     cfg = with_source_content(sourced_cfg(demo_cfg, manifest), cache)
     storage = LocalStorage(tmp_path / "out")
     assert stages.check_output(cfg, storage) == []
-    first = stages.run_pool(cfg, storage, sig_cache=tmp_path / "sig.sqlite")
-    assert first["pairs"] == 40 and first["sources"] == cfg.source_content
+    first = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT, sig_cache=tmp_path / "sig.sqlite")
+    assert first.pairs == 40 and first.sources == cfg.source_content
     storage.write_json(
         "_markers/generate/part-00000.json", {"fingerprint": cfg.fingerprint()}
     )  # a later stage
@@ -90,7 +97,7 @@ def test_a_rerun_on_a_cut_manifest_pools_the_new_content_and_says_what_changed(d
     assert same.fingerprint() == cfg.fingerprint(content=False)
     cut = with_source_content(same, cache)
     assert cut.fingerprint() != cfg.fingerprint()
-    assert stages.read_marker(storage, "pool", "all", cut.fingerprint()) is None  # never reused
+    assert stages.read_marker(storage, "pool", "all", cut.fingerprint(), PoolReport) is None  # never reused
     notes = stages.check_output(cut, storage)
     text = "\n".join(notes)
     before, after = cfg.source_content["manifest"], cut.source_content["manifest"]
@@ -98,12 +105,9 @@ def test_a_rerun_on_a_cut_manifest_pools_the_new_content_and_says_what_changed(d
     assert f"{before['bytes']:,} bytes, sha256 {before['sha256']} -> {after['bytes']:,} bytes" in text
     assert "pooling runs again, then generate, select, write steps and finalize" in text
     assert storage.list("_markers") == []  # the old build's markers and data are gone
-    again = stages.run_pool(cut, storage, sig_cache=tmp_path / "sig.sqlite")
+    again = LocalExecutor().run_one(PoolStage(cut), storage, POOL_UNIT, sig_cache=tmp_path / "sig.sqlite")
     ids = {json.loads(line)["id"] for line in lines[:25]}
-    assert (
-        again["pairs"] == 25
-        and {e.id for p in again["partitions"] for e in load_partition(storage, p)} == ids
-    )
+    assert again.pairs == 25 and {e.id for p in again.partitions for e in load_partition(storage, p)} == ids
     assert stages.check_output(cut, storage) == []  # the rerun of the new content is a plain resume
 
 
@@ -171,26 +175,31 @@ def build_version(cfg, root: Path, state: Path, edits: list[str], ran: list[str]
         return plan, None
     storage = LocalStorage(plan.output)
     assert stages.check_output(plan.cfg, storage) == []
-    pool = stages.run_pool(plan.cfg, storage, sig_cache=state / "sig.sqlite")
+    pool = LocalExecutor().run_one(PoolStage(plan.cfg), storage, POOL_UNIT, sig_cache=state / "sig.sqlite")
     backends = local_backends(plan.cfg, stages.backend_context(plan.cfg, plan.output, str(state)))
     for key in [k for k in backends if k[0] == "editor"]:
         backends[key] = CountingEditor(backends[key], edits)
-    plain = local_executor(plan.cfg, backends)
+    plain = local_runner(plan.cfg, backends)
 
     def counting(items, make, on_done, **kw):
         ran.extend(p.id for p in items)
         return plain(items, make, on_done, **kw)
 
-    generate = [stages.run_generate(plan.cfg, storage, p, counting) for p in pool["partitions"]]
-    select = stages.run_select(plan.cfg, storage, pool["partitions"])
-    writes = [stages.run_write_steps(plan.cfg, storage, p) for p in pool["partitions"]]
+    generate = [
+        LocalExecutor().run_one(GenerateStage(plan.cfg), storage, part_name(p), runner=counting)
+        for p in pool.partitions
+    ]
+    select = LocalExecutor().run_one(SelectStage(plan.cfg), storage, "all", partitions=pool.partitions)
+    writes = [
+        LocalExecutor().run_one(WriteStepsStage(plan.cfg), storage, part_name(p)) for p in pool.partitions
+    ]
     result = stages.finalize(plan.cfg, storage, pool, generate, select, writes)
     finish_version(plan)
     return plan, result
 
 
 def shard_hashes(result) -> dict[str, list[str]]:
-    return {kind: [s["sha256"] for s in items] for kind, items in result["manifest"]["shards"].items()}
+    return {kind: [s["sha256"] for s in items] for kind, items in result.manifest["shards"].items()}
 
 
 def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
@@ -216,7 +225,7 @@ def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
         assert v1.name == "v0001" and (root / "latest").read_text() == "v0001\n"
         assert len(ran) == 10 and len(edits) >= 10 and server.requests > 0
         first_requests = server.requests
-        assert first["stats"]["changes"] == {
+        assert first.stats["changes"] == {
             "version": "v0001", "previous": None, "pairs": 10, "added": 10, "removed": 0, "rebuilt": 0,
             "unchanged": 0, "reused": 0, "examples": {"added": sorted(PAIRS)[:5], "removed": [], "rebuilt": []},
         }  # fmt: skip
@@ -232,7 +241,7 @@ def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
         v2, second = build_version(parse_config(data, environ={}), root, state, edits, ran)
         assert v2.name == "v0002" and "the config changed" in "\n".join(v2.notes)
         assert (server.requests, len(edits), ran) == (0, 0, [])
-        assert second["stats"]["changes"]["unchanged"] == 10 and second["stats"]["changes"]["reused"] == 10
+        assert second.stats["changes"]["unchanged"] == 10 and second.stats["changes"]["reused"] == 10
         assert shard_hashes(second)["trajectories"] == shard_hashes(first)["trajectories"]
 
         # five pairs changed: exactly those run, their requests only
@@ -248,7 +257,7 @@ def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
         assert {r["instruction"] for r in records if r["id"] in changed} <= set(edits)  # turn 1: T_s
         assert not {r["instruction"] for r in records if r["id"] not in changed} & set(edits)
         assert len(edits) <= 5 * 2  # at most 2 turns each
-        c = third["stats"]["changes"]
+        c = third.stats["changes"]
         assert (c["rebuilt"], c["unchanged"], c["added"], c["removed"]) == (5, 5, 0, 0)
         assert c["examples"]["rebuilt"] == changed
 
@@ -258,13 +267,18 @@ def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
             {**data, "output": {**data["output"], "versions": False}, "run": run}, environ={}
         )
         fresh = LocalStorage(tmp_path / "fresh")
-        pool = stages.run_pool(fresh_cfg, fresh, sig_cache=state / "sig.sqlite")
-        plain = local_executor(
+        pool = LocalExecutor().run_one(PoolStage(fresh_cfg), fresh, POOL_UNIT, sig_cache=state / "sig.sqlite")
+        plain = local_runner(
             fresh_cfg, local_backends(fresh_cfg, stages.backend_context(fresh_cfg, fresh.url))
         )
-        gen = [stages.run_generate(fresh_cfg, fresh, p, plain) for p in pool["partitions"]]
-        sel = stages.run_select(fresh_cfg, fresh, pool["partitions"])
-        writes = [stages.run_write_steps(fresh_cfg, fresh, p) for p in pool["partitions"]]
+        gen = [
+            LocalExecutor().run_one(GenerateStage(fresh_cfg), fresh, part_name(p), runner=plain)
+            for p in pool.partitions
+        ]
+        sel = LocalExecutor().run_one(SelectStage(fresh_cfg), fresh, "all", partitions=pool.partitions)
+        writes = [
+            LocalExecutor().run_one(WriteStepsStage(fresh_cfg), fresh, part_name(p)) for p in pool.partitions
+        ]
         assert shard_hashes(stages.finalize(fresh_cfg, fresh, pool, gen, sel, writes)) == shard_hashes(third)
 
     from editthinker_data.release.report import Build

@@ -195,6 +195,11 @@ class RunConfig(Strict):
             raise ValueError(f"{value} must be auto or 1 or more")
         return value
 
+    executor: Literal["ray", "local"] = Field(
+        "ray",
+        description="where units run: ray (a local cluster, or run.ray_address), or local (this process, "
+        "one rollout at a time, no Ray: for debugging a backend or a laptop without Ray)",
+    )
     ray_address: str | None = Field(None, description="join this Ray cluster; default starts a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
     state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")

@@ -16,7 +16,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from editthinker_data.execution.base import Executor, run_unit_at
-from editthinker_data.stages.base import Stage
+from editthinker_data.io.storage import Storage
+from editthinker_data.stages.base import R, Stage
 
 # Where the output and the sources live is not a secret; credentials stay with each node.
 _FORWARDED_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "EDITTHINKER_CACHE_DIR")
@@ -37,7 +38,7 @@ def _malloc_trim() -> Any:
     return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
-def run_on_worker(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def run_on_worker(stage: Stage[R], output: str, unit: str, inputs: dict[str, Any]) -> R:
     """A unit on a Ray worker. The worker process runs one unit after another; what a unit
     freed (decoded images, finished trajectories waiting to be written in order) goes back
     to the OS when it ends, rather than staying in the C heap under the next unit. (It does
@@ -52,13 +53,13 @@ def run_on_worker(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) 
             trim(0)
 
 
-def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> Any:
+def submit_unit(stage: Stage[Any], output: str, unit: str, inputs: dict[str, Any]) -> Any:
     """One unit as a Ray task; returns its reference."""
     env = {k: os.environ[k] for k in _FORWARDED_ENV if os.environ.get(k)}
     task = ray.remote(run_on_worker).options(
         num_cpus=stage.resources.num_cpus,
         num_gpus=stage.resources.num_gpus,
-        max_retries=0,  # a unit is retried by the flow (and resumes from its journal)
+        max_retries=0,  # a unit is retried by the orchestrator (and resumes from its journal)
         runtime_env={"env_vars": env} if env else None,
         scheduling_strategy=_placement(stage),
         name=f"{stage.name}-{unit}",
@@ -66,7 +67,7 @@ def submit_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) ->
     return task.remote(stage, output, unit, inputs)
 
 
-def unit_result(ref: Any) -> dict[str, Any]:
+def unit_result(ref: Any) -> Any:
     """The unit's report, or the unit's own exception as raised (a lost worker or node: the
     Ray error)."""
     try:
@@ -76,17 +77,11 @@ def unit_result(ref: Any) -> dict[str, Any]:
         raise (cause if isinstance(cause, Exception) else err.as_instanceof_cause()) from None
 
 
-def run_remote_unit(stage: Stage, output: str, unit: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    return unit_result(submit_unit(stage, output, unit, inputs))
-
-
 class RayExecutor(Executor):
-    def _map(self, stage, output, units, inputs) -> list[dict[str, Any] | BaseException]:
-        refs = [submit_unit(stage, output, unit, inputs(unit)) for unit in units]
-        out: list[dict[str, Any] | BaseException] = []
-        for ref in refs:
-            try:
-                out.append(unit_result(ref))
-            except Exception as err:  # the unit's own error, or its worker or node died
-                out.append(err)
-        return out
+    """Each unit a Ray task with the stage's resources and placement; the calling thread
+    only waits for its small report."""
+
+    def run_one(self, stage: Stage[R], output: str | Storage, unit: str, **inputs: Any) -> R:
+        url = output.url if isinstance(output, Storage) else output  # a storage client does not travel
+        report: R = unit_result(submit_unit(stage, url, unit, inputs))
+        return report

@@ -11,6 +11,7 @@ from editthinker_data.backends import Backend, BackendContext, create_backend
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.schema import Trajectory
 from editthinker_data.pipeline.loop import Call, Rollout, drive
+from editthinker_data.pipeline.runner import RolloutRunner
 
 
 def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:
@@ -22,7 +23,8 @@ def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> d
     return backends
 
 
-def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | None = None):
+def local_runner(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | None = None) -> RolloutRunner:
+    """A `RolloutRunner` that drives each rollout to its end before the next starts."""
     backends = backends or local_backends(cfg)
 
     calls: Counter[tuple[str, str]] = Counter()
@@ -48,7 +50,7 @@ def local_executor(cfg: BuildConfig, backends: dict[tuple[str, str], Backend] | 
         on_done: Callable[[int, Trajectory], None],
         on_usage: Callable[[str, dict[str, float]], None] | None = None,
         prepare: Callable[[Any], Any] | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
         for i, item in enumerate(items):
             pair = prepare(item) if prepare else item
             if isinstance(pair, Trajectory):  # settled before it started
