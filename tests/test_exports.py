@@ -15,7 +15,7 @@ from editthinker_data.io.storage import open_storage
 from editthinker_data.prompts import user_turn
 from editthinker_data.release.common import iter_steps
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "output.md"
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,10 @@ def _check_files(root, export_info):
 
 
 def _check_command(export_info):
-    """The README's "Training with the exports" gives the same command as export_info.json."""
+    """The docs' "Training with the exports" (docs/output.md) gives the same command as
+    export_info.json."""
     command = export_info["trainer"]["command"]
-    assert command in re.sub(r" *\\\n *", " ", README.read_text(encoding="utf-8"))
+    assert command in re.sub(r" *\\\n *", " ", TRAINING_DOC.read_text(encoding="utf-8"))
     return command
 
 

@@ -1,7 +1,7 @@
 """infra/kuberay/raycluster.yaml: the fields KubeRay's RayCluster (ray.io/v1) requires, and
 agreement with the rest of the repository: the image the Containerfile builds (its version,
 its code folder, no wget for KubeRay's default probes), the Ray range pyproject.toml pins,
-the head port infra/ray/cluster.yaml and the README use."""
+the head port infra/ray/cluster.yaml and docs/clusters-and-operations.md use."""
 
 from __future__ import annotations
 
@@ -92,6 +92,6 @@ def test_its_head_address_is_the_one_the_docs_give():
     ports = {p["name"]: p["containerPort"] for p in head["ports"]}
     launcher = (ROOT / "infra" / "ray" / "cluster.yaml").read_text()
     assert f"--port={ports['gcs']}" in launcher and ports["client"] == 10001
-    readme = (ROOT / "README.md").read_text()
-    assert f"{cluster['metadata']['name']}-head-svc:{ports['gcs']}" in readme  # the service KubeRay creates
-    assert "infra/kuberay/raycluster.yaml" in readme
+    page = (ROOT / "docs" / "clusters-and-operations.md").read_text()
+    assert f"{cluster['metadata']['name']}-head-svc:{ports['gcs']}" in page  # the service KubeRay creates
+    assert "infra/kuberay/raycluster.yaml" in page

@@ -1,7 +1,7 @@
 """The planner: it counts the calls the rollout really makes (against the real loop and the
 real OpenAI-compatible backends on a loopback server), a calibration on a few pairs predicts
 what the whole demo build did, bad plan settings fail before anything runs, and the paper's
-plan in the README is what the command prints."""
+plan in docs/planning.md is what the command prints."""
 
 from __future__ import annotations
 
@@ -167,16 +167,16 @@ def test_priors_pool_the_demo_and_scale_by_the_loops_pattern(tmp_path):
     assert plan["cluster"]["bottleneck"] == "editor/careful" and plan["cluster"]["service_gpus"] == 1
 
 
-def test_the_papers_plan_in_the_readme_is_what_plan_prints():
+def test_the_papers_plan_in_the_docs_is_what_plan_prints():
     """configs/paper-140k.yaml with a stated pool size (its sources are not downloaded):
-    every number the README shows comes from this command."""
+    every number docs/planning.md shows comes from this command."""
     result = runner.invoke(
         app, ["plan", str(ROOT / "configs" / "paper-140k.yaml"), "--pairs", "140000"], terminal_width=100
     )
     assert result.exit_code == 0, result.output
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"plan configs/paper-140k.yaml --pairs 140000\n(.*?)```", readme, re.S)
-    assert block is not None, "README lacks the paper's plan output"
+    page = (ROOT / "docs" / "planning.md").read_text()
+    block = re.search(r"plan configs/paper-140k.yaml --pairs 140000\n(.*?)```", page, re.S)
+    assert block is not None, "docs/planning.md lacks the paper's plan output"
     printed = [line.rstrip() for line in result.output.splitlines() if line.strip()]
     shown = [line.rstrip() for line in block.group(1).splitlines() if line.strip()]
     assert shown == printed

@@ -72,7 +72,7 @@ def test_build_through_a_ray_start_head_with_token_auth(tmp_path):
     )  # fmt: skip
     try:
         assert head.returncode == 0, head.stdout + head.stderr
-        # The client side as the README says: the token exported, RAY_AUTH_MODE inferred from it.
+        # The client side as docs/clusters-and-operations.md says: the token exported, RAY_AUTH_MODE inferred from it.
         client = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
         client.update(EDITTHINKER__RUN__RAY_ADDRESS=f"127.0.0.1:{port}", COLUMNS="100")
         done = subprocess.run(

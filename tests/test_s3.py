@@ -51,8 +51,9 @@ def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoint, tmp_path):
-    """The README's command, as a user types it: a fresh process, relative config path, the
-    endpoint from AWS_ENDPOINT_URL_S3; run state goes to an absolute per-user folder."""
+    """The S3 build command of docs/clusters-and-operations.md, as a user types it: a fresh
+    process, relative config path, the endpoint from AWS_ENDPOINT_URL_S3; run state goes to an
+    absolute per-user folder."""
     url = f"s3://{BUCKET}/builds/demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
     env.update(XDG_STATE_HOME=str(tmp_path / "xdg-state"), AWS_ENDPOINT_URL_S3=s3_endpoint, COLUMNS="100")

@@ -1,5 +1,5 @@
-"""Scheduled builds end to end, as the README's "Scheduled builds" section does them: a real
-Prefect server on loopback, `editthinker-data deploy`, `prefect deployment run`, and a
+"""Scheduled builds end to end, as docs/clusters-and-operations.md's "Scheduled builds" does
+them: a real Prefect server on loopback, `editthinker-data deploy`, `prefect deployment run`, and a
 process worker that executes the run, which builds the demo config."""
 
 from __future__ import annotations

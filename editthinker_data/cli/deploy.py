@@ -37,7 +37,7 @@ def deploy(
     if not os.environ.get("PREFECT_API_URL"):  # a worker can never reach an ephemeral server
         fail(
             "PREFECT_API_URL is not set: export your Prefect server's API URL, e.g. "
-            "http://127.0.0.1:4200/api after `prefect server start` (see README, Scheduled builds)"
+            "http://127.0.0.1:4200/api after `prefect server start` (see docs/clusters-and-operations.md, Scheduled builds)"
         )
     from editthinker_data.config import ConfigError
     from editthinker_data.execution.prepare import config_location, load_build_config, output_location

@@ -166,7 +166,7 @@ class OutputConfig(Strict):
     versions: bool = Field(
         False,
         description="the output is a dataset root: each build writes a new version <root>/vNNNN/, reusing "
-        "unchanged pairs' trajectories, and moves <root>/latest to it (README: Dataset versions)",
+        "unchanged pairs' trajectories, and moves <root>/latest to it (docs/versions-and-publishing.md)",
     )
     trajectory_store: str | None = Field(
         None,

@@ -5,10 +5,10 @@ logic runs under a plain local driver (`run_local`, tests and debugging) and und
 scheduler, which keeps hundreds of rollouts in flight and batches their calls per backend
 so that editors never wait on expert latency.
 
-The rules are the paper's (DESIGN.md section 2): turn 1 edits with the raw instruction;
-each later turn the expert sees (I_src, I_{t-1}, T_s, T_{t-1}); the editor always edits the
-source image; stop on the expert's stop flag, on an unchanged instruction, or at the turn
-limit.
+The rules are the paper's (docs/concepts.md, "The think-while-edit loop"): turn 1 edits
+with the raw instruction; each later turn the expert sees (I_src, I_{t-1}, T_s, T_{t-1});
+the editor always edits the source image; stop on the expert's stop flag, on an unchanged
+instruction, or at the turn limit.
 """
 
 from __future__ import annotations
