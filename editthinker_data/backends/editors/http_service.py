@@ -239,8 +239,9 @@ class HTTPEditor:
             raise ValueError(f"output_size={output_size!r}; use source or model")
         self.name = name
         self.protocol = protocol
-        self.urls = [u.rstrip("/") + "/" + path.lstrip("/") for u in dict.fromkeys(urls)]
-        self.bases = {url: base.rstrip("/") for url, base in zip(self.urls, dict.fromkeys(urls), strict=True)}
+        bases = list(dict.fromkeys(u.rstrip("/") for u in urls))  # a server listed twice is one
+        self.urls = [f"{base}/{path.lstrip('/')}" for base in bases]
+        self.bases = dict(zip(self.urls, bases, strict=True))
         if health_path is None and protocol == "editthinker":
             health_path = "/health"  # every release server has it
         self.health_path = health_path
