@@ -176,3 +176,42 @@ def test_bad_settings_fail_fast(tmp_path):
         )
     with pytest.raises(ValueError, match="a list of addresses is for kind http"):
         BackendSpec(kind="openai", base_url=["http://a:1/v1", "http://b:1/v1"])
+
+
+@pytest.mark.slow
+def test_demo_build_through_release_servers_matches_in_process(demo_build, demo_cfg, tmp_path, state_dir):
+    """The demo's procedural editors behind release-contract servers (a dead address listed
+    first, busy answers scripted): the build finishes and writes the same shard bytes as the
+    build that ran those editors in its own actors."""
+    from editthinker_data.cli.tables import print_unreachable
+    from editthinker_data.cli.term import console
+    from flows.build_dataset import build_dataset
+
+    out, first = demo_build
+    dead = dead_url()
+    cfg = demo_cfg.model_dump()
+    servers = [
+        ReleaseEditorServer(
+            create_backend("editor", spec, demo_cfg.seed), family="omnigen2",
+            script=["queue_full", "queue_full_200", "timeout", "503"],
+        )
+        for spec in demo_cfg.editors
+    ]  # fmt: skip
+    with servers[0], servers[1]:
+        for entry, server in zip(cfg["editors"], servers, strict=True):
+            entry.update(
+                kind="http", base_url=[dead, server.base_url],
+                params={**FAST, "max_retries": 6, "max_concurrency": 4},
+            )  # fmt: skip
+        result = build_dataset(parse_config(cfg, environ={}).model_dump(), str(tmp_path), str(state_dir))
+    strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
+    assert strip(result["manifest"]) == strip(first["manifest"])
+    for server in servers:
+        assert server.injected == {"queue_full": 1, "queue_full_200": 1, "timeout": 1, "503": 1}
+    stats = result["stats"]
+    for spec in demo_cfg.editors:
+        counters = stats["backends"][f"editor/{spec.name}"]["counters"]
+        assert counters[f"unreachable {dead}"] >= 1 and counters["retries"] >= 4
+    with console.capture() as printed:  # named in the build's summary
+        print_unreachable(stats)
+    assert f"editor/careful: {dead} did not answer" in " ".join(printed.get().split())
