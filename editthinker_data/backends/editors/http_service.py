@@ -38,6 +38,7 @@ import itertools
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -297,24 +298,32 @@ class HTTPEditor:
         self.check_health()
 
     def check_health(self) -> None:
-        """`GET {health_path}` on every server: those that do not answer are skipped (and
-        named), none answering is an error naming them all."""
+        """`GET {health_path}` on every server at once (one that black-holes costs
+        `health_timeout_s`, not that times the list): those that do not answer are skipped
+        (and named), none answering is an error naming them all."""
         if not self.health_path:
             return
         import httpx
 
-        down: dict[str, str] = {}
-        with httpx.Client(timeout=self.health_timeout_s, headers=self.headers) as client:
-            for url in self.urls:
-                where = self.bases[url] + "/" + self.health_path.lstrip("/")
-                try:
-                    resp = client.get(where)
-                    if resp.status_code != 200:
-                        down[url] = f"GET {where}: HTTP {resp.status_code}"
-                    elif _not_ready(resp):
-                        down[url] = f"GET {where}: the server's model is not loaded (gpu_manager_ready false)"
-                except httpx.HTTPError as err:
-                    down[url] = f"GET {where}: {type(err).__name__}: {err or 'no answer'}"
+        def ask(client, url: str) -> str | None:
+            where = self.bases[url] + "/" + self.health_path.lstrip("/")
+            try:
+                resp = client.get(where)
+            except httpx.HTTPError as err:
+                return f"GET {where}: {type(err).__name__}: {err or 'no answer'}"
+            if resp.status_code != 200:
+                return f"GET {where}: HTTP {resp.status_code}"
+            if _not_ready(resp):
+                return f"GET {where}: the server's model is not loaded (gpu_manager_ready false)"
+            return None
+
+        limits = httpx.Limits(max_connections=len(self.urls))
+        with (
+            httpx.Client(timeout=self.health_timeout_s, headers=self.headers, limits=limits) as client,
+            ThreadPoolExecutor(min(len(self.urls), 32), thread_name_prefix=f"{self.name}-health") as pool,
+        ):
+            answers = dict(zip(self.urls, pool.map(lambda url: ask(client, url), self.urls), strict=True))
+        down = {url: why for url, why in answers.items() if why is not None}
         if len(down) == len(self.urls):
             raise ValueError(
                 "no editor server answered: " + "; ".join(down.values()) + ". Start the servers, or fix "
