@@ -53,6 +53,25 @@ REQUESTS = [
 ]
 
 
+def test_the_test_server_answers_as_the_release_does():
+    import httpx
+
+    with (
+        ReleaseEditorServer(procedural()) as server,
+        ReleaseEditorServer(procedural(), ready=False) as loading,
+    ):
+        status = httpx.get(f"{server.base_url}/status").json()
+        assert status == {"active_workers": 1, "task_queue_size": 0, "result_queue_size": 0,
+                          "pending_tasks": 0, "total_gpus": 1, "system_ready": True}  # fmt: skip
+        assert httpx.get(f"{server.base_url}/health").json()["gpu_manager_ready"] is True
+        no_image = httpx.post(f"{server.base_url}/edit", json={"prompt": "x"})
+        assert (no_image.status_code, no_image.json()) == (400, {"detail": "必须提供输入图像"})
+        for route in ("/status", "/edit"):
+            answer = httpx.request("GET" if route == "/status" else "POST", loading.base_url + route,
+                                   json={"prompt": "x", "image": "AA=="})  # fmt: skip
+            assert (answer.status_code, answer.json()) == (503, {"detail": "GPU管理器未初始化"})
+
+
 def test_images_settings_and_seed_follow_the_release_contract():
     with ReleaseEditorServer(procedural(), family="omnigen2") as server:
         ed = client(
