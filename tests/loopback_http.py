@@ -59,3 +59,35 @@ class Handler(BaseHTTPRequestHandler):
     def drop_connection(self) -> None:
         self.close_connection = True
         self.connection.shutdown(2)
+
+
+class LoopbackASGI:
+    """An ASGI app (FastAPI) served by uvicorn on 127.0.0.1 at a free port, from a thread:
+    for servers whose contract is written as pydantic models (the EditThinker release's)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", backlog=256
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+        self.url = ""  # known once started, kept after the stop
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the loopback uvicorn server did not start")
+            time.sleep(0.01)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

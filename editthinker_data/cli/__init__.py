@@ -39,6 +39,7 @@ from editthinker_data.cli.tables import (
     pool_tables,
     print_licences,
     print_unmapped_labels,
+    print_unreachable,
     progress_table,
     show_trajectory,
     summary_table,
@@ -154,6 +155,7 @@ def build(
         console.print()  # below the live table, not on its last line
         if exc.result:
             console.print(summary_table(exc.result.stats))
+            print_unreachable(exc.result.stats)
         again = shlex.join(
             ["editthinker-data", "build", str(config), "--output", str(out_dir)]
             + (["--state-dir", state_dir] if state_dir else [])
@@ -168,6 +170,7 @@ def build(
         finish_version(version)
     stats = result.stats
     console.print(summary_table(stats))
+    print_unreachable(stats)
     print_licences(stats.get("licences", {}), stats.get("licence_warnings", []))
     totals = result.manifest["totals"]
     console.print(
@@ -210,6 +213,7 @@ def inspect(
         show_trajectory(b, sample, extract)
         return
     console.print(summary_table(b.stats))
+    print_unreachable(b.stats)
     print_licences(b.stats.get("licences", {}), b.stats.get("licence_warnings", []))
     console.print(
         f"steps per split: {counts(b.stats['splits'])}; trajectories per split: "

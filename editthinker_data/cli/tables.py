@@ -82,6 +82,20 @@ def print_licences(licences: dict[str, str], warnings: list[str]) -> None:
         console.print(f"[bold yellow]licence warning:[/] {w}")
 
 
+def print_unreachable(stats: dict) -> None:
+    """Editor servers an http editor skipped because they did not answer (counted by its
+    actors as `unreachable <url>`): the build went on with the others."""
+    from rich.markup import escape
+
+    for backend, entry in sorted(stats.get("backends", {}).items()):
+        for key, n in sorted(entry.get("counters", {}).items()):
+            if key.startswith("unreachable "):
+                console.print(
+                    f"[bold yellow]server skipped:[/] {escape(backend)}: {escape(key.split(' ', 1)[1])} did not "
+                    f"answer (found down by {n:g} actor{'s' if n != 1 else ''}); its other servers did the work"
+                )
+
+
 def print_unmapped_labels(by_source: dict) -> None:
     """Labels no table maps: their records were classified by instruction, not dropped."""
     from rich.markup import escape

@@ -39,7 +39,11 @@ class BackendSpec(Strict):
     name: str = ""
     params: dict[str, Any] = Field(default_factory=dict)
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1")
+    base_url: str | list[str] | None = Field(
+        None,
+        description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1; for kind http a list of editor "
+        "servers, used round-robin",
+    )
     model: str | None = None
     max_concurrency: int | None = Field(
         None, ge=1, description="requests in flight to the endpoint, shared by the actors"
@@ -68,6 +72,18 @@ class BackendSpec(Strict):
                     f"environment variable and name that variable with api_key_env"
                 )
         return params
+
+    @model_validator(mode="after")
+    def _base_url_list(self) -> BackendSpec:
+        if isinstance(self.base_url, list):
+            if self.kind != "http":
+                raise ValueError(
+                    f"base_url: a list of addresses is for kind http (editor servers used round-robin); "
+                    f"kind {self.kind} takes one address"
+                )
+            if not self.base_url:
+                raise ValueError("base_url: the list is empty; give at least one editor server's address")
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> BackendSpec:

@@ -50,31 +50,39 @@ def check_status(resp) -> None:
 
 async def post_with_retries(
     client,
-    url: str,
+    url: str | Callable[[], str],
     *,
     max_retries: int,
     backoff_s: float,
     counters: dict[str, int],
     before: Callable[[], Awaitable[None]] | None = None,
     accept: Callable[[Any], Any] = lambda resp: resp,
+    check: Callable[[Any], None] = check_status,
+    on_error: Callable[[str, BaseException], None] | None = None,
     **request: Any,
 ) -> Any:
     """`accept(resp)` turns a 2xx response into the result; it may raise `Retryable` (a
-    truncated body) or `BackendError` (a final answer that is wrong)."""
+    truncated body) or `BackendError` (a final answer that is wrong). `check(resp)` sorts
+    the statuses (a service with its own error conventions brings its own). `url` may be a
+    callable, asked again at every try: a client spreading work over several servers
+    sends each retry to the next one; `on_error(url, err)` hears of each failed try."""
     import httpx
 
     for attempt in range(max_retries + 1):
+        where = url() if callable(url) else url
         try:
             if before is not None:
                 await before()
             counters["requests"] = counters.get("requests", 0) + 1
-            resp = await client.post(url, **request)
-            check_status(resp)
+            resp = await client.post(where, **request)
+            check(resp)
             return accept(resp)
         except (Retryable, httpx.TransportError) as err:
+            if on_error is not None:
+                on_error(where, err)
             if attempt == max_retries:
                 raise TransientBackendError(
-                    f"{url}: gave up after {attempt + 1} tries ({err or type(err).__name__})"
+                    f"{where}: gave up after {attempt + 1} tries ({err or type(err).__name__})"
                 ) from None
             counters["retries"] = counters.get("retries", 0) + 1
             wait = getattr(err, "wait_s", None)
