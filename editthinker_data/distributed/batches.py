@@ -1,41 +1,94 @@
 """The dispatcher's traffic with the actor pools: each pool's queued calls go out in batches
 to its least-loaded ready actor; edits come back as object references (each its own object,
 never fetched here), other results as values with the batch's cost; a dead actor is
-replaced and its requests retried. A mixin of `scheduler.Dispatcher`, which owns the state."""
+replaced and its requests retried.
+
+A part of `scheduler.Dispatcher`, composed, not inherited: it owns the queues and the batches
+out, reads the rollouts in flight, and hands every answer back through `answer(rid, value)`
+and every unit it cannot serve through `fail(job, error)`.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from typing import Any
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import ray
 
 from editthinker_data.backends import TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import BATCH_SHARE
-from editthinker_data.distributed.load import split_cost
-from editthinker_data.distributed.pools import DEATHS
-from editthinker_data.distributed.refs import InputLost
+from editthinker_data.distributed.events import BatchUsage
+from editthinker_data.distributed.jobs import InFlight, Key, UnitJob
+from editthinker_data.distributed.load import PoolLoad, split_cost
+from editthinker_data.distributed.pools import DEATHS, Workers
+from editthinker_data.pipeline.loop import Call
 
 log = logging.getLogger(__name__)
 
 
-class BatchTraffic:
-    def _dispatch(self) -> None:
+class Queued(NamedTuple):
+    """A call waiting for its pool: whose, what, and how many tries it has had."""
+
+    rid: int
+    call: Call
+    attempts: int = 0
+
+
+class Sent(NamedTuple):
+    """A batch out: where it went, what it carried, and (editors) each edit's reference."""
+
+    key: Key
+    actor_index: int
+    actor: Any
+    batch: list[Queued]
+    outs: list[Any] | None
+
+
+class PoolTraffic:
+    def __init__(
+        self,
+        workers: Workers,
+        loads: dict[Key, PoolLoad],
+        rollouts: dict[int, InFlight],
+        retries: int,
+        answer: Callable[[int, Any], None],
+        fail: Callable[[UnitJob, BaseException], None],
+    ):
+        self.workers, self.loads, self.rollouts, self.retries = workers, loads, rollouts, retries
+        self.answer, self.fail = answer, fail
+        self.queues: dict[Key, deque[Queued]] = defaultdict(deque)
+        self.out: dict[Any, Sent] = {}  # each batch's last reference -> the batch
+        self.fill_by: float | None = None  # when the earliest partial batch left to fill must go
+
+    def enqueue(self, key: Key, entry: Queued) -> None:
+        self.queues[key].append(entry)
+
+    def forget(self, job: UnitJob) -> None:
+        """A dropped unit's calls leave the queues (its batches out are dropped on return)."""
+        for key, q in self.queues.items():
+            self.queues[key] = deque(e for e in q if e.rid in self.rollouts)
+
+    def queued(self) -> dict[str, int]:
+        return {f"{r}/{n}": len(q) for (r, n), q in self.queues.items()}
+
+    def send(self, draining: bool) -> None:
+        """Batches out to every pool that has an actor for them. `draining`: every pair is
+        admitted, so nothing waits to fill a batch (each turn's wait would lengthen the last
+        rollouts' chain)."""
         now = time.monotonic()
-        # Once every pair is admitted the build only drains: nothing waits to fill a batch
-        # then, since each turn's wait would lengthen the last rollouts' chain.
-        draining = not self._inbox and all(j.next_item >= len(j.items) for j in self._jobs)
-        self.fill_by = None  # when the earliest partial batch left to fill must go
-        for key, q in self._queues.items():
+        self.fill_by = None
+        for key, q in self.queues.items():
             pool, load = self.workers.pools[key], self.loads[key]
             while q:
-                waited = now - self._queued_at.get(q[0][0], now)
+                first = self.rollouts.get(q[0].rid)
+                waited = now - (first.queued_at if first and first.queued_at is not None else now)
                 # Other rollouts may join this queue. Editors never wait: they are what the
                 # build keeps busy, and each has its next batch queued while one runs.
-                loaded = key[0] != "editor" and not draining and len(self._gens) > len(q)
+                loaded = key[0] != "editor" and not draining and len(self.rollouts) > len(q)
                 ai = load.pick(len(q), usable=pool.ready, waited=waited, loaded=loaded)
                 if ai is None:
                     idle = any(n == 0 and pool.ready(i) for i, n in enumerate(load.outstanding))
@@ -45,84 +98,86 @@ class BatchTraffic:
                     break
                 batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]
                 actor = pool.actors[ai]
-                requests = [c.request for _, c, _ in batch]
+                requests = [e.call.request for e in batch]
                 if key[0] == "editor":  # each edit its own object: passed on, never fetched here
                     *outs, ref = actor.run_split.options(num_returns=len(batch) + 1).remote(requests)
-                    self._futures[ref] = (key, ai, actor, batch, outs)
+                    self.out[ref] = Sent(key, ai, actor, batch, outs)
                 else:
                     ref = actor.run_counted.remote(requests)
-                    self._futures[ref] = (key, ai, actor, batch, None)
+                    self.out[ref] = Sent(key, ai, actor, batch, None)
                 load.sent(ai, len(batch))
                 # Counted once, for the unit of its first request: a batch may carry several units'.
-                self._gens[batch[0][0]][0].counters["batches"] += 1
-                for rid, _, _ in batch:
-                    self._gens[rid][0].counters["requests"] += 1
+                self.rollouts[batch[0].rid].job.counters["batches"] += 1
+                for e in batch:
+                    self.rollouts[e.rid].job.counters["requests"] += 1
 
-    def _collect(self, ref: Any) -> None:
-        key, ai, actor, sent, outs = self._futures.pop(ref)
-        batch = [e for e in sent if e[0] in self._gens]  # a cancelled unit's results are dropped
+    def collect(self, ref: Any) -> None:
+        """A batch came back (or its actor died): its answers go back to their rollouts."""
+        sent = self.out.pop(ref)
+        key, ai = sent.key, sent.actor_index
+        live = [e for e in sent.batch if e.rid in self.rollouts]  # a cancelled unit's results are dropped
         try:
-            if outs is None:
+            if sent.outs is None:
                 results, cost, seconds = ray.get(ref)
             else:  # errors and lost inputs by position; the edits stay references
                 notes, cost, seconds = ray.get(ref)
-                results = [notes.get(i, out) for i, out in enumerate(outs)]
+                results = [notes.get(i, out) for i, out in enumerate(sent.outs)]
         except DEATHS as err:  # the actor, its process or its node is gone (and results with it)
             self.loads[key].returned(ai, None)
-            self._actor_died(key, ai, actor, batch, err)
+            self._actor_died(sent, live, err)
             return
         except ray.exceptions.RayError as err:  # lost object, and the like: those units fail
             self.loads[key].returned(ai, None)
-            for job in {self._gens[rid][0] for rid, _, _ in batch}:
-                job.events.put(("error", err))
-                self._drop(job)
+            for job in {self.rollouts[e.rid].job for e in live}:
+                self.fail(job, err)
             return
         now = time.monotonic()
-        waited = [now - self._queued_at.pop(rid, now) for rid, _, _ in sent]
+        waited = [now - q for e in live if (q := self.rollouts[e.rid].queued_at) is not None]
         self.loads[key].returned(ai, seconds, sum(waited) / len(waited) if waited else None)
-        shares: dict[Any, int] = defaultdict(int)
-        for rid, _, _ in batch:
-            shares[self._gens[rid][0]] += 1
         backend = f"{key[0]}/{key[1]}"
-        self.workers.pools[key].tally(actor, cost)
-        for job, part in split_cost({**cost, BATCH_SHARE: 1}, shares).items():
-            job.events.put(("usage", backend, part))
-        progress().add(**{f"{key[0]}_calls": len(batch)})
-        for (rid, _, _), result in zip(sent, results, strict=True):
-            if key[0] == "editor":
-                self._left_editor[rid] = now
-            if rid not in self._gens:  # an earlier result may have failed (and dropped) its unit
+        self.workers.pools[key].tally(sent.actor, cost)
+        for job, part in split_cost({**cost, BATCH_SHARE: 1}, self._shares(live)).items():
+            job.events.put(BatchUsage(backend, part))
+        progress().add(**{f"{key[0]}_calls": len(live)})
+        for e, result in zip(sent.batch, results, strict=True):
+            rollout = self.rollouts.get(e.rid)
+            if rollout is None:  # an earlier result may have failed (and dropped) its unit
                 continue
-            if isinstance(result, InputLost):
-                self._restart(rid, result)
-            else:
-                self._advance(rid, result)
+            rollout.queued_at = None
+            if key[0] == "editor":
+                rollout.left_editor = now
+            self.answer(e.rid, result)
 
-    def _actor_died(self, key: tuple[str, str], ai: int, actor: Any, batch: list, err: BaseException) -> None:
+    def _shares(self, batch: list[Queued]) -> dict[UnitJob, int]:
+        shares: dict[UnitJob, int] = defaultdict(int)
+        for e in batch:
+            shares[self.rollouts[e.rid].job] += 1
+        return shares
+
+    def _actor_died(self, sent: Sent, batch: list[Queued], err: BaseException) -> None:
+        key = sent.key
         pool = self.workers.pools[key]
         # What the batch cost died with it: counted as lost (its calls may have reached the endpoint).
-        pool.lost(actor)
+        pool.lost(sent.actor)
         log.warning(
             "%s %r: an actor died (%s: %s); its %d requests go back to the pool",
             *key, type(err).__name__, str(err).splitlines()[0] if str(err) else "", len(batch),
         )  # fmt: skip
-        shares: dict[Any, int] = defaultdict(int)
-        for rid, _, _ in batch:
-            shares[self._gens[rid][0]] += 1
+        shares = self._shares(batch)
         lost = {"lost_batches": 1, "lost_requests": len(batch), BATCH_SHARE: 1}
         for job, part in split_cost(lost, shares).items():
-            job.events.put(("usage", f"{key[0]}/{key[1]}", part))
-        replaced = pool.replace(ai, actor, type(err).__name__)  # False: an earlier batch replaced it
+            job.events.put(BatchUsage(f"{key[0]}/{key[1]}", part))
+        replaced = pool.replace(sent.actor_index, sent.actor, type(err).__name__)  # False: already replaced
         for job in shares:
             job.counters["actors_replaced"] += int(replaced)
-        for rid, call, attempts in batch:
-            if attempts < self.retries:
-                self._gens[rid][0].counters["retries"] += 1
-                self._queues[key].append((rid, call, attempts + 1))
+        for e in batch:
+            if e.attempts < self.retries:
+                self.rollouts[e.rid].job.counters["retries"] += 1
+                self.queues[key].append(e._replace(attempts=e.attempts + 1))
             else:
-                self._advance(
-                    rid,
+                self.answer(
+                    e.rid,
                     TransientBackendError(
-                        f"{key[0]} {key[1]!r} actor died {attempts + 1} times: {type(err).__name__}"
+                        f"{key[0]} {key[1]!r} actor died {e.attempts + 1} times: {type(err).__name__}"
                     ),
                 )

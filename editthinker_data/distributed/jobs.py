@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from editthinker_data.distributed.events import Event
 from editthinker_data.pipeline.loop import Rollout
 
 Key = tuple[str, str]  # (role, backend name): one actor pool
@@ -20,7 +21,7 @@ class UnitJob:
     make: Callable[[Any], Rollout]
     prepare: Callable[[Any], Any] | None = None  # item -> SourcePair, or a finished Trajectory
     fed: int | None = None  # items that have arrived so far (None: all of them)
-    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     next_item: int = 0
     live: int = 0
     live_items: set[int] = field(default_factory=set)
@@ -45,3 +46,17 @@ class UnitJob:
         for writing in pair order stays within `window` trajectories."""
         oldest = min(self.live_items) if self.live_items else self.next_item
         return self.next_item >= oldest + window
+
+
+@dataclass(eq=False)
+class InFlight:
+    """One rollout the dispatcher keeps: its unit and pair index, the pair (to start it again
+    when an image it needs is lost), its generator, and the times its load figures need."""
+
+    job: UnitJob
+    index: int
+    pair: Any
+    gen: Rollout
+    restarts: int = 0
+    queued_at: float | None = None  # when its current call joined a pool's queue
+    left_editor: float | None = None  # when its last edit came back

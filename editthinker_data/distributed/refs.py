@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from editthinker_data.core.schema import Trajectory
+from editthinker_data.distributed.events import BatchUsage, Event, TrajectoryDone, UnitEnd, UnitError
 
 # The object (or its owner, or the node that held it) is gone: the request that needed it
 # cannot run here, but its rollout can start again from its source image.
@@ -83,7 +84,7 @@ def materialize(traj: Trajectory) -> Trajectory:
 
 
 def deliver(
-    event: tuple,
+    event: Event,
     on_done: Callable[[int, Trajectory], None],
     on_usage: Callable[[str, dict[str, float]], None] | None,
     keep: Callable[[int, Trajectory], Trajectory] = lambda k, traj: traj,
@@ -91,14 +92,16 @@ def deliver(
     """One of a unit's events from the dispatcher: a finished trajectory (to `on_done`, turn
     images fetched, then `keep`), a batch's cost (to `on_usage`), an error (raised), or the
     end (its counters, returned; None for the others)."""
-    kind, *args = event
-    if kind == "done":
-        on_done(args[0], keep(args[0], materialize(args[1])))
-    elif kind == "usage":
-        if on_usage is not None:
-            on_usage(*args)
-    elif kind == "error":
-        raise args[0]
-    else:
-        return args[0]
+    match event:
+        case TrajectoryDone(index, traj):
+            on_done(index, keep(index, materialize(traj)))
+        case BatchUsage(backend, cost):
+            if on_usage is not None:
+                on_usage(backend, cost)
+        case UnitError(error):
+            raise error
+        case UnitEnd(counters):
+            return counters
+        case _:
+            raise TypeError(f"unknown dispatcher event {event!r}")
     return None

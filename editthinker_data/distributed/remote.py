@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from editthinker_data.core.schema import Trajectory
+from editthinker_data.distributed.events import Event
 from editthinker_data.distributed.refs import deliver
 from editthinker_data.pipeline.loop import Rollout
 
@@ -70,7 +71,7 @@ class RemoteRunner:
 
 
 def _deliver_all(
-    events: list[tuple], items: Sequence[Any], on_done: Callable, on_usage: Callable | None
+    events: list[Event], items: Sequence[Any], on_done: Callable, on_usage: Callable | None
 ) -> dict[str, Any] | None:
     """A poll's events handled in order; the unit's end counters, if it ended."""
     for event in events:

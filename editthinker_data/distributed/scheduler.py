@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,8 +30,9 @@ import ray
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Trajectory
-from editthinker_data.distributed.batches import BatchTraffic
-from editthinker_data.distributed.jobs import Key, UnitJob
+from editthinker_data.distributed.batches import PoolTraffic, Queued
+from editthinker_data.distributed.events import TrajectoryDone, UnitEnd, UnitError
+from editthinker_data.distributed.jobs import InFlight, UnitJob
 from editthinker_data.distributed.load import (
     PoolLoad,
     auto_in_flight,
@@ -40,14 +41,14 @@ from editthinker_data.distributed.load import (
 )
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.refs import InputLost, deliver
-from editthinker_data.pipeline.loop import Call, Rollout
+from editthinker_data.pipeline.loop import Rollout
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # how soon a newly submitted unit is seen while batches are out
 MIN_LEAD = 8  # sources read ahead of the room in the budget, at least (`feed_to`)
 
 
-class Dispatcher(BatchTraffic):
+class Dispatcher:
     """The build's one scheduler: `run(items, make, on_done, on_usage)` from any number of
     unit threads at once; `close()` when the build is done."""
 
@@ -70,15 +71,9 @@ class Dispatcher(BatchTraffic):
         self._inbox: deque[tuple[str, UnitJob]] = deque()
         self._wake = threading.Event()
         self._jobs: list[UnitJob] = []  # admission order: the earliest unit's items first
-        self._gens: dict[int, tuple[UnitJob, int, Rollout]] = {}
-        self._pairs: dict[int, Any] = {}  # rollout -> its prepared pair (to start it again)
-        self._restarts: dict[int, int] = {}
-        self._queues: dict[Key, deque[tuple[int, Call, int]]] = defaultdict(deque)
-        self._queued_at: dict[int, float] = {}  # rollout -> when its call joined a queue
-        self._left_editor: dict[int, float] = {}  # rollout -> when its last edit came back
+        self._rollouts: dict[int, InFlight] = {}  # in flight, by rollout id
         self.away_s: float | None = None  # EWMA of a rollout's time between two edits
-        self._futures: dict[Any, tuple[Key, int, Any, list[tuple[int, Call, int]]]] = {}
-        self.fill_by: float | None = None  # set by `_dispatch`
+        self._traffic = PoolTraffic(workers, self.loads, self._rollouts, retries, self._answer, self._fail)
         self._next_rid = 0
         self._active_s = 0.0
         self._active_since: float | None = None
@@ -113,7 +108,7 @@ class Dispatcher(BatchTraffic):
         coming = unadmitted + starting * max(mean, 1.0)
         # One unit beyond the budget: a unit takes a moment to start, so the next is ready
         # when room frees (with a small budget, one at a time would leave gaps).
-        return running < most and len(self._gens) + coming < self.in_flight_target() + mean
+        return running < most and len(self._rollouts) + coming < self.in_flight_target() + mean
 
     def feed_to(self, job: UnitJob) -> int:
         """How many of `job`'s items its unit should have fed (read and put in the object
@@ -122,7 +117,7 @@ class Dispatcher(BatchTraffic):
         shared out in admission order, not a read-ahead per unit (32 units reading the budget
         ahead each would hold 32 budgets of source images)."""
         target = self.in_flight_target()
-        room = target - len(self._gens) + max(MIN_LEAD, target // 4)
+        room = target - len(self._rollouts) + max(MIN_LEAD, target // 4)
         window = self.window()
         for j in [*list(self._jobs), *self._arriving()]:
             if j.cancelled:
@@ -193,8 +188,8 @@ class Dispatcher(BatchTraffic):
             "max_in_flight": self.fixed if self.fixed is not None else "auto",
             "in_flight_target": self.in_flight_target(),
             "peak_in_flight": self.peak_in_flight,
-            "in_flight": len(self._gens),
-            "queued": {f"{r}/{n}": len(q) for (r, n), q in self._queues.items()},
+            "in_flight": len(self._rollouts),
+            "queued": self._traffic.queued(),
             "away_s": round(self.away_s, 4) if self.away_s else None,
             "active_s": round(active, 3),
             "pools": {f"{r}/{n}": pool_report(load, None, active) for (r, n), load in self.loads.items()},
@@ -238,8 +233,11 @@ class Dispatcher(BatchTraffic):
             while not self._closed:
                 self._take_inbox()
                 self._admit()
-                self._set_active(bool(self._gens))
-                self._dispatch()
+                self._set_active(bool(self._rollouts))
+                # Once every pair is admitted the build only drains.
+                self._traffic.send(
+                    draining=not self._inbox and all(j.next_item >= len(j.items) for j in self._jobs)
+                )
                 self._finish_jobs()
                 # Replacements still setting up: a batch goes to one only once it has answered,
                 # so one that Ray placed on a node that just died costs no request a retry.
@@ -249,14 +247,13 @@ class Dispatcher(BatchTraffic):
                     for ref, _ in list(pool.pending.values())
                 }
                 # A partial batch left to fill is sent on time, not at the next poll.
-                wait_s = (
-                    POLL_S if self.fill_by is None else min(POLL_S, max(0.0, self.fill_by - time.monotonic()))
-                )
-                if not self._futures and not starting:
+                fill_by = self._traffic.fill_by
+                wait_s = POLL_S if fill_by is None else min(POLL_S, max(0.0, fill_by - time.monotonic()))
+                if not self._traffic.out and not starting:
                     self._wake.wait(wait_s)
                     self._wake.clear()
                     continue
-                ready, _ = ray.wait([*self._futures, *starting], num_returns=1, timeout=wait_s)
+                ready, _ = ray.wait([*self._traffic.out, *starting], num_returns=1, timeout=wait_s)
                 if not ready:
                     for pool in self.workers.pools.values():
                         pool.check_pending(time.monotonic())
@@ -264,14 +261,14 @@ class Dispatcher(BatchTraffic):
                     if ref in starting:
                         starting[ref].settle(ref)
                     else:
-                        self._collect(ref)
+                        self._traffic.collect(ref)
         except BaseException as err:  # a scheduler bug: every waiting unit fails with it
             self._failure = err
         # Closed or failed: no unit may wait for an answer that will not come.
         waiting = self._jobs + self._arriving()
         reason = f"failed: {self._failure!r}" if self._failure else "closed"
         for job in waiting:
-            job.events.put(("error", RuntimeError(f"the rollout dispatcher {reason}")))
+            job.events.put(UnitError(RuntimeError(f"the rollout dispatcher {reason}")))
 
     def _take_inbox(self) -> None:
         while self._inbox:
@@ -288,26 +285,27 @@ class Dispatcher(BatchTraffic):
         if job in self._jobs:
             self._jobs.remove(job)
             self.jobs_ended += 1
-        for rid in [rid for rid, (j, _, _) in self._gens.items() if j is job]:
-            del self._gens[rid]
-            self._forget(rid)
-            self._queued_at.pop(rid, None)
-            self._left_editor.pop(rid, None)
-        for key, q in self._queues.items():
-            self._queues[key] = deque(e for e in q if e[0] in self._gens)
+        for rid in [rid for rid, r in self._rollouts.items() if r.job is job]:
+            del self._rollouts[rid]
+        self._traffic.forget(job)
+
+    def _fail(self, job: UnitJob, err: BaseException) -> None:
+        """The unit cannot go on: it hears why, and its rollouts leave the budget."""
+        job.events.put(UnitError(err))
+        self._drop(job)
 
     def _admit(self) -> None:
         budget, window = self.in_flight_target(), self.window()
         for job in list(self._jobs):
             while (
-                len(self._gens) < budget
+                len(self._rollouts) < budget
                 and job.next_item < job.available()
                 and not job.held_back(window)
                 and not job.cancelled
             ):
                 index = job.next_item
                 job.next_item += 1
-                # Taken out: an admitted pair lives with its rollout (`_pairs`), so its source
+                # Taken out: an admitted pair lives with its rollout (`InFlight`), so its source
                 # image leaves the object store when the rollout ends, not when its unit does.
                 item, job.items[index] = job.items[index], None
                 if item is None:
@@ -315,41 +313,41 @@ class Dispatcher(BatchTraffic):
                 try:
                     pair = job.prepare(item) if job.prepare else item
                     if isinstance(pair, Trajectory):  # settled before it started (unreadable source)
-                        job.events.put(("done", index, pair))
+                        job.events.put(TrajectoryDone(index, pair))
                         continue
                     gen = job.make(pair)
                 except Exception as err:  # a bad item fails its unit, not the build
-                    job.events.put(("error", err))
-                    self._drop(job)
+                    self._fail(job, err)
                     break
                 rid = self._next_rid
                 self._next_rid += 1
                 job.live += 1
                 job.live_items.add(index)
-                self._gens[rid] = (job, index, gen)
-                self._pairs[rid] = pair
+                self._rollouts[rid] = InFlight(job, index, pair, gen)
                 self.last_admitted = time.monotonic()
                 self._advance(rid, None, first=True)
-        self.peak_in_flight = max(self.peak_in_flight, len(self._gens))
+        self.peak_in_flight = max(self.peak_in_flight, len(self._rollouts))
 
-    def _forget(self, rid: int) -> None:
-        self._pairs.pop(rid, None)
-        self._restarts.pop(rid, None)
-        self._queued_at.pop(rid, None)
-        self._left_editor.pop(rid, None)
+    def _answer(self, rid: int, value: Any) -> None:
+        """A call's result for a rollout: the next step, or a restart when an image it needed
+        was lost with its node."""
+        if isinstance(value, InputLost):
+            self._restart(rid, value)
+        else:
+            self._advance(rid, value)
 
     def _restart(self, rid: int, lost: InputLost) -> None:
         """An image this rollout needs was lost with its node: start the rollout again from
         its source (rollouts are deterministic, so its trajectory is the same)."""
-        job, index, gen = self._gens[rid]
-        done = self._restarts.get(rid, 0)
-        if done >= self.retries:
-            self._advance(rid, TransientBackendError(f"an image was lost {done + 1} times: {lost.detail}"))
+        rollout = self._rollouts[rid]
+        if rollout.restarts >= self.retries:
+            detail = f"an image was lost {rollout.restarts + 1} times: {lost.detail}"
+            self._advance(rid, TransientBackendError(detail))
             return
-        self._restarts[rid] = done + 1
-        job.counters["restarts"] += 1
-        gen.close()
-        self._gens[rid] = (job, index, job.make(self._pairs[rid]))
+        rollout.restarts += 1
+        rollout.job.counters["restarts"] += 1
+        rollout.gen.close()
+        rollout.gen = rollout.job.make(rollout.pair)
         self._advance(rid, None, first=True)
 
     def _finish_jobs(self) -> None:
@@ -362,31 +360,31 @@ class Dispatcher(BatchTraffic):
                 for (r, n), load in self.loads.items()
             }
             target = self.in_flight_target()
-            job.events.put(("end", {**job.counters, "in_flight_target": target, "pools": pools}))
+            job.events.put(UnitEnd({**job.counters, "in_flight_target": target, "pools": pools}))
 
     def _advance(self, rid: int, value: Any, first: bool = False) -> None:
-        job, index, gen = self._gens[rid]
+        rollout = self._rollouts[rid]
+        job, index = rollout.job, rollout.index
         try:
-            call = next(gen) if first else gen.send(value)
+            call = next(rollout.gen) if first else rollout.gen.send(value)
         except StopIteration as stop:
-            del self._gens[rid]
-            self._forget(rid)
+            del self._rollouts[rid]
             job.live -= 1
             job.live_items.discard(index)
             traj: Trajectory = stop.value
             progress().add(pairs_done=1, turns=len(traj.turns), failed=int(traj.stop_reason == "failed"))
-            job.events.put(("done", index, traj))
+            job.events.put(TrajectoryDone(index, traj))
             return
         except Exception as err:  # a bug in one rollout fails its unit, not the build
-            job.events.put(("error", err))
-            self._drop(job)
+            self._fail(job, err)
             return
         key = (call.role, call.backend)
         if key not in self.workers.pools:
             self._advance(rid, BackendError(f"no {call.role} named {call.backend!r} in this build"))
             return
         now = time.monotonic()
-        self._queues[key].append((rid, call, 0))
-        self._queued_at[rid] = now
-        if call.role == "editor" and rid in self._left_editor:
-            self.away_s = ewma(self.away_s, now - self._left_editor.pop(rid))
+        self._traffic.enqueue(key, Queued(rid, call))
+        rollout.queued_at = now
+        if call.role == "editor" and rollout.left_editor is not None:
+            self.away_s = ewma(self.away_s, now - rollout.left_editor)
+            rollout.left_editor = None

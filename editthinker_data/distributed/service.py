@@ -31,6 +31,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.progress import current as progress
+from editthinker_data.distributed.events import Event, UnitEnd, UnitError
 from editthinker_data.distributed.jobs import UnitJob
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import Dispatcher
@@ -49,8 +50,8 @@ class DispatchService:
         self.started = self.workers.start()  # a set-up failure raises here, before any unit runs
         self.dispatcher = Dispatcher(self.workers, max_in_flight=max_in_flight, retries=retries)
         self.jobs: dict[int, UnitJob] = {}
-        self.answered: dict[int, list[tuple]] = {}  # each unit's last events, until it lets go
-        self.let_go: deque[tuple[float, list[tuple]]] = deque()  # handled answers, by when
+        self.answered: dict[int, list[Event]] = {}  # each unit's last events, until it lets go
+        self.let_go: deque[tuple[float, list[Event]]] = deque()  # handled answers, by when
         self.lock = threading.Lock()
         self.next_job = 0
 
@@ -70,7 +71,7 @@ class DispatchService:
         """The unit's next pairs (images as references; None for a pair it settled itself)."""
         self.dispatcher.feed(self.jobs[jid], pairs)
 
-    def poll(self, jid: int, timeout_s: float) -> tuple[list[tuple], int]:
+    def poll(self, jid: int, timeout_s: float) -> tuple[list[Event], int]:
         """The unit's events so far (waiting up to `timeout_s` for one), and how many of its
         pairs it should have fed by now (`Dispatcher.feed_to`)."""
         self._handled(jid)  # the unit fetched what it was sent last, and let go of it
@@ -85,7 +86,7 @@ class DispatchService:
                 events.append(job.events.get(timeout=left))
         except queue.Empty:
             pass
-        if any(e[0] in ("end", "error") for e in events):
+        if any(isinstance(e, UnitEnd | UnitError) for e in events):
             with self.lock:
                 self.jobs.pop(jid, None)
         if events:
