@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image
 
 from editthinker_data.config import BackendSpec, ConfigError
-from editthinker_data.core.schema import Refinement, Scores
+from editthinker_data.core.schema import Refinement, Role, Scores
 
 
 class BackendError(RuntimeError):
@@ -97,7 +97,7 @@ class Scorer(Backend, Protocol):
 
 # kind -> "module:Class", per role. New families add one file and one line here.
 REGISTRY: dict[str, dict[str, str]] = {
-    "editor": {
+    Role.EDITOR: {
         "procedural": "editthinker_data.backends.editors.procedural:ProceduralEditor",
         "flux_kontext": "editthinker_data.backends.editors.flux_kontext:FluxKontextEditor",
         "qwen_image_edit": "editthinker_data.backends.editors.qwen_image_edit:QwenImageEditEditor",
@@ -106,18 +106,18 @@ REGISTRY: dict[str, dict[str, str]] = {
         "diffusers": "editthinker_data.backends.editors.generic_diffusers:GenericDiffusersEditor",
         "http": "editthinker_data.backends.editors.http_service:HTTPEditor",
     },
-    "expert": {
+    Role.EXPERT: {
         "procedural": "editthinker_data.backends.experts.procedural:ProceduralExpert",
         "openai": "editthinker_data.backends.experts.openai_compat:OpenAIExpert",
         "transformers": "editthinker_data.backends.experts.transformers_vlm:TransformersExpert",
     },
-    "scorer": {
+    Role.SCORER: {
         "procedural": "editthinker_data.backends.scoring.procedural:ProceduralScorer",
         "openai": "editthinker_data.backends.experts.openai_compat:OpenAIScorer",
         "transformers": "editthinker_data.backends.experts.transformers_vlm:TransformersScorer",
     },
     # A thinker answers a RefineRequest with (Refinement, Scores of the edit it saw).
-    "thinker": {
+    Role.THINKER: {
         "procedural": "editthinker_data.backends.experts.procedural:ProceduralThinker",
         "openai": "editthinker_data.backends.experts.openai_compat:OpenAIThinker",
         "transformers": "editthinker_data.backends.experts.transformers_vlm:TransformersThinker",
@@ -141,7 +141,7 @@ def prompt_templates(specs) -> dict[str, str]:
     them all through its `template_version(params)`."""
     out = {}
     for role, spec in specs:
-        if role == "editor":
+        if role == Role.EDITOR:
             continue
         module_name, _, cls_name = check_kind(role, spec).partition(":")
         cls = getattr(importlib.import_module(module_name), cls_name)

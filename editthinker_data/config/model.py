@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from editthinker_data.config.base import _SECRET_NAME, Strict
 from editthinker_data.config.plan import PlanConfig
 from editthinker_data.config.sources import SourceConfig
+from editthinker_data.core.schema import Role
 
 
 class Resources(Strict):
@@ -293,11 +294,11 @@ class BuildConfig(Strict):
     def backend_specs(self) -> list[tuple[str, BackendSpec]]:
         """(role, spec) of every backend this build runs."""
         judges = (
-            [("thinker", self.thinker)]
+            [(Role.THINKER, self.thinker)]
             if self.thinker
-            else [("expert", self.expert), ("scorer", self.scorer)]
+            else [(Role.EXPERT, self.expert), (Role.SCORER, self.scorer)]
         )
-        return [("editor", e) for e in self.editors] + judges
+        return [(Role.EDITOR, e) for e in self.editors] + judges
 
     def fingerprint(self, content: bool = True) -> str:
         """Hash of everything that changes the data: not output location, run tuning, plan priors, or how
@@ -312,7 +313,7 @@ class BuildConfig(Strict):
                 "run": True,
                 "plan": True,
                 "editors": {"__all__": set(SCALING_FIELDS)},
-                **{role: set(SCALING_FIELDS) for role in ("expert", "scorer", "thinker")},
+                **{str(role): set(SCALING_FIELDS) for role in (Role.EXPERT, Role.SCORER, Role.THINKER)},
             }
         )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

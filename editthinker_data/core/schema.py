@@ -13,6 +13,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 from PIL import Image
@@ -48,6 +49,15 @@ def decode_image(data: bytes) -> Image.Image:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class Role(StrEnum):
+    """What a backend does in the loop; a thinker scores and refines in one call."""
+
+    EDITOR = "editor"
+    EXPERT = "expert"
+    SCORER = "scorer"
+    THINKER = "thinker"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import ray
 
 from editthinker_data.backends import TransientBackendError
 from editthinker_data.core.progress import current as progress
+from editthinker_data.core.schema import Role
 from editthinker_data.core.stats import BATCH_SHARE
 from editthinker_data.distributed.events import BatchUsage
 from editthinker_data.distributed.jobs import InFlight, Key, UnitJob
@@ -88,7 +89,7 @@ class PoolTraffic:
                 waited = now - (first.queued_at if first and first.queued_at is not None else now)
                 # Other rollouts may join this queue. Editors never wait: they are what the
                 # build keeps busy, and each has its next batch queued while one runs.
-                loaded = key[0] != "editor" and not draining and len(self.rollouts) > len(q)
+                loaded = key[0] != Role.EDITOR and not draining and len(self.rollouts) > len(q)
                 ai = load.pick(len(q), usable=pool.ready, waited=waited, loaded=loaded)
                 if ai is None:
                     idle = any(n == 0 and pool.ready(i) for i, n in enumerate(load.outstanding))
@@ -99,7 +100,7 @@ class PoolTraffic:
                 batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]
                 actor = pool.actors[ai]
                 requests = [e.call.request for e in batch]
-                if key[0] == "editor":  # each edit its own object: passed on, never fetched here
+                if key[0] == Role.EDITOR:  # each edit its own object: passed on, never fetched here
                     *outs, ref = actor.run_split.options(num_returns=len(batch) + 1).remote(requests)
                     self.out[ref] = Sent(key, ai, actor, batch, outs)
                 else:
@@ -144,7 +145,7 @@ class PoolTraffic:
             if rollout is None:  # an earlier result may have failed (and dropped) its unit
                 continue
             rollout.queued_at = None
-            if key[0] == "editor":
+            if key[0] == Role.EDITOR:
                 rollout.left_editor = now
             self.answer(e.rid, result)
 

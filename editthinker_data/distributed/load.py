@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from editthinker_data.core.schema import Role
+
 PER_ACTOR_OUTSTANDING = 2  # one batch running, one queued at the actor: no idle gap
 AUTO_MAX_IN_FLIGHT = 1024  # each rollout holds its images in the object store: a sane ceiling
 EWMA = 0.1  # weight of the newest batch in a pool's service time (follows a build's drift)
@@ -126,7 +128,7 @@ def auto_in_flight(
     pool that has not answered yet counts the editors' time. Never more than the pools can
     hold at once (PER_ACTOR_OUTSTANDING full batches per actor): more would only queue."""
     pools = list(pools)
-    editors = [p for p in pools if p.role == "editor"]
+    editors = [p for p in pools if p.role == Role.EDITOR]
     if not editors:
         return cap
     floor = sum(p.actors * p.batch_size * PER_ACTOR_OUTSTANDING for p in editors)
@@ -136,7 +138,7 @@ def auto_in_flight(
     throughput = sum(p.actors * p.batch_size / (p.service_s or edit_s) for p in editors)  # requests/s
     if away_s is None:
         away_s = 0.0
-        for role in {p.role for p in pools} - {"editor"}:
+        for role in {p.role for p in pools} - {Role.EDITOR}:
             times = [p.service_s for p in pools if p.role == role and p.service_s]
             away_s += 2 * (sum(times) / len(times) if times else edit_s)
     return max(floor, min(cap, hold, math.ceil(floor + throughput * away_s)))

@@ -16,6 +16,7 @@ import ray
 
 from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
 from editthinker_data.config import BackendSpec, BuildConfig
+from editthinker_data.core.schema import Role
 from editthinker_data.distributed.load import PER_ACTOR_OUTSTANDING
 from editthinker_data.distributed.refs import InputLost, resolve
 
@@ -157,7 +158,7 @@ class Pool:
             # An editor takes the batch queued behind the running one (prefetch). Not the
             # expert and scorer: a second thread there held on to freed memory (glibc arenas)
             # and their private RSS grew 1.7x from 16 to 160 pairs at 1024 px (bench/memory.py).
-            "max_concurrency": PER_ACTOR_OUTSTANDING if self.role == "editor" else 1,
+            "max_concurrency": PER_ACTOR_OUTSTANDING if self.role == Role.EDITOR else 1,
         }
         cls = ray.remote(BackendActor)
         actor = cls.options(**options).remote(self.role, self.spec, self.seed, self.context)

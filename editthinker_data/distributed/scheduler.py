@@ -29,7 +29,7 @@ import ray
 
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
-from editthinker_data.core.schema import Trajectory
+from editthinker_data.core.schema import Role, Trajectory
 from editthinker_data.distributed.batches import PoolTraffic, Queued
 from editthinker_data.distributed.events import TrajectoryDone, UnitEnd, UnitError
 from editthinker_data.distributed.jobs import InFlight, UnitJob
@@ -385,6 +385,6 @@ class Dispatcher:
         now = time.monotonic()
         self._traffic.enqueue(key, Queued(rid, call))
         rollout.queued_at = now
-        if call.role == "editor" and rollout.left_editor is not None:
+        if call.role == Role.EDITOR and rollout.left_editor is not None:
             self.away_s = ewma(self.away_s, now - rollout.left_editor)
             rollout.left_editor = None

@@ -26,12 +26,12 @@ from editthinker_data.backends import (
     TransientBackendError,
     UnusableAnswer,
 )
-from editthinker_data.core.schema import Refinement, Scores, SourcePair, Trajectory, Turn, TurnFailure
+from editthinker_data.core.schema import Refinement, Role, Scores, SourcePair, Trajectory, Turn, TurnFailure
 
 
 @dataclass(frozen=True)
 class Call:
-    role: str  # "editor" | "expert" | "scorer"
+    role: Role
     backend: str  # backend name (which editor pool, for instance)
     request: Any
 
@@ -67,10 +67,10 @@ def rollout(
     reasoning: str | None = None
     refine_s = 0.0  # the critique that produced this turn's instruction
     stage_roles = {
-        "edit": ("editor", pair.editor),
-        "think": ("thinker", names.thinker or ""),
-        "score": ("scorer", names.scorer),
-        "refine": ("expert", names.expert),
+        "edit": (Role.EDITOR, pair.editor),
+        "think": (Role.THINKER, names.thinker or ""),
+        "score": (Role.SCORER, names.scorer),
+        "refine": (Role.EXPERT, names.expert),
     }
 
     def failed(stage: str, err: BackendError) -> Trajectory:
@@ -84,21 +84,21 @@ def rollout(
     for t in range(1, max_turns + 1):
         s = turn_seed(seed, t, seed_policy)
         t0 = time.perf_counter()
-        image = yield Call("editor", pair.editor, EditRequest(pair.image, instruction, s))
+        image = yield Call(Role.EDITOR, pair.editor, EditRequest(pair.image, instruction, s))
         t1 = time.perf_counter()
         if isinstance(image, BackendError):
             return failed("edit", image)
         refinement: Refinement | None = None
         if names.thinker:
             answer = yield Call(
-                "thinker", names.thinker, RefineRequest(pair.image, image, pair.instruction, instruction)
+                Role.THINKER, names.thinker, RefineRequest(pair.image, image, pair.instruction, instruction)
             )
             if isinstance(answer, BackendError):
                 return failed("think", answer)
             refinement, scores = answer
             timings = {"edit_s": t1 - t0, "think_s": time.perf_counter() - t1}
         else:
-            scores = yield Call("scorer", names.scorer, ScoreRequest(pair.image, image, pair.instruction))
+            scores = yield Call(Role.SCORER, names.scorer, ScoreRequest(pair.image, image, pair.instruction))
             if isinstance(scores, BackendError):
                 return failed("score", scores)
             timings = {"edit_s": t1 - t0, "score_s": time.perf_counter() - t1}
@@ -124,7 +124,7 @@ def rollout(
         if refinement is None:
             t3 = time.perf_counter()
             refinement = yield Call(
-                "expert", names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
+                Role.EXPERT, names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
             )
             refine_s = time.perf_counter() - t3
             if isinstance(refinement, BackendError):

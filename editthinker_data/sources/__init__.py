@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from editthinker_data.sources import guard
-from editthinker_data.sources.base import RecordError, SourceFileError, SourceRecord
+from editthinker_data.sources.base import Reader, RecordError, SourceFileError, SourceRecord
 from editthinker_data.sources.formats import FORMATS, TEXT_FORMATS  # noqa: F401  (the registry's views)
 from editthinker_data.sources.guard import ImagePolicy
-
-Reader = Callable[..., Iterator[SourceRecord | RecordError]]
 
 
 def _reader(fmt: str) -> Reader:

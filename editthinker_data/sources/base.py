@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from editthinker_data.config import ConfigError
 from editthinker_data.io.storage import join_url
@@ -38,6 +38,14 @@ class RecordError:
     detail: str
     source: str = ""
     filtered: bool = False  # a deliberate skip (e.g. another language), not bad input
+
+
+class Reader(Protocol):
+    """One source format's reader (`FormatSpec.reader`): the input's path or URL, then its
+    `options` (and `encoding` for text formats) as keywords; yields a record per usable
+    pair and a `RecordError` per one it cannot use, never stopping on bad input."""
+
+    def __call__(self, path: str, /, **options: Any) -> Iterator[SourceRecord | RecordError]: ...
 
 
 def relative_to(root: str, value: Any) -> str:

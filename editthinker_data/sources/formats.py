@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 
+from editthinker_data.sources.base import Reader
 from editthinker_data.sources.defaults import (
     GEDIT,
     IMGEDIT,
@@ -29,9 +30,10 @@ class FormatSpec:
     labels: Mapping[str, str] = field(default_factory=dict)  # dataset label -> task type
     label_rules: tuple[tuple[str, str], ...] = ()  # keyword fallbacks for spellings not in `labels`
 
-    def load_reader(self):
+    def load_reader(self) -> Reader:
         module, _, name = self.reader.partition(":")
-        return getattr(import_module(module), name)
+        reader: Reader = getattr(import_module(module), name)
+        return reader
 
 
 _R = "editthinker_data.sources."

@@ -247,7 +247,10 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
         )
 
     try:
-        counters = runner([work.pairs[i] for i in todo], make, on_done, on_usage=usage.add, prepare=work.prepare) or {}
+        counters = (
+            runner([work.pairs[i] for i in todo], make, on_done, on_usage=usage.add, prepare=work.prepare)
+            or {}
+        )
     except BaseException:
         writer.abort()
         # What this attempt spent stays counted: its retry (or a rerun) redoes the unjournaled
