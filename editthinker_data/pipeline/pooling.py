@@ -77,6 +77,141 @@ class _Dedup:
         return None
 
 
+class _Intake:
+    """Every record read, checked once: usable pairs become candidates per (source, task
+    type), the rest are counted per source with their reason. A record's checks run in
+    order and the first that fails names it (`take`)."""
+
+    def __init__(self, cfg: BuildConfig, store: ImageStore | None):
+        self.src = cfg.source
+        self.specs = {i.name: i for i in self.src.all_inputs()}
+        self.mappers = {
+            n: LabelMapper(FORMATS.get(i.format), i.label_map, i.default_labels)
+            for n, i in self.specs.items()
+        }
+        self.only = next(iter(self.specs)) if len(self.specs) == 1 else ""  # records read without read_input
+        self.store = store
+        self.stats = StageStats()
+        self.failures: list[RecordError] = []
+        self.seen_ids: set[str] = set()
+        self.dedup = _Dedup(self.src.near_duplicate_distance)
+        self.counts: dict[str, SourceCounts] = {}
+        self.licences: dict[str, str] = {}
+        self.stored: dict[str, str] = {}  # sha256 -> where an embedded image was stored
+        self.candidates: dict[tuple[str, str], list[PoolEntry]] = defaultdict(list)
+
+    def row(self, name: str) -> SourceCounts:
+        if name not in self.counts:
+            self.counts[name] = SourceCounts(by_task_type={t: {"read": 0, "kept": 0} for t in TASK_TYPES})
+        return self.counts[name]
+
+    def fail(self, err: RecordError) -> None:
+        self.stats.fail(err.reason)
+        self.row(err.source).unusable[err.reason] += 1
+        self.failures.append(err)
+
+    def take(self, rec: SourceRecord | RecordError, sig: Signature | ImageProblem | None) -> None:
+        if not rec.source and self.only:
+            rec = replace(rec, source=self.only)
+        c = self.row(rec.source)
+        c.read += 1
+        if isinstance(rec, RecordError):
+            if rec.filtered:
+                self.stats.filter(rec.reason)
+                c.filtered[rec.reason] += 1
+            else:
+                self.fail(rec)
+            return
+        c.licence = self.licences[rec.source] = rec.licence
+        checked = self._check(rec, c, sig)
+        if isinstance(checked, RecordError):
+            self.fail(checked)
+            return
+        key, task_type, sig = checked
+        dup = self.dedup.check(sig.sha256, sig.phash, normalise_instruction(rec.instruction))
+        if dup:
+            self.stats.filter(dup)
+            c.duplicates += 1
+            return
+        self.seen_ids.add(key)
+        c.by_task_type[task_type]["read"] += 1
+        self.candidates[(rec.source, task_type)].append(self._entry(rec, key, task_type, sig))
+
+    def _check(
+        self, rec: SourceRecord, c: SourceCounts, sig: Signature | ImageProblem | None
+    ) -> tuple[str, str, Signature] | RecordError:
+        """The pair's key, task type and image signature, or why it cannot be used."""
+        problem = check_instruction(rec.instruction, self.src.max_instruction_chars)
+        if problem:
+            return RecordError(rec.origin, rec.id, *problem, source=rec.source)
+        try:
+            key = safe_key(rec.id)
+        except ValueError as err:
+            return RecordError(rec.origin, rec.id, "bad_id", str(err), source=rec.source)
+        if key in self.seen_ids:
+            detail = f"id {rec.id!r} (key {key}) appears earlier"
+            return RecordError(rec.origin, rec.id, "duplicate_id", detail, source=rec.source)
+        spec = self.specs.get(rec.source)
+        unmapped: list[str] = []
+        strict = spec is not None and spec.strict_labels
+        task_type = _task_type(rec, self.src.task_type, self.mappers.get(rec.source), strict, unmapped)
+        if isinstance(task_type, RecordError):
+            return task_type
+        for label in unmapped:
+            c.count_unmapped(label)
+        if isinstance(sig, ImageProblem):
+            return RecordError(rec.origin, rec.id, sig.reason, str(sig), source=rec.source)
+        assert sig is not None, "a record that is not an error has a signature or a problem"
+        return key, task_type, sig
+
+    def _entry(self, rec: SourceRecord, key: str, task_type: str, sig: Signature) -> PoolEntry:
+        path = rec.image_path
+        if rec.image_bytes is not None:
+            if self.store is None:
+                raise ValueError("embedded images need an image store (pool(..., store=...))")
+            if sig.sha256 not in self.stored:
+                self.stored[sig.sha256] = self.store(sig.sha256, sig.ext, rec.image_bytes)
+            path = self.stored[sig.sha256]
+        return PoolEntry(
+            rec.id,
+            key,
+            rec.instruction.strip(),
+            task_type,
+            path,
+            sig.sha256,
+            rec.origin,
+            # few distinct values over 400K records: one string object each
+            source=intern(rec.source),
+            original_id=rec.original_id,
+            label=intern(rec.label or ""),
+            licence=intern(rec.licence),
+        )
+
+    def result(self, entries: list[PoolEntry]) -> PoolResult:
+        """The kept entries with every count: per source and task type, and each input's
+        licence (inputs that yielded nothing still list theirs)."""
+        counts, licences = self.counts, self.licences
+        self.stats.keep(len(entries))
+        for e in entries:
+            counts[e.source].kept += 1
+            counts[e.source].by_task_type[e.task_type]["kept"] += 1
+        read_by_type: Counter[str] = Counter()
+        for c in counts.values():
+            for t, tc in c.by_task_type.items():
+                read_by_type[t] += tc["read"]
+        by_type_counts = {
+            t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]}
+            for t in TASK_TYPES
+        }
+        for name, spec in self.specs.items():
+            self.row(name)
+            if name not in licences:
+                licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
+            counts[name].licence = licences[name]
+        summary = {n: c.to_dict() for n, c in counts.items()}
+        return PoolResult(entries, self.stats, self.failures, by_type_counts, summary, licences, self.stored)
+
+
 def pool(
     records: Iterable[SourceRecord | RecordError],
     cfg: BuildConfig,
@@ -84,139 +219,18 @@ def pool(
     sigs: SignatureCache | None = None,
     store: ImageStore | None = None,
 ) -> PoolResult:
-    src = cfg.source
+    """Read and check every record, then take the quotas and assign editors and partitions."""
     sigs = sigs or SignatureCache()
-    specs = {i.name: i for i in src.all_inputs()}
-    mappers = {n: LabelMapper(FORMATS.get(i.format), i.label_map, i.default_labels) for n, i in specs.items()}
-    stats = StageStats()
-    failures: list[RecordError] = []
-    seen_ids: set[str] = set()
-    dedup = _Dedup(src.near_duplicate_distance)
-    counts: dict[str, SourceCounts] = {}
-    licences: dict[str, str] = {}
-    stored: dict[str, str] = {}
-    candidates: dict[tuple[str, str], list[PoolEntry]] = defaultdict(list)
-
-    def row(name: str) -> SourceCounts:
-        if name not in counts:
-            counts[name] = SourceCounts(by_task_type={t: {"read": 0, "kept": 0} for t in TASK_TYPES})
-        return counts[name]
-
-    def fail(err: RecordError) -> None:
-        stats.fail(err.reason)
-        row(err.source).unusable[err.reason] += 1
-        failures.append(err)
-
-    only = next(iter(specs)) if len(specs) == 1 else ""
+    intake = _Intake(cfg, store)
+    src = cfg.source
     limits = ImageLimits(src.max_image_pixels, src.min_image_side, src.max_image_bytes)
     for rec, sig in _with_signatures(records, sigs, limits):
-        if not rec.source and only:  # records read without read_input (one input)
-            rec = replace(rec, source=only)
-        c = row(rec.source)
-        c.read += 1
-        if isinstance(rec, RecordError):
-            if rec.filtered:
-                stats.filter(rec.reason)
-                c.filtered[rec.reason] += 1
-            else:
-                fail(rec)
-            continue
-        c.licence = licences[rec.source] = rec.licence
-        problem = check_instruction(rec.instruction, src.max_instruction_chars)
-        if problem:
-            fail(RecordError(rec.origin, rec.id, *problem, source=rec.source))
-            continue
-        try:
-            key = safe_key(rec.id)
-        except ValueError as err:
-            fail(RecordError(rec.origin, rec.id, "bad_id", str(err), source=rec.source))
-            continue
-        if key in seen_ids:
-            fail(
-                RecordError(
-                    rec.origin,
-                    rec.id,
-                    "duplicate_id",
-                    f"id {rec.id!r} (key {key}) appears earlier",
-                    source=rec.source,
-                )
-            )
-            continue
-        spec = specs.get(rec.source)
-        unmapped: list[str] = []
-        task_type = _task_type(
-            rec, src.task_type, mappers.get(rec.source), spec is not None and spec.strict_labels, unmapped
-        )
-        if isinstance(task_type, RecordError):
-            fail(task_type)
-            continue
-        for label in unmapped:
-            c.count_unmapped(label)
-        if isinstance(sig, ImageProblem):
-            fail(RecordError(rec.origin, rec.id, sig.reason, str(sig), source=rec.source))
-            continue
-        text = normalise_instruction(rec.instruction)
-        dup = dedup.check(sig.sha256, sig.phash, text)
-        if dup:
-            stats.filter(dup)
-            c.duplicates += 1
-            continue
-        path = rec.image_path
-        if rec.image_bytes is not None:
-            if store is None:
-                raise ValueError("embedded images need an image store (pool(..., store=...))")
-            if sig.sha256 not in stored:
-                stored[sig.sha256] = store(sig.sha256, sig.ext, rec.image_bytes)
-            path = stored[sig.sha256]
-        seen_ids.add(key)
-        c.by_task_type[task_type]["read"] += 1
-        candidates[(rec.source, task_type)].append(
-            PoolEntry(
-                rec.id,
-                key,
-                rec.instruction.strip(),
-                task_type,
-                path,
-                sig.sha256,
-                rec.origin,
-                # few distinct values over 400K records: one string object each
-                source=intern(rec.source),
-                original_id=rec.original_id,
-                label=intern(rec.label or ""),
-                licence=intern(rec.licence),
-            )
-        )
+        intake.take(rec, sig)
     sigs.flush()
-    _check_not_empty(specs, counts)
-
-    by_type = take_source_quotas(candidates, counts, cfg, stats)
-    chosen = take_type_quotas(by_type, counts, cfg, stats)
-    entries = assign(chosen, cfg)
-    stats.keep(len(entries))
-    for e in entries:
-        counts[e.source].kept += 1
-        counts[e.source].by_task_type[e.task_type]["kept"] += 1
-    read_by_type = Counter()
-    for c in counts.values():
-        for t, tc in c.by_task_type.items():
-            read_by_type[t] += tc["read"]
-    by_type_counts = {
-        t: {"kept": sum(1 for e in entries if e.task_type == t), "read": read_by_type[t]} for t in TASK_TYPES
-    }
-    for name, spec in specs.items():  # inputs that yielded nothing still list their licence
-        row(name)
-        if name not in licences:
-            licences[name] = spec.licence if spec.licence is not None else default_licence(spec.format)
-        counts[name].licence = licences[name]
-    return PoolResult(
-        entries,
-        stats,
-        failures,
-        by_type_counts,
-        {n: c.to_dict() for n, c in counts.items()},
-        licences,
-        stored,
-    )
+    _check_not_empty(intake.specs, intake.counts)
+    by_type = take_source_quotas(intake.candidates, intake.counts, cfg, intake.stats)
+    chosen = take_type_quotas(by_type, intake.counts, cfg, intake.stats)
+    return intake.result(assign(chosen, cfg))
 
 
 def _with_signatures(
