@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -47,7 +48,7 @@ from editthinker_data.cli.tables import (
 from editthinker_data.cli.term import console, err_console, fail, storage_problem
 from editthinker_data.cli.versioning import finish as finish_version
 from editthinker_data.cli.versioning import open_version, sourced
-from editthinker_data.config import ConfigError
+from editthinker_data.config import BuildConfig, ConfigError
 from editthinker_data.core.layout import POOL_UNIT, marker_name
 
 
@@ -113,8 +114,44 @@ def build(
     ] = False,
 ) -> None:
     """Run the build flow: pool -> think-while-edit -> score -> filter -> split -> shards."""
-    command_started = time.monotonic()
-    cfg = checked_config(config)
+    started = time.monotonic()
+    target = _open_build(ctx, checked_config(config), output, state_dir, overwrite, resume, versions)
+    console.print(
+        f"[bold]{target.cfg.name}[/]: building into {target.out_dir} (config {config}, "
+        f"fingerprint {target.cfg.fingerprint()})"
+    )
+    again = ["editthinker-data", "build", str(config), "--output", str(target.out_dir)]
+    result = _run_build(target, again + (["--state-dir", state_dir] if state_dir else []))
+    if target.version is not None:
+        finish_version(target.version)
+    _print_build(result, target.out_dir, started)
+    if ctx.meta["lease"].lost:  # stalled past its TTL while another build took the output over
+        err_console.print(
+            escape(f"warning: {ctx.meta['lease'].lost} during this build; verify {target.out_dir}")
+        )
+
+
+@dataclass(frozen=True)
+class _BuildTarget:
+    """Where a build writes: its config (with the sources measured), output, run state and,
+    for a versioned root, the version it makes."""
+
+    cfg: BuildConfig
+    out_dir: Any
+    state: Path
+    version: Any
+
+
+def _open_build(
+    ctx: typer.Context,
+    cfg: BuildConfig,
+    output: str | None,
+    state_dir: str | None,
+    overwrite: bool,
+    resume: bool,
+    versions: bool,
+) -> _BuildTarget:
+    """The output claimed (its lease), checked and, for a versioned root, a new version."""
     version = None
     if versions or cfg.output.versions:
         version = open_version(cfg, output, state_dir, overwrite)
@@ -134,40 +171,40 @@ def build(
         state = prepare_state(out_dir, state_dir or cfg.run.state_dir)
     except ConfigError as err:
         fail(str(err))
+    return _BuildTarget(cfg, out_dir, state, version)
+
+
+def _run_build(target: _BuildTarget, again: list[str]) -> Any:
+    """The flow under the live table; an unfinished or unusable build exits with its code
+    and, when a rerun finishes it, the command to run."""
+    from editthinker_data.core.outcome import BuildError, BuildIncomplete
     from editthinker_data.core.progress import reset
 
     progress = reset()
-    console.print(
-        f"[bold]{cfg.name}[/]: building into {out_dir} (config {config}, fingerprint {cfg.fingerprint()})"
-    )
     console.print("starting Prefect (ephemeral) and Ray ...")
     from flows.build_dataset import build_dataset
 
     live = Live(
         get_renderable=lambda: progress_table(progress.snapshot()), console=console, refresh_per_second=4
     )
-    from editthinker_data.core.outcome import BuildError, BuildIncomplete
-
     try:
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)
-            result = build_dataset(cfg.model_dump(), str(out_dir), str(state))
+            return build_dataset(target.cfg.model_dump(), str(target.out_dir), str(target.state))
     except BuildError as exc:  # unfinished or unusable: a structured outcome with its own exit code
         console.print()  # below the live table, not on its last line
         if exc.result:
             console.print(summary_table(exc.result.stats))
             print_unreachable(exc.result.stats)
-        again = shlex.join(
-            ["editthinker-data", "build", str(config), "--output", str(out_dir)]
-            + (["--state-dir", state_dir] if state_dir else [])
-        )
-        finish = f"\nTo finish it, run: {again}" if isinstance(exc, BuildIncomplete) else ""
+        finish = f"\nTo finish it, run: {shlex.join(again)}" if isinstance(exc, BuildIncomplete) else ""
         fail(escape(f"{exc}{finish}"), code=exc.exit_code)
     except Exception as exc:
         console.print()
         fail(f"build failed: {type(exc).__name__}: {exc}", code=1)
+
+
+def _print_build(result: Any, out_dir: Any, started: float) -> None:
+    """The summary of a finished build: stages, splits, time, load, exports and card."""
     console.print()
-    if version is not None:
-        finish_version(version)
     stats = result.stats
     console.print(summary_table(stats))
     print_unreachable(stats)
@@ -178,7 +215,7 @@ def build(
         f"{stats['failures']} records failed (see failures.jsonl)"
     )
     console.print(
-        f"time: {time.monotonic() - command_started:.1f}s in all (start-up of Prefect and Ray, the build "
+        f"time: {time.monotonic() - started:.1f}s in all (start-up of Prefect and Ray, the build "
         f"and its release); the build's stages {stats['elapsed_s']:.1f}s (pooling to stats.json)"
     )
     from editthinker_data.distributed.load import load_lines
@@ -191,8 +228,6 @@ def build(
     if release and release.card:
         console.print(f"dataset card: {out_dir}/{release.card}; gallery: {out_dir}/{release.gallery}")
     console.print(f"inspect with: editthinker-data inspect {out_dir}")
-    if ctx.meta["lease"].lost:  # stalled past its TTL while another build took the output over
-        err_console.print(escape(f"warning: {ctx.meta['lease'].lost} during this build; verify {out_dir}"))
 
 
 @app.command()
