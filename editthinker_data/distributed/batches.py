@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from editthinker_data.backends import TransientBackendError
+from editthinker_data.core.progress import calls_counter
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.stats import BATCH_SHARE
 from editthinker_data.distributed.load import split_cost
@@ -87,7 +88,7 @@ class BatchTraffic:
         self.workers.pools[key].tally(actor, cost)
         for job, part in split_cost({**cost, BATCH_SHARE: 1}, shares).items():
             job.events.put(("usage", backend, part))
-        progress().add(**{f"{key[0]}_calls": len(batch)})
+        progress().add(**{calls_counter(key[0]): len(batch)})
         for (rid, _, _), result in zip(sent, results, strict=True):
             if key[0] == "editor":
                 self._left_editor[rid] = now
