@@ -6,11 +6,17 @@ reads the instructions from our prompt templates, and answers in the released JS
 edited image alone, from its residual noise). Latency and faults are injectable: 429 with Retry-After, 500, dropped
 connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
 answers, answers truncated at max_tokens. `fail_after=N` is an outage: every request after
-the N-th loses its connection until `fail_after` is set back to None."""
+the N-th loses its connection until `fail_after` is set back to None. `babble` stands in for a
+tiny random model at temperature 0: every answer is gibberish that depends on the request
+alone (the same request, the same answer), finished with `babble` ("stop" or "length").
+
+It answers the conversation's first user turn (the question with its images); the turns a
+client adds when it asks again (its earlier answer, a correction) change nothing here."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import random
@@ -53,8 +59,14 @@ def quality_of(image: Image.Image) -> tuple[float, float]:
     return round(10 * max(0.0, 1 - noise / 24), 2), round(10 * max(0.0, 1 - noise / 12), 2)
 
 
+def babble_answer(body: dict) -> str:
+    """Gibberish that is a function of the whole request (messages, seed, sampling)."""
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return " ".join(digest[i : i + 6] for i in range(0, 48, 6))
+
+
 def answer(body: dict, canned: bool = False, canned_turns: int = 1) -> str:
-    message = body["messages"][-1]
+    message = body["messages"][0]
     if canned:  # no model work at all: the server costs its latency only
         text = _text(message)
         if (
@@ -117,8 +129,10 @@ class ChatServer:
         hang_s: float = 2.0,
         canned_turns: int = 1,
         fail_after: int | None = None,
+        babble: str | None = None,
     ):
         self.fail_after = fail_after
+        self.babble = babble
         self.canned = canned
         self.canned_turns = canned_turns
         self.hang_s = hang_s  # the "timeout" fault: longer than the client waits
@@ -163,12 +177,15 @@ class ChatServer:
                 if fault in ("429", "500"):
                     retry = [("Retry-After", "0.05")] if fault == "429" else []
                     return self.reply(int(fault), b'{"error": {"message": "try later"}}', headers=retry)
-                content = answer(body, server.canned, server.canned_turns)
+                if server.babble:
+                    content, finish = babble_answer(body), server.babble
+                else:
+                    content = answer(body, server.canned, server.canned_turns)
+                    finish = "length" if fault == "truncated" else "stop"
                 if fault == "malformed":
                     content = "I think the edit is mostly fine, but " + content[:10]
                 elif fault == "truncated":
                     content = content[: len(content) // 2]
-                finish = "length" if fault == "truncated" else "stop"
                 payload = json.dumps(
                     {
                         "id": "cmpl-test",

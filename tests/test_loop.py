@@ -86,3 +86,20 @@ def test_per_turn_seed_policy():
     s = Script([Refinement("a", "v2", False), Refinement("b", "v2", False)])
     t = drive(rollout(pair(), NAMES, max_turns=5, seed=3, seed_policy="per_turn"), s)
     assert [x.seed for x in t.turns] == [3, 4]
+
+
+def test_a_thinker_that_repeats_its_instruction_records_a_stop():
+    """A thinker has no stop flag: the loop, which knows the instruction it gave, records
+    the repeat as the stop in the final answer it keeps."""
+
+    def thinker(call):
+        if call.role == "editor":
+            return Image.new("RGB", (8, 8), (1, 0, 0))
+        # parse_thinker's answer: the flag is always False, the instruction repeats at turn 2
+        nxt = "make the image red" if call.request.previous_instruction == "make it red" else None
+        return Refinement("done", nxt or call.request.previous_instruction, False), Scores(6.0, 6.0)
+
+    names = Names(expert="x", scorer="s", thinker="th")
+    t = drive(rollout(pair(), names, max_turns=5, seed=7), thinker)
+    assert t.stop_reason == "expert_satisfied" and len(t.turns) == 2
+    assert t.final == Refinement("done", "make the image red", True)

@@ -1,5 +1,7 @@
 """The OpenAI-compatible expert and scorer against a local server with faults."""
 
+import json
+
 import pytest
 from openai_server import ChatServer
 
@@ -287,3 +289,49 @@ def test_thinker_answers_in_tags(tmp_path):
         )
         assert s.semantic > 9 and s.quality > 9
         assert r.instruction.startswith("Make the red circle blue.")  # repeated, or restated after a doubt
+
+
+def test_a_reask_is_another_request_that_a_deterministic_server_answers_anew(tmp_path):
+    """A server that answers the same request the same way (a tiny random model at
+    temperature 0) gave the same unusable answer to every re-ask, since each re-ask was the
+    same request. A re-ask continues the conversation with the model's own answer and a
+    correction saying what was wrong, under another seed: every request and every answer
+    differ, and a rerun replays them all from the cache."""
+    from openai_server import babble_answer
+
+    from editthinker_data.backends import UnusableAnswer
+
+    req = ScoreRequest(SRC, GOOD, "Make the red circle blue.")
+    with ChatServer(babble="stop") as server:
+        [r] = make(OpenAIScorer, server, tmp_path, parse_retries=2).run_batch([req])
+        assert isinstance(r, UnusableAnswer) and "unusable after 3 tries" in str(r)
+        bodies = list(server.bodies)
+        assert len(bodies) == 6  # VIEScore's two calls, three tries each
+        assert len({json.dumps(b, sort_keys=True) for b in bodies}) == 6
+        assert len({babble_answer(b) for b in bodies}) == 6
+        for call in {json.dumps(b["messages"][0], sort_keys=True) for b in bodies}:
+            tries = sorted((b for b in bodies if json.dumps(b["messages"][0], sort_keys=True) == call),
+                           key=lambda b: len(b["messages"]))  # fmt: skip
+            assert [len(b["messages"]) for b in tries] == [1, 3, 5]
+            assert [b["seed"] for b in tries] == [0, 1, 2]
+            for before, after in zip(tries, tries[1:], strict=False):
+                assert after["messages"][: len(before["messages"])] == before["messages"]
+                said, correction = after["messages"][-2:]
+                assert said == {"role": "assistant", "content": babble_answer(before)}
+                assert correction["role"] == "user"
+                assert "could not be used: no JSON object with a score" in correction["content"]
+
+        rerun = make(OpenAIScorer, server, tmp_path, parse_retries=2)
+        [again] = rerun.run_batch([req])
+        assert server.requests == 6 and rerun.stats()["cache_hits"] == 6  # the same keys, in order
+        assert str(again) == str(r)
+
+    with ChatServer(babble="length") as server:
+        [r] = make(OpenAIExpert, server, tmp_path / "cut", parse_retries=1).run_batch(
+            [RefineRequest(SRC, GOOD, "Make the red circle blue.", "Make the red circle blue.")]
+        )
+        assert isinstance(r, UnusableAnswer) and "cut off at max_tokens=1024" in str(r)
+        first, second = server.bodies
+        assert second["seed"] == first["seed"] + 1 and babble_answer(first) != babble_answer(second)
+        assert second["messages"][1]["content"] == babble_answer(first)
+        assert "cut off at max_tokens=1024" in second["messages"][2]["content"]

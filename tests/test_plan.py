@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from conftest import DEMO_CONFIG, ROOT
 from openai_server import ChatServer
 from PIL import Image
@@ -47,6 +49,16 @@ def demo_pairs(n: int) -> list[SourcePair]:
                    r.get("task_type", "other"), r["id"], editor=("careful", "sloppy")[i % 2])
         for i, r in enumerate(rows)
     ]  # fmt: skip
+
+
+def demo_with_plan(tmp_path, plan_section: dict) -> Path:
+    """The demo config with `plan_section` in place of its own priors."""
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data["source"]["manifest"] = str(DEMO_SOURCE / "manifest.jsonl")
+    data["plan"] = plan_section
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config
 
 
 def test_plan_counts_what_the_loop_sends_to_a_real_endpoint(tmp_path):
@@ -136,9 +148,7 @@ def test_a_calibration_on_16_pairs_predicts_the_demo_build(demo_build, tmp_path)
     ],
 )  # fmt: skip
 def test_bad_plan_settings_fail_fast_with_the_fix(tmp_path, plan_section, message):
-    config = tmp_path / "c.yaml"
-    text = DEMO_CONFIG.read_text().replace("../editthinker_data", str(ROOT / "editthinker_data"))
-    config.write_text(text + "\nplan: " + json.dumps(plan_section) + "\n")
+    config = demo_with_plan(tmp_path, plan_section)
     started = time.monotonic()
     result = runner.invoke(app, ["plan", str(config), "-o", str(tmp_path / "out")], terminal_width=400)
     assert result.exit_code == 2 and message in result.output, result.output
@@ -148,11 +158,9 @@ def test_bad_plan_settings_fail_fast_with_the_fix(tmp_path, plan_section, messag
 def test_priors_pool_the_demo_and_scale_by_the_loops_pattern(tmp_path):
     """Priors only: the real pooling's pair counts, edits = pairs x turns, critiques one
     fewer for the share that reaches the limit, GPU-hours = edits x seconds x GPUs."""
-    config = tmp_path / "c.yaml"
-    text = DEMO_CONFIG.read_text().replace("../editthinker_data", str(ROOT / "editthinker_data"))
     prior = {"turns_per_pair": 2.5, "max_turns_share": 0.2,
              "editors": {"careful": {"edit_seconds": 3.0, "gpus": 1}, "sloppy": {"edit_seconds": 1.0}}}  # fmt: skip
-    config.write_text(text + "\nplan: " + json.dumps(prior) + "\n")
+    config = demo_with_plan(tmp_path, prior)
     result = runner.invoke(app, ["plan", str(config), "--json", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
@@ -184,3 +192,36 @@ def test_the_papers_plan_in_the_docs_is_what_plan_prints():
                         "plan": {"turns_per_pair": 1, "editors": {"a": {"edit_seconds": 1}, "b": {"edit_seconds": 1}}}},
                        environ={})  # fmt: skip
     assert editor_split(cfg, 10) == {"a": 3, "b": 7} and prior_rates(cfg).turns == {"a": 1.0, "b": 1.0}
+
+
+def test_plan_on_the_demo_config_runs_on_its_own_priors(tmp_path):
+    """`plan configs/demo.yaml` on the embedded demo scenes needs no calibration: the config
+    carries priors, and the plan is the demo's pooling scaled by them."""
+    result = runner.invoke(app, ["plan", str(DEMO_CONFIG), "-o", str(tmp_path / "out")], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "40 pairs, 2.05 turns per pair expected" in result.output
+    assert "rates from plan: priors" in result.output
+    as_json = runner.invoke(app, ["plan", str(DEMO_CONFIG), "--json", "-o", str(tmp_path / "out")])
+    assert as_json.exit_code == 0, as_json.output
+    plan = json.loads(as_json.output)
+    assert plan["pairs"] == 40 and plan["total"]["requests"] == 0  # procedural judges: no model
+    assert {n: e["edits"] for n, e in plan["editors"].items()} == {
+        "careful": round(21 * 2.05),
+        "sloppy": round(19 * 2.05),
+    }
+    assert plan["roles"]["expert"]["calls"] == round(40 * (2.05 - 0.025))
+
+
+@pytest.mark.slow
+def test_the_demo_priors_predict_the_demo_build(demo_build, tmp_path):
+    """The priors in configs/demo.yaml are the demo's own: edits per editor and expert and
+    scorer calls within 20% of what the demo build's scheduler counted."""
+    out, _ = demo_build
+    pools = json.loads((out / "stats.json").read_text())["scheduler"]["pools"]
+    result = runner.invoke(app, ["plan", str(DEMO_CONFIG), "--json", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    for name, editor in plan["editors"].items():
+        assert near(editor["edits"], pools[f"editor/{name}"]["requests"]), (name, editor, pools)
+    for role, r in plan["roles"].items():
+        assert near(r["calls"], pools[f"{role}/{r['name']}"]["requests"]), (role, r, pools)

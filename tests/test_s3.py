@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,23 +51,53 @@ def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypa
         st.read_bytes("nope.json")
 
 
+@pytest.fixture
+def short_home():
+    """A home as short as /root (9 characters): the default state folder under it left Ray's
+    sockets too little room (the old rule kept Ray's temp dir there, 120 bytes to a socket)."""
+    for _ in range(100):
+        home = Path("/tmp") / secrets.token_hex(2)
+        try:
+            home.mkdir()
+        except FileExistsError:
+            continue
+        yield home
+        shutil.rmtree(home, ignore_errors=True)
+        return
+    raise RuntimeError("no free /tmp/XXXX name for a short home")
+
+
 @pytest.mark.slow
-def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoint, tmp_path):
-    """The S3 build command of docs/clusters-and-operations.md, as a user types it: a fresh
-    process, relative config path, the endpoint from AWS_ENDPOINT_URL_S3; run state goes to an
-    absolute per-user folder."""
+def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoint, short_home):
+    """The S3 build command of docs/clusters-and-operations.md, as a user types it: a fresh process, relative config path, the
+    endpoint from AWS_ENDPOINT_URL_S3; run state goes to the default per-user folder,
+    ~/.local/state/editthinker-data, under a home as short as /root (how the container image
+    runs), where Ray's socket paths must still fit in 107 bytes."""
+    from editthinker_data.distributed.runtime import ray_temp_dir
+
     url = f"s3://{BUCKET}/builds/demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
-    env.update(XDG_STATE_HOME=str(tmp_path / "xdg-state"), AWS_ENDPOINT_URL_S3=s3_endpoint, COLUMNS="100")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER", "XDG_"))
+    }
+    env.update(HOME=str(short_home), AWS_ENDPOINT_URL_S3=s3_endpoint, COLUMNS="100")
     cli = Path(sys.executable).parent / "editthinker-data"
-    done = subprocess.run(
-        [str(cli), "build", "configs/demo.yaml", "--output", url],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    states = list((tmp_path / "xdg-state" / "editthinker-data").iterdir())
-    assert len(states) == 1 and (states[0] / "prefect").is_dir() and (states[0] / "imagesig.sqlite").exists()
+    state = (
+        short_home / ".local" / "state" / "editthinker-data" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    )
+    ray_temp = ray_temp_dir(state)
+    try:
+        done = subprocess.run(
+            [str(cli), "build", "configs/demo.yaml", "--output", url],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        sockets = [p for p in ray_temp.glob("session_*/sockets/*")]
+        assert sockets and max(len(str(p).encode()) for p in sockets) <= 107, sockets
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    states = list(state.parent.iterdir())
+    assert states == [state] and (state / "prefect").is_dir() and (state / "imagesig.sqlite").exists()
     storage = open_storage(url, endpoint_url=s3_endpoint)
     result = {"manifest": storage.read_json("manifest.json")}
     for items in result.manifest["shards"].values():

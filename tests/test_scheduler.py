@@ -255,3 +255,41 @@ def test_an_actor_takes_the_next_batch_while_one_runs_but_runs_one_at_a_time(ray
     # A busy time that counted the wait for the model would be at least two service times
     # (0.8 s); its own run is one, plus pixel work (up to 0.33 s more on a loaded 2-core CI).
     assert 0.4 <= s1 < 0.8 and 0.4 <= s2 < 0.8, (s1, s2)
+
+
+def test_the_live_table_counts_a_thinker_s_calls_as_critiques_and_scores(ray_cluster):
+    """In thinker mode one call critiques and scores: the table showed 0 of each."""
+    from rich.console import Console
+
+    from editthinker_data.cli.tables import progress_table
+    from editthinker_data.core.progress import reset
+    from editthinker_data.distributed.drive import run_rollouts
+
+    cfg = parse_config(
+        {
+            "source": {"manifest": "unused.jsonl"},
+            "editors": [{"name": "e", "params": {"skill": 0.3}, "batch_size": 4}],
+            "thinker": {"name": "t", "batch_size": 4},
+        },
+        environ={},
+    )
+    progress = reset()
+    workers = Workers(cfg)
+    workers.start()
+    names = Names("x", "s", thinker="t")
+    done = {}
+    try:
+        run_rollouts(
+            workers, pairs(6), lambda p: rollout(p, names, max_turns=3, seed=0),
+            lambda i, t: done.__setitem__(i, t), max_in_flight=8, retries=2,
+        )  # fmt: skip
+    finally:
+        workers.stop()
+    turns = sum(len(t.turns) for t in done.values())
+    assert len(done) == 6 and all(t.stop_reason != "failed" for t in done.values())
+    console = Console(width=120, record=True)
+    console.print(progress_table(progress.snapshot()))
+    header, row = console.export_text().splitlines()[:2]
+    cells = dict(zip(header.split(), row.split(), strict=False))  # the rate cell holds two words
+    # every turn's edit was thought about once (the thinker critiques and scores each edit)
+    assert cells["edits"] == cells["critiques"] == cells["scores"] == str(turns), (header, row)

@@ -170,6 +170,32 @@ def test_a_thinker_in_place_of_expert_and_scorer_gives_the_same_trajectories(dem
     assert runs["thinker"] == [(k, same.get(r, r), turns) for k, r, turns in runs["pair"]]
 
 
+def test_thinker_finals_record_the_stop_their_repeat_means(demo_cfg, tmp_path):
+    """In thinker mode a trajectory stops on `expert_satisfied` when the thinker repeats its
+    instruction; the final answer stored with it in the trajectory shards says stop."""
+    import webdataset as wds
+
+    from editthinker_data.config import BuildConfig
+
+    data = demo_cfg.model_dump()
+    data["thinker"] = {"kind": "procedural", "name": "procedural-thinker"}
+    cfg = BuildConfig.model_validate(data)
+    storage = LocalStorage(tmp_path)
+    stages.run_pool(cfg, storage)
+    stages.run_generate(cfg, storage, 0, local_executor(cfg))
+    finals = {}
+    for shard in sorted((tmp_path / "trajectories").glob("part-00000-*.tar")):
+        for s in wds.WebDataset(str(shard), shardshuffle=False).decode():
+            meta = s["json"]
+            if meta["index"] == meta["num_turns"]:
+                finals[meta["trajectory"]] = (meta["stop_reason"], meta["final"])
+    assert len(finals) == 12
+    satisfied = {k: f for k, (r, f) in finals.items() if r == "expert_satisfied"}
+    assert satisfied, "no thinker trajectory stopped on expert_satisfied"
+    assert all(f["stop"] is True and f["instruction"] for f in satisfied.values()), satisfied
+    assert all(f is None for r, f in finals.values() if r == "max_turns")  # no last critique
+
+
 def _step_shard_counts(out, manifest):
     """(samples, distinct trajectories, {task type: [trajectories, samples]}, samples by
     trajectory) per split, read from the step shards themselves."""

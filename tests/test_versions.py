@@ -361,3 +361,27 @@ def test_the_store_keeps_exact_scores_and_answers_misses_on_s3(s3_endpoint):
     assert [(t.reasoning, t.expert, t.timings) for t in back.turns] == [
         (t.reasoning, t.expert, t.timings) for t in turns
     ]
+
+
+def test_a_stored_thinker_final_from_before_the_stop_fix_is_reused_with_its_stop(demo_cfg, tmp_path):
+    """Thinker trajectories stored when the loop did not yet record a repeated instruction as
+    the stop come back with `stop: true`, as a fresh build writes them; an expert's don't change."""
+    from PIL import Image
+
+    from editthinker_data.config import BuildConfig
+    from editthinker_data.core.schema import Refinement, Scores, SourcePair, Trajectory, Turn
+    from editthinker_data.io.trajectory_store import TrajectoryStore
+    from editthinker_data.stages.versions import Reuse
+
+    pair = SourcePair("p:1", "Make it red.", Image.new("RGB", (8, 8)), "style", "ab" * 32, editor="careful")
+    turn = Turn(1, "Make it red.", Image.new("RGB", (8, 8), (9, 0, 0)), Scores(6.0, 7.0), 0)
+    thinker_cfg = BuildConfig.model_validate({**demo_cfg.model_dump(), "thinker": {"kind": "procedural"}})
+    got = {}
+    for label, cfg in (("thinker", thinker_cfg), ("expert", demo_cfg)):
+        reuse = Reuse(cfg, TrajectoryStore(LocalStorage(tmp_path / label)))
+        old = Refinement("fine as it is", "Make it red.", False)  # what the old loop stored
+        reuse.put(Trajectory(pair, [turn], "expert_satisfied", final=old))
+        finished = {}
+        assert reuse.fill([pair], finished) == ["p:1"]
+        got[label] = finished[0].final.stop
+    assert got == {"thinker": True, "expert": False}

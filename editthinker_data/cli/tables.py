@@ -7,8 +7,27 @@ from pathlib import Path
 from rich.table import Table
 
 from editthinker_data.cli.term import console, fail
+from editthinker_data.core.progress import calls_counter
 from editthinker_data.core.reports import PoolReport
 from editthinker_data.core.stats import STAGES
+
+# What one call of a role adds to the live table's columns. A thinker's answer is a critique
+# and a score in one, so it counts in both.
+COLUMNS_OF_ROLE = {
+    "editor": ("edits",),
+    "expert": ("critiques",),
+    "scorer": ("scores",),
+    "thinker": ("critiques", "scores"),
+}
+
+
+def column_counts(snap: dict[str, float | str]) -> dict[str, int]:
+    """Calls per table column (edits, critiques, scores), summed over the roles that make them."""
+    out = {col: 0 for cols in COLUMNS_OF_ROLE.values() for col in cols}
+    for role, cols in COLUMNS_OF_ROLE.items():
+        for col in cols:
+            out[col] += int(snap.get(calls_counter(role), 0))
+    return out
 
 
 def progress_table(snap: dict[str, float]) -> Table:
@@ -17,13 +36,14 @@ def progress_table(snap: dict[str, float]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None)
     for col in ("stage", "pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
         table.add_column(col, justify="left" if col == "stage" else "right")
+    calls = column_counts(snap)
     table.add_row(
         str(snap["stage"]),
         f"{done}/{total or '?'}",
         str(int(snap.get("turns", 0))),
-        str(int(snap.get("editor_calls", 0))),
-        str(int(snap.get("expert_calls", 0))),
-        str(int(snap.get("scorer_calls", 0))),
+        str(calls["edits"]),
+        str(calls["critiques"]),
+        str(calls["scores"]),
         str(int(snap.get("failed", 0))),
         f"{rate:.2f} pairs/s",
         f"{elapsed:.0f}s",

@@ -9,6 +9,11 @@ import time
 from collections import Counter
 
 
+def calls_counter(role: str) -> str:
+    """The counter a batch of `role` calls bumps (the dispatcher's and the table's one name)."""
+    return f"{role}_calls"
+
+
 class Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()

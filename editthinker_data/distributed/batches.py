@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import ray
 
 from editthinker_data.backends import TransientBackendError
+from editthinker_data.core.progress import calls_counter
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Role
 from editthinker_data.core.stats import BATCH_SHARE
@@ -139,7 +140,7 @@ class PoolTraffic:
         self.workers.pools[key].tally(sent.actor, cost)
         for job, part in split_cost({**cost, BATCH_SHARE: 1}, self._shares(live)).items():
             job.events.put(BatchUsage(backend, part))
-        progress().add(**{f"{key[0]}_calls": len(live)})
+        progress().add(**{calls_counter(key[0]): len(live)})
         for e, result in zip(sent.batch, results, strict=True):
             rollout = self.rollouts.get(e.rid)
             if rollout is None:  # an earlier result may have failed (and dropped) its unit

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,45 @@ import ray
 
 log = logging.getLogger(__name__)
 
-# Ray puts Unix sockets under its temp dir; their paths must stay under ~107 bytes.
-_MAX_TEMP_DIR = 60
+# Ray puts its Unix sockets in <temp dir>/<session>/sockets/, and refuses a socket path over
+# 107 bytes (103 on macOS: ray._private.utils.validate_socket_filepath). What it adds to the
+# temp dir, from Ray 2.60's source:
+# - the session folder, `session_<%Y-%m-%d_%H-%M-%S_%f>_<pid>` (ray/_private/node.py), 42
+#   characters with a 7-digit pid (Linux's pid_max goes up to 2**22, 4194304), so 43 with its "/";
+# - "/sockets/";
+# - the socket's name: `raylet` and `plasma_store` (node.py `_prepare_socket_file`, ".1", ".2"
+#   appended when one is taken) and `dash_<Module>` for each dashboard module
+#   (ray/dashboard/subprocesses/utils.py), the longest `dash_TaskEventsHead`, 19 characters.
+#   24 leaves room for a longer module name in a later Ray.
+RAY_SESSION_DIR = len("/session_2026-12-06_22-00-44_123456_") + 7
+RAY_SOCKETS_DIR = len("/sockets/")
+RAY_SOCKET_NAME = 24
+MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
+MAX_TEMP_DIR = MAX_SOCKET_PATH - RAY_SESSION_DIR - RAY_SOCKETS_DIR - RAY_SOCKET_NAME  # 31 bytes on Linux
+
+
+def longest_socket_path(temp_dir: Path) -> int:
+    """Bytes of the longest socket path Ray may make under `temp_dir`, whatever its session."""
+    return len(str(temp_dir).encode()) + RAY_SESSION_DIR + RAY_SOCKETS_DIR + RAY_SOCKET_NAME
 
 
 def ray_temp_dir(state_dir: Path) -> Path:
+    """`<state>/ray` when Ray's sockets fit under it, else a short folder under the system's
+    temp dir named by its hash (a default state folder, under ~/.local/state, rarely fits)."""
     wanted = state_dir / "ray"
-    if len(str(wanted)) <= _MAX_TEMP_DIR:
+    if longest_socket_path(wanted) <= MAX_SOCKET_PATH:
         return wanted
     digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:10]
-    short = Path(tempfile.gettempdir()) / f"etd-ray-{digest}"
-    log.info("Ray state goes to %s (the run directory's path is too long for Ray's sockets)", short)
-    return short
+    for base in dict.fromkeys((tempfile.gettempdir(), "/tmp")):
+        short = Path(base) / f"etd-ray-{digest}"
+        if longest_socket_path(short) <= MAX_SOCKET_PATH:
+            log.info("Ray state goes to %s (the run state's path is too long for Ray's sockets)", short)
+            return short
+    raise RuntimeError(
+        f"no folder short enough for Ray's sockets: {wanted} and {short} exceed {MAX_TEMP_DIR} bytes "
+        f"(Ray adds up to {MAX_SOCKET_PATH - MAX_TEMP_DIR} for its session and socket names); set TMPDIR "
+        "or --state-dir to a shorter path"
+    )
 
 
 class RayJoinError(ConnectionError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from editthinker_data.backends import (
@@ -131,8 +131,11 @@ def rollout(
                 return failed("refine", refinement)
         assert isinstance(refinement, Refinement)
         unchanged = refinement.instruction.strip() == instruction.strip()
-        # A thinker has no stop flag: repeating the instruction is how it says "satisfied".
-        if refinement.stop or (unchanged and names.thinker):
+        if unchanged and names.thinker:
+            # A thinker has no stop flag: repeating the instruction is how it says "satisfied".
+            # Only the loop knows the instruction was repeated, so it records the stop here.
+            return Trajectory(pair, turns, "expert_satisfied", final=replace(refinement, stop=True))
+        if refinement.stop:
             return Trajectory(pair, turns, "expert_satisfied", final=refinement)
         if unchanged:
             return Trajectory(pair, turns, "unchanged_instruction", final=refinement)

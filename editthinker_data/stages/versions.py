@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ class Reuse:
         self.settings = rollout_settings(cfg) if store else {}
         self.lock = threading.Lock()
         self.broken: str | None = None  # the first failed put: the rest are skipped, the build goes on
+        self.thinker = cfg.thinker is not None
 
     @classmethod
     def open(cls, cfg: BuildConfig) -> Reuse:
@@ -106,9 +107,18 @@ class Reuse:
             if i not in finished:
                 traj = self.store.get(rollout_key(self.settings, pair), pair)
                 if traj is not None:
-                    finished[i] = traj
+                    finished[i] = self._stop_recorded(traj)
                     reused.append(pair.id)
         return reused
+
+    def _stop_recorded(self, traj: Trajectory) -> Trajectory:
+        """Thinker trajectories stored before the loop recorded a repeated instruction as the
+        stop say `stop: false`; reused as they are, a version's shards would differ from a
+        fresh build's. The stored rollout is right, only its flag is stale: set it."""
+        final = traj.final
+        if self.thinker and traj.stop_reason == "expert_satisfied" and final and not final.stop:
+            traj.final = replace(final, stop=True)
+        return traj
 
     def put(self, traj: Trajectory) -> None:
         if self.store is None or traj.transient or self.broken:

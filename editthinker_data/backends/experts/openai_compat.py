@@ -4,10 +4,14 @@ self-hosted vLLM or SGLang), images sent as base64 PNG data URLs.
 A batch runs concurrently (asyncio + httpx, on the backend's kept-alive `session`) under a
 per-backend concurrency cap; 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff and jitter, honouring Retry-After (`http_retry`, shared with the HTTP
-editor), under request and token rate limits (`ratelimit`); a malformed answer is asked
-again a bounded number of times, then the request fails with the parser's reason. Answers are cached by content
+editor), under request and token rate limits (`ratelimit`). A malformed answer is asked
+again a bounded number of times, then the request fails with the parser's reason; each
+re-ask is a new request (the conversation goes on with the model's own answer and a short
+correction saying what was wrong, under another seed), since a deterministic endpoint
+answers a repeated request the same way. Answers are cached by content
 (`answer_cache`: model, template version, messages with image bytes, sampling
-parameters), so a rerun never pays twice. The API key is read from the environment
+parameters), so a rerun never pays twice: it replays the same answers, so it asks the
+same re-asks, under the same keys. The API key is read from the environment
 variable the config names, kept in memory only, never logged or stored.
 """
 
@@ -63,6 +67,16 @@ def completion(resp) -> dict[str, Any]:
         return resp.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise Retryable(f"HTTP {resp.status_code} with a body that is not JSON") from None
+
+
+def reask_text(error: str, cut_off_at: int | None) -> str:
+    """The user turn after an unusable answer: what was wrong, and to answer again."""
+    if cut_off_at is not None:
+        return (
+            f"Your answer was cut off at max_tokens={cut_off_at} ({error}). Answer again, more briefly, "
+            "in exactly the format asked for."
+        )
+    return f"Your answer could not be used: {error}. Answer again in exactly the format asked for."
 
 
 class _ChatRole:
@@ -161,7 +175,9 @@ class _ChatRole:
         content = [part, *content] if text_first else [*content, part]
         return [{"role": "user", "content": content}]
 
-    async def _call(self, client, messages: list[dict[str, Any]], estimate: int) -> dict[str, Any]:
+    async def _call(
+        self, client, messages: list[dict[str, Any]], estimate: int, sampling: dict[str, Any]
+    ) -> dict[str, Any]:
         charged = 0.0
 
         async def pace() -> None:  # before every try: a retry costs a request too
@@ -177,7 +193,7 @@ class _ChatRole:
             counters=self.counters,
             before=pace if self.limiter.active else None,
             accept=completion,
-            json={"model": self.model, "messages": messages, **self.sampling},
+            json={"model": self.model, "messages": messages, **sampling},
             headers=self._headers,
         )
         usage = body.get("usage") or {}
@@ -200,24 +216,22 @@ class _ChatRole:
         template = call.template if call else self.template_name
         parse = call.parse if call else self.parse
         messages = self._messages(text, images, call.text_first if call else False)
-        estimate = estimate_tokens(text, images, self.sampling["max_tokens"])
+        said = text  # every text the conversation holds, for the token estimate
         last_error = "no answer"
         for attempt in range(self.parse_retries + 1):
             if attempt:
                 self.counters["reasks"] += 1
+            sampling = {**self.sampling, "seed": self.sampling["seed"] + attempt}
             key = cache_key(
-                model=self.model,
-                template=template,
-                messages=messages,
-                sampling=self.sampling,
-                attempt=attempt,
+                model=self.model, template=template, messages=messages, sampling=sampling, attempt=attempt
             )
             entry = await asyncio.to_thread(self.cache.get, key) if self.cache else None
             if entry is not None:
                 self.counters["cache_hits"] += 1
             else:
+                estimate = estimate_tokens(said, images, self.sampling["max_tokens"])
                 async with sem:
-                    entry = await self._call(client, messages, estimate)
+                    entry = await self._call(client, messages, estimate, sampling)
                 if self.cache:
                     # Every answer is kept, usable or not: a rerun replays the same attempts
                     # without a single request.
@@ -226,8 +240,17 @@ class _ChatRole:
                 return parse(entry["answer"])
             except ParseError as err:
                 last_error = str(err)
-                if entry.get("finish_reason") == "length":
-                    last_error = f"answer cut off at max_tokens={self.sampling['max_tokens']} ({err})"
+                cut_off_at = self.sampling["max_tokens"] if entry.get("finish_reason") == "length" else None
+                correction = reask_text(last_error, cut_off_at)
+                if cut_off_at is not None:
+                    last_error = f"answer cut off at max_tokens={cut_off_at} ({err})"
+            if attempt < self.parse_retries:
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": entry["answer"]},
+                    {"role": "user", "content": correction},
+                ]
+                said += entry["answer"] + correction
         raise UnusableAnswer(
             f"{self.role} answer unusable after {self.parse_retries + 1} tries: {last_error}"
         )

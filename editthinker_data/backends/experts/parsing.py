@@ -121,7 +121,8 @@ _THINKER = re.compile(r"<think>(.*?)</think>\s*<score>(.*?)</score>\s*<answer>(.
 
 def parse_thinker(text: str) -> tuple[Refinement, Scores]:
     """`<think>R</think><score>{"semantic": s, "quality": q}</score><answer>T</answer>`; the
-    thinker stops by answering with the instruction it was given (checked by the loop)."""
+    thinker stops by answering with the instruction it was given, which only the loop knows,
+    so the loop sets the stop flag (stop is always False here)."""
     m = _THINKER.search(text or "")
     if not m:
         raise ParseError("answer lacks <think>, <score> and <answer> tags in that order")
