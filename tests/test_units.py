@@ -181,8 +181,8 @@ def test_thinker_finals_record_the_stop_their_repeat_means(demo_cfg, tmp_path):
     data["thinker"] = {"kind": "procedural", "name": "procedural-thinker"}
     cfg = BuildConfig.model_validate(data)
     storage = LocalStorage(tmp_path)
-    stages.run_pool(cfg, storage)
-    stages.run_generate(cfg, storage, 0, local_executor(cfg))
+    LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
+    LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(0), runner=local_runner(cfg))
     finals = {}
     for shard in sorted((tmp_path / "trajectories").glob("part-00000-*.tar")):
         for s in wds.WebDataset(str(shard), shardshuffle=False).decode():
