@@ -1,8 +1,8 @@
 """The layout holds: each layer imports only layers above it (docs/architecture.md), with
 tasks/ over the package, flows/ over tasks/ and the CLI (which starts and registers flows)
 over all; no stage module imports another; no two files import each other, directly or
-round a circle; only distributed/ imports Ray, only tasks/ and flows/ import Prefect; and no
-module grows past about 400 lines."""
+round a circle; only distributed/ imports Ray, only tasks/ and flows/ import Prefect. Module
+size is left to people (split by meaning, never by a count), so it is not checked here."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ RANK = {  # lower ranks never import higher ones
     "stages": 6, "execution": 7, "release": 7, "distributed": 8, "demo": 8,
     "tasks": 9, "flows": 10, "cli": 11,
 }  # fmt: skip
-MAX_LINES = 420
 
 
 def _layer(path: Path) -> str:
@@ -139,12 +138,3 @@ def test_only_distributed_imports_ray_and_only_tasks_and_flows_import_prefect():
             if top in ("prefect", "prefect_ray"):
                 wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert wrong == []
-
-
-def test_no_module_is_over_about_400_lines():
-    long = {
-        str(p.relative_to(ROOT)): n
-        for p in [*_modules(), *(ROOT / "flows").glob("*.py"), *(ROOT / "tasks").glob("*.py")]
-        if (n := len(p.read_text().splitlines())) > MAX_LINES
-    }
-    assert long == {}
