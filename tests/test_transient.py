@@ -183,6 +183,17 @@ def test_outage_leaves_the_unit_unfinished_and_a_rerun_retries_only_those_pairs(
         # usage survives the rerun: the marker holds both processes' requests
         assert requests_in(again.usage) == outage_requests + server.requests
         assert storage.list("_journal") == []
+        # No edit was made twice: the rerun took the edits of the unfinished rollouts from the
+        # edit store, so both runs together made as many as the healthy build; once every
+        # trajectory is journaled the store is empty again.
+        assert edits_in(again.usage, "edits_stored") == edits_in(expected.usage, "edits_stored") > 0
+        assert edits_in(again.usage, "edits_reused") >= unfinished
+        assert storage.list("cache/edits") == [] and healthy.list("cache/edits") == []
+
+
+def edits_in(usage: dict, counter: str) -> int:
+    """A counter of the edit store, summed over the editors."""
+    return sum(int(u["counters"].get(counter, 0)) for who, u in usage.items() if who.startswith("editor/"))
 
 
 class Crash(Exception):

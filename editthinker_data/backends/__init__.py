@@ -44,6 +44,7 @@ class EditRequest:
     image: Image.Image
     instruction: str
     seed: int
+    source_sha256: str = ""  # the source image's hash: with the rest, the edit store's key
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
+from editthinker_data.backends.transport.edit_store import with_edit_store
 from editthinker_data.config import BackendSpec, BuildConfig
 from editthinker_data.core.schema import Role
 from editthinker_data.distributed.load import PER_ACTOR_OUTSTANDING
@@ -40,7 +41,7 @@ class BackendActor:
     def __init__(self, role: str, spec: BackendSpec, seed: int, context: BackendContext | None = None):
         self.role = role
         self.device = threading.Lock()  # one batch on the model at a time
-        self.backend = create_backend(role, spec, seed, context)
+        self.backend = with_edit_store(role, spec, create_backend(role, spec, seed, context), context)
         started = time.perf_counter()
         self.backend.setup()
         self.setup_seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from editthinker_data.backends import Backend, BackendContext, create_backend
+from editthinker_data.backends.transport.edit_store import with_edit_store
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.schema import Trajectory
 from editthinker_data.pipeline.loop import Call, Rollout, drive
@@ -16,7 +17,8 @@ from editthinker_data.pipeline.runner import RolloutRunner
 
 def local_backends(cfg: BuildConfig, context: BackendContext | None = None) -> dict[tuple[str, str], Backend]:
     backends = {
-        (role, spec.name): create_backend(role, spec, cfg.seed, context) for role, spec in cfg.backend_specs()
+        (role, spec.name): with_edit_store(role, spec, create_backend(role, spec, cfg.seed, context), context)
+        for role, spec in cfg.backend_specs()
     }
     for backend in backends.values():
         backend.setup()

@@ -137,7 +137,11 @@ class LocalStorage(LocalConditional, Storage):
         path = self.path(name)
         path.unlink(missing_ok=True)
         for parent in path.parents:  # drop folders the deletion emptied, as object stores do
-            if parent == self.root or not parent.is_relative_to(self.root) or any(parent.iterdir()):
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            if not parent.exists():  # deleting a name that was never written
+                continue
+            if any(parent.iterdir()):
                 break
             parent.rmdir()
 

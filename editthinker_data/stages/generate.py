@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from editthinker_data.backends import prompt_templates
+from editthinker_data.backends.transport.edit_store import open_edit_store, trajectory_edit_keys
 from editthinker_data.config import BuildConfig, Resources
 from editthinker_data.core.layout import (
     StageName,
@@ -31,7 +32,7 @@ from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.pipeline.runner import RolloutRunner
-from editthinker_data.stages.base import Stage, failure
+from editthinker_data.stages.base import Stage, backend_context, failure
 from editthinker_data.stages.versions import Reuse
 
 
@@ -163,6 +164,8 @@ class PartitionWriter:
             cfg.output.shard_max_bytes,
         )
         self.extra = {"prompt_templates": prompt_templates(cfg.backend_specs())}
+        self.editors = {e.name: e for e in cfg.editors}
+        self.edits: list[str] = []  # the edit store's keys of every trajectory written
         self.waiting: dict[int, Trajectory] = {}
         self.next = 0  # the next pair index to write
         self.rows: list[dict[str, Any]] = []
@@ -197,6 +200,8 @@ class PartitionWriter:
             self.stats.fail(traj.failure.reason if traj.failure else "first_turn_failed")
             return
         self.stats.keep()
+        if pair.editor in self.editors:
+            self.edits += trajectory_edit_keys(self.editors[pair.editor], pair.image_sha256, traj.turns)
         extra = {**self.extra, "provenance": self.work.origins[pair.id]}
         for sample, turn in zip(trajectory_turn_records(traj, extra), traj.turns, strict=True):
             shard = self.sink.write(sample)
@@ -259,6 +264,11 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
             usage.save()
         raise
     journal.flush()
+    # The edits of every journaled trajectory are safe in it: the store keeps only the rest
+    # (a transient rollout's, which a rerun takes back).
+    store = open_edit_store(backend_context(cfg, storage.url))
+    if store is not None:
+        store.drop(writer.edits)
 
     # Abort: not done, so no marker; a rerun runs this unit again, and only its transient pairs.
     if transient:
