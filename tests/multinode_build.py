@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,11 +38,11 @@ def small_config(address: str) -> dict:
     return cfg
 
 
-def build(cfg: dict, out: Path, state: Path) -> dict:
+def build(cfg: dict, out: Path, state: Path) -> Any:
     from flows.build_dataset import build_dataset
 
     result = build_dataset(cfg, str(out), str(state))
-    if not isinstance(result, dict):  # a Failed state: the flow returns it instead of raising
+    if not hasattr(result, "manifest"):  # a Failed state: the flow returns it instead of raising
         raise SystemExit(f"build into {out} did not finish: {result}")
     return result
 
@@ -111,9 +112,9 @@ def main() -> None:
         report.update(
             clean_shards=shard_hashes(args.workdir / "clean"),
             killed_shards=shard_hashes(args.workdir / "killed"),
-            generate=[clean["stats"]["stages"]["generate"], killed["stats"]["stages"]["generate"]],
-            killed_stats_actors=killed["stats"].get("actors"),
-            killed_backends=killed["stats"].get("backends"),
+            generate=[clean.stats["stages"]["generate"], killed.stats["stages"]["generate"]],
+            killed_stats_actors=killed.stats.get("actors"),
+            killed_backends=killed.stats.get("backends"),
             units=[
                 json.loads(m.read_text())["scheduler"]
                 for m in sorted((args.workdir / "killed" / "_markers" / "generate").glob("*.json"))

@@ -61,7 +61,7 @@ def test_llamafactory_rows_load_as_llamafactory_reads_them(demo_build):
         },
     }
     rows = json.loads((dataset_dir / entry["file_name"]).read_text())
-    assert len(rows) == export_info["rows"] == result["manifest"]["totals"]["sft"] > 0
+    assert len(rows) == export_info["rows"] == result.manifest["totals"]["sft"] > 0
     _check_files(root, export_info)
     # hiyouga/LLaMA-Factory src/llamafactory/data/converter.py: SharegptDatasetConverter takes
     # the columns and tags of the entry, user/assistant alternate from the user; _find_medias
@@ -109,7 +109,7 @@ def test_easyr1_rows_load_as_the_editthinker_fork_reads_them(demo_build):
         split="train",
         cache_dir=str(out / "_hf_rl"),
     )
-    assert ds.num_rows == export_info["rows"] == result["manifest"]["totals"]["rl"] > 0
+    assert ds.num_rows == export_info["rows"] == result.manifest["totals"]["rl"] > 0
     with open(root / settings["data.format_prompt"], encoding="utf-8") as f:
         format_prompt = f.read()
     assert "{original_instruction}" in format_prompt and "{rewritten_prompt}" in format_prompt
@@ -167,7 +167,7 @@ def test_step_shards_load_with_datasets(demo_build):
         ds = datasets.load_dataset(
             "webdataset", data_files={"train": files}, split="train", cache_dir=str(out / "_hf")
         )
-        assert ds.num_rows == result["manifest"]["totals"][split]
+        assert ds.num_rows == result.manifest["totals"][split]
         assert set(ds.features) >= {"json", "src.png", "prev.png"}
         row = ds[0]
         assert row["src.png"].size == (128, 128) and row["json"]["target"].startswith("<think>")
@@ -183,7 +183,7 @@ def test_card_front_matter_and_figures(demo_build):
         for files in cfg["data_files"]:
             assert list(out.glob(files["path"])), files
     assert "thinker_user_v1" in body and "| trajectory_filter |" in body
-    figures = result["release"]["figures"]
+    figures = result.release.figures
     assert len(figures) == 5
     for f in figures:
         assert f"]({f})" in body
@@ -241,15 +241,15 @@ def test_gallery_shows_every_trajectory_with_its_images_and_links(demo_build):
     out, result = demo_build
     gallery = out / "gallery"
     page = _Gallery(gallery / "index.html")
-    stats = result["stats"]["stages"]
+    stats = result.stats["stages"]
     assert len(page.sections) == stats["trajectory_filter"]["input"] == 40
     assert sum(s["data-kept"] == "true" for s in page.sections) == stats["balance"]["kept"]  # released
-    assert len(page.images) == 40 + result["manifest"]["totals"]["trajectories"]  # sources + every turn
+    assert len(page.images) == 40 + result.manifest["totals"]["trajectories"]  # sources + every turn
     assert all((gallery / src).is_file() for src in page.images)
     assert page.scripts == 0  # the whole gallery is static HTML
     # links to the card and to every figure, relative, so they work from a download or a bucket
     assert "../README.md" in page.links
-    for fig in result["release"]["figures"]:
+    for fig in result.release.figures:
         assert f"../{fig}" in page.links and (gallery / f"../{fig}").is_file()
     # every section is an anchor the table of contents links to
     assert {f"#t-{s['data-id']}" for s in page.sections} <= set(page.links)

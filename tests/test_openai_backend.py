@@ -171,13 +171,13 @@ def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cl
         data["output"]["report"] = False
         out = str(tmp_path / "a")
         first = build_dataset(data, out, str(state_dir))
-        stages = first["stats"]["stages"]
+        stages = first.stats["stages"]
         for name, st in stages.items():
             assert st["input"] == st["kept"] + sum(st["filtered"].values()) + sum(st["failed"].values()), name
         gen = stages["generate"]
         assert gen["input"] == 40 == stages["pool"]["kept"]
         assert all(server.injected.values()) and sum(server.injected.values()) > 20, server.injected
-        usage = first["stats"]["llm_usage"]
+        usage = first.stats["llm_usage"]
         assert usage["expert"]["retries"] > 0 and usage["scorer"]["tokens_in"] > 0
         assert usage["scorer"]["cost_usd"] == pytest.approx(
             usage["scorer"]["tokens_in"] * 2e-6 + usage["scorer"]["tokens_out"] * 8e-6, abs=1e-3
@@ -199,10 +199,10 @@ def test_build_against_a_failing_server_accounts_for_every_pair(demo_cfg, ray_cl
         assert clear_output(LocalStorage(out)) > 0
         second = build_dataset(data, out, str(state_dir))
         assert server.requests == sent  # everything came from <output>/cache/llm
-        usage2 = second["stats"]["llm_usage"]["total"]
+        usage2 = second.stats["llm_usage"]["total"]
         assert usage2["requests"] == 0 and usage2["cost_usd"] == 0 and usage2["cache_hits"] > 0
         strip = lambda m: {k: [s["sha256"] for s in v] for k, v in m["shards"].items()}  # noqa: E731
-        assert strip(second["manifest"]) == strip(first["manifest"])
+        assert strip(second.manifest) == strip(first.manifest)
 
 
 def test_requests_per_minute_paces_requests(tmp_path):

@@ -130,7 +130,7 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
     assert (
         out / "pool/pairs.parquet"
     ).stat().st_mtime_ns == pooled_at  # the build read the pool, not redid it
-    stats = result["stats"]
+    stats = result.stats
     assert (
         stats["stages"]["pool"] == marker["stats"] and stats["stages"]["generate"]["input"] == marker["pairs"]
     )
@@ -140,7 +140,7 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
     assert lines[: len(pool_lines)] == pool_lines and len(lines) == stats["failures"] >= len(pool_lines)
     assert all(json.loads(x)["stage"] != "pool" for x in lines[len(pool_lines) :])
     pool_ids = {r["id"]: r for r in pq.read_table(out / "pool/pairs.parquet").to_pylist()}
-    samples = [s for split in ("sft", "rl") for s in result["manifest"]["shards"][split]]
+    samples = [s for split in ("sft", "rl") for s in result.manifest["shards"][split]]
     seen = 0
     for shard in samples:
         for sample in wds.WebDataset(str(out / shard["url"]), shardshuffle=False).decode():
@@ -150,14 +150,14 @@ def test_a_build_runs_from_the_pool(pool_config, ray_cluster, state_dir, monkeyp
             seen += 1
     assert seen == stats["splits"]["sft"] + stats["splits"]["rl"] > 0
     turns = 0
-    for shard in result["manifest"]["shards"]["trajectories"]:
+    for shard in result.manifest["shards"]["trajectories"]:
         for sample in wds.WebDataset(str(out / shard["url"]), shardshuffle=False).decode():
             pair = pool_ids[sample["json"]["pair_id"]]
             assert sample["json"]["provenance"] == {
                 k: pair[k] for k in ("source", "original_id", "label", "licence")
             }
             turns += 1
-    assert turns == result["manifest"]["totals"]["trajectories"] > 0
+    assert turns == result.manifest["totals"]["trajectories"] > 0
     monkeypatch.setattr(cli.console, "width", 400)
     shown = runner.invoke(app, ["inspect", str(out)])
     assert "licences: " in shown.output and "pico cc-by-nc-nd-4.0" in shown.output

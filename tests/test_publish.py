@@ -259,7 +259,7 @@ def test_every_card_config_loads_with_datasets_and_writes_parquet(demo_build, tm
     assert [i["config_name"] for i in meta["dataset_info"]] == list(configs)  # typed over all samples
     for name in configs:
         ds = datasets.load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf"))
-        assert ds.num_rows == result["manifest"]["totals"][name]
+        assert ds.num_rows == result.manifest["totals"][name]
         images = {"png"} if name == "trajectories" else {"src.png", "prev.png"}
         assert set(ds.features) >= {"json", *images}
         ds.to_parquet(str(tmp_path / f"{name}.parquet"))  # no empty struct anywhere

@@ -224,10 +224,10 @@ def test_demo_build_through_release_servers_matches_in_process(demo_build, demo_
             )  # fmt: skip
         result = build_dataset(parse_config(cfg, environ={}).model_dump(), str(tmp_path), str(state_dir))
     strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
-    assert strip(result["manifest"]) == strip(first["manifest"])
+    assert strip(result.manifest) == strip(first.manifest)
     for server in servers:
         assert server.injected == {"queue_full": 1, "queue_full_200": 1, "timeout": 1, "503": 1}
-    stats = result["stats"]
+    stats = result.stats
     for spec in demo_cfg.editors:
         counters = stats["backends"][f"editor/{spec.name}"]["counters"]
         assert counters[f"unreachable {dead}"] >= 1 and counters["retries"] >= 4

@@ -77,7 +77,7 @@ def test_sigkill_mid_unit_then_resume_matches_clean_build(demo_build, target, tm
     st = storage()
     manifest = st.read_json("manifest.json")
     strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
-    assert strip(manifest) == strip(clean["manifest"])
+    assert strip(manifest) == strip(clean.manifest)
     reports = [st.read_json(name) for name in st.list("_markers/generate")]
     assert sum(r["resumed"] for r in reports) > 0
     assert st.list("_journal") == []
