@@ -2,10 +2,10 @@ import json
 import time
 
 import pytest
-from conftest import ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
+from tests.support.paths import ROOT
 
 runner = CliRunner()
 

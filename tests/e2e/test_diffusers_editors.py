@@ -236,7 +236,7 @@ def test_oom_splits_the_batch_and_cuda_errors_end_the_actor(tiny, monkeypatch):
         ed.run_batch([EditRequest(img, "a", 0)])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=90)
 def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
     from editthinker_data.core.schema import SourcePair
     from editthinker_data.distributed.drive import run_rollouts
@@ -276,7 +276,7 @@ def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
         assert a["setups"] == 1 and a["counters"]["loads"] == 1 and a["calls"] >= 2
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)
 def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path):
     """configs/tiny-diffusers.yaml through Prefect and Ray, with the models saved here."""
     import json
@@ -287,7 +287,7 @@ def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path)
     from editthinker_data.io.storage import open_storage
     from editthinker_data.release.report import verify
     from flows.build_dataset import build_dataset
-    from tests.conftest import ROOT
+    from tests.support.paths import ROOT
 
     data = yaml.safe_load((ROOT / "configs" / "tiny-diffusers.yaml").read_text())
     folders = {"flux-kontext", "qwen-image-edit", "qwen-image-edit-plus", "instruct-pix2pix"}

@@ -15,7 +15,7 @@ from editthinker_data.io.storage import open_storage
 from editthinker_data.prompts import user_turn
 from editthinker_data.release.common import iter_steps
 
-TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "output.md"
+TRAINING_DOC = Path(__file__).resolve().parents[2] / "docs" / "output.md"
 
 pytestmark = pytest.mark.slow
 

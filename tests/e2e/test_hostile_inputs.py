@@ -27,8 +27,8 @@ from editthinker_data.sources import read_input
 from editthinker_data.sources.base import SourceRecord
 from editthinker_data.sources.guard import ImagePolicy, Refused, check
 from editthinker_data.stages.pool import PoolStage
-from tests.loopback_http import Handler, LoopbackServer
-from tests.source_fixtures import png
+from tests.support.loopback_http import Handler, LoopbackServer
+from tests.support.source_fixtures import png
 
 SIDE = 20000  # 400M pixels: PIL itself refuses it at Image.open
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-HELPER = Path(__file__).with_name("multinode_build.py")
+HELPER = Path(__file__).resolve().parents[1] / "support" / "multinode_build.py"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=110)
 def test_build_survives_a_lost_worker_node(tmp_path):
     # Its own process: this session already has a local Ray, and a driver joins one cluster.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_", "EDITTHINKER"))}
-    env["PYTHONPATH"] = str(HELPER.parents[1])
+    env["PYTHONPATH"] = str(HELPER.parents[2])
     done = subprocess.run(
         [sys.executable, str(HELPER), str(tmp_path), "--kill-after", "4"],
         env=env, capture_output=True, text=True, timeout=300,

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from openai_server import ChatServer
 
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest
 from editthinker_data.backends.experts.openai_compat import OpenAIExpert, OpenAIScorer
 from editthinker_data.backends.procedural.scene import render_scene
+from tests.support.openai_server import ChatServer
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
 GOOD = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
@@ -297,9 +297,8 @@ def test_a_reask_is_another_request_that_a_deterministic_server_answers_anew(tmp
     same request. A re-ask continues the conversation with the model's own answer and a
     correction saying what was wrong, under another seed: every request and every answer
     differ, and a rerun replays them all from the cache."""
-    from openai_server import babble_answer
-
     from editthinker_data.backends import UnusableAnswer
+    from tests.support.openai_server import babble_answer
 
     req = ScoreRequest(SRC, GOOD, "Make the red circle blue.")
     with ChatServer(babble="stop") as server:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, ROOT
-from openai_server import ChatServer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -33,6 +31,8 @@ from editthinker_data.pipeline.plan import (
     requests_per_call,
     trajectory_calls,
 )
+from tests.support.openai_server import ChatServer
+from tests.support.paths import DEMO_CONFIG, ROOT
 
 runner = CliRunner()
 DEMO_SOURCE = ROOT / "editthinker_data" / "demo" / "source"

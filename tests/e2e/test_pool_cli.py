@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
-from tests.conftest import ROOT
-from tests.source_fixtures import write_sources
+from tests.support.paths import ROOT
+from tests.support.source_fixtures import write_sources
 
 runner = CliRunner()
 

@@ -14,8 +14,6 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from conftest import BUCKET, ROOT
-from fake_hub import FakeHub
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app, term
@@ -23,6 +21,8 @@ from editthinker_data.core.layout import RUN_STATE
 from editthinker_data.core.stats import STAGES
 from editthinker_data.io.storage import open_storage
 from editthinker_data.release.publish import NOT_RELEASED, plan_release, publish
+from tests.support.fake_hub import FakeHub
+from tests.support.paths import BUCKET, ROOT
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
 from editthinker_data.config import ConfigError
 from editthinker_data.pipeline.preflight import check_ray_address
+from tests.support.paths import ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -14,7 +14,7 @@ from PIL import Image
 from editthinker_data.backends import BackendError, EditRequest, TransientBackendError, create_backend
 from editthinker_data.config import BackendSpec, ConfigError, parse_config
 from editthinker_data.pipeline.preflight import preflight
-from tests.release_editor_server import ReleaseEditorServer
+from tests.support.release_editor_server import ReleaseEditorServer
 
 FAST = {"protocol": "editthinker", "backoff_s": 0.01, "timeout_s": 5, "health_timeout_s": 2}
 

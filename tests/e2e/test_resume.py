@@ -14,11 +14,12 @@ import sys
 import time
 
 import pytest
-from conftest import BUCKET
 
-pytestmark = pytest.mark.slow
+from tests.support.paths import BUCKET
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow(seconds=120)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cli(out, state, **env):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import BUCKET, ROOT
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
@@ -21,6 +20,7 @@ from editthinker_data.io.storage import S3Storage, open_storage
 from editthinker_data.release.report import Build, verify
 from editthinker_data.stages.generate import GenerateStage
 from editthinker_data.stages.pool import PoolStage
+from tests.support.paths import BUCKET, ROOT
 
 
 def test_roundtrip_multipart_listing_and_folders(s3_endpoint, tmp_path, monkeypatch):
@@ -172,9 +172,8 @@ def test_source_manifest_and_images_on_s3(s3_endpoint, demo_cfg, tmp_path):
 def test_units_survive_s3_faults(s3_endpoint, demo_cfg, tmp_path):
     """30% of S3 requests fail (503 SlowDown, 500, dropped connections): retries absorb them
     and the output verifies."""
-    from faulty_s3 import FaultyProxy
-
     from editthinker_data.execution.local_rollouts import local_runner
+    from tests.support.faulty_s3 import FaultyProxy
 
     host, port = s3_endpoint.removeprefix("http://").split(":")
     with FaultyProxy(host, int(port), fault_rate=0.3, seed=1) as proxy:

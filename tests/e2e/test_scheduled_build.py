@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import DEMO_CONFIG, ROOT
 
 from editthinker_data.core.layout import LEASE_FILE, MANIFEST_FILE
+from tests.support.paths import DEMO_CONFIG, ROOT
 
 pytestmark = pytest.mark.slow
 PREFECT = str(Path(sys.executable).parent / "prefect")

@@ -10,8 +10,6 @@ import socket
 
 import httpx
 import pytest
-from loopback_http import Handler, LoopbackServer
-from openai_server import ChatServer
 from PIL import Image
 
 from editthinker_data import stages
@@ -28,6 +26,8 @@ from editthinker_data.io.storage import LocalStorage
 from editthinker_data.pipeline.loop import Names, drive, rollout
 from editthinker_data.stages.generate import GenerateStage
 from editthinker_data.stages.pool import PoolStage
+from tests.support.loopback_http import Handler, LoopbackServer
+from tests.support.openai_server import ChatServer
 
 SRC = Image.new("RGB", (8, 8), (0, 0, 0))
 
@@ -128,7 +128,7 @@ def outage_output(request, tmp_path):
     """Where the interrupted build goes: local disk, or S3 (the moto server on loopback)."""
     if request.param == "local":
         return str(tmp_path / "outage")
-    from conftest import BUCKET
+    from tests.support.paths import BUCKET
 
     request.getfixturevalue("s3_endpoint")
     return f"s3://{BUCKET}/outage-{tmp_path.name}"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from openai_server import ChatServer
 from typer.testing import CliRunner
 
 from editthinker_data import stages
@@ -31,6 +30,7 @@ from editthinker_data.stages.pool import PoolStage
 from editthinker_data.stages.select import SelectStage
 from editthinker_data.stages.versions import finish_version, plan_version
 from editthinker_data.stages.write_steps import WriteStepsStage
+from tests.support.openai_server import ChatServer
 
 runner = CliRunner()
 # 10 demo pairs, 2 per task type, each with its task type given (so an edited instruction keeps it)
@@ -137,7 +137,7 @@ def test_pool_command_on_changed_sources_says_what_changed(demo_cfg, demo_src, t
 def test_a_manifest_on_s3_is_fingerprinted_by_its_etag(demo_cfg, s3_endpoint):
     import boto3
 
-    from tests.conftest import BUCKET
+    from tests.support.paths import BUCKET
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.put_object(Bucket=BUCKET, Key="content/manifest.jsonl", Body=b'{"id": "a"}\n')
@@ -340,7 +340,7 @@ def test_the_store_keeps_exact_scores_and_answers_misses_on_s3(s3_endpoint):
     from editthinker_data.core.schema import Refinement, Scores, SourcePair, Trajectory, Turn
     from editthinker_data.io.storage import open_storage
     from editthinker_data.io.trajectory_store import TrajectoryStore
-    from tests.conftest import BUCKET
+    from tests.support.paths import BUCKET
 
     pair = SourcePair("p:1", "Make it red.", Image.new("RGB", (8, 8)), "style", "ab" * 32, editor="careful")
     turns = [

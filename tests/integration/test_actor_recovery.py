@@ -3,9 +3,9 @@ replacement that never comes up stops the unit with a named error."""
 
 import pytest
 import ray
-from scheduler_helpers import config, one_editor, pairs, run
 
 from editthinker_data.distributed.pools import Workers
+from tests.support.scheduler_helpers import config, one_editor, pairs, run
 
 pytestmark = pytest.mark.slow
 

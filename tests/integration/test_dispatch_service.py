@@ -7,11 +7,11 @@ import time
 from functools import partial
 
 import ray
-from scheduler_helpers import config, pairs
 
 from editthinker_data.distributed.remote import RemoteRunner
 from editthinker_data.distributed.service import LET_GO_S, start_service, stop_service
 from editthinker_data.pipeline.loop import Names, rollout
+from tests.support.scheduler_helpers import config, pairs
 
 
 def test_the_dispatcher_frees_the_edits_its_units_fetched(ray_cluster):

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from editthinker_data.backends import BackendError, EditRequest, create_backend
 from editthinker_data.config import BackendSpec, ConfigError, parse_config
-from tests.editor_server import EditorServer
+from tests.support.editor_server import EditorServer
 
 
 def image(seed=0, size=(24, 16)):

@@ -12,11 +12,11 @@ import threading
 import time
 
 import pytest
-from conftest import BUCKET, ROOT
 
 from editthinker_data.core.layout import LEASE_FILE
 from editthinker_data.io.lease import OutputBusy, OutputLease, holder_info
 from editthinker_data.io.storage import open_storage
+from tests.support.paths import BUCKET, ROOT
 
 HOLDER = """
 import sys, time

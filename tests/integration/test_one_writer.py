@@ -8,7 +8,6 @@ import time
 
 import boto3
 import pytest
-from conftest import BUCKET, DEMO_CONFIG
 from typer.testing import CliRunner
 
 from editthinker_data.cli import app
@@ -17,6 +16,7 @@ from editthinker_data.core.layout import LEASE_FILE, POOL_FILE
 from editthinker_data.execution.prepare import load_build_config, prepare_build
 from editthinker_data.io.lease import EXIT_BUSY, OutputBusy, OutputLease, holder_info
 from editthinker_data.io.storage import open_storage
+from tests.support.paths import BUCKET, DEMO_CONFIG
 
 runner = CliRunner()
 

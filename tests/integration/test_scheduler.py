@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import ray
-from scheduler_helpers import config, one_editor, pairs, run
 
 from editthinker_data.backends import EditRequest
 from editthinker_data.config import parse_config
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import Dispatcher
 from editthinker_data.pipeline.loop import Names, rollout
+from tests.support.scheduler_helpers import config, one_editor, pairs, run
 
 pytestmark = pytest.mark.slow
 

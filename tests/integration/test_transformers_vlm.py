@@ -4,8 +4,6 @@ import pytest
 
 pytest.importorskip("transformers", reason="the [models] extra is not installed")
 
-from tiny_vlm import save_tiny_qwen3_vl, save_tiny_qwen25_vl  # noqa: E402
-
 from editthinker_data.backends import BackendError, RefineRequest, ScoreRequest  # noqa: E402
 from editthinker_data.backends.experts.transformers_vlm import (  # noqa: E402
     TransformersExpert,
@@ -17,6 +15,7 @@ from editthinker_data.core.layout import POOL_UNIT, part_name
 from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.stages.generate import GenerateStage
 from editthinker_data.stages.pool import PoolStage
+from tests.support.tiny_vlm import save_tiny_qwen3_vl, save_tiny_qwen25_vl  # noqa: E402
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12)], 64)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import ray
-from openai_server import ChatServer
 
 from editthinker_data.backends import BackendContext
 from editthinker_data.backends.procedural.scene import render_scene
@@ -16,6 +15,7 @@ from editthinker_data.core.stats import add_usage, llm_usage, usage_as_actor_inf
 from editthinker_data.distributed.drive import run_rollouts
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.pipeline.loop import Names, rollout
+from tests.support.openai_server import ChatServer
 
 pytestmark = pytest.mark.slow
 KILL_AFTER = 3  # expert batches answered before its actor is killed

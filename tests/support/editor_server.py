@@ -14,8 +14,9 @@ import random
 import threading
 import time
 
-from loopback_http import Handler, LoopbackServer
 from PIL import Image, ImageOps
+
+from tests.support.loopback_http import Handler, LoopbackServer
 
 FAULTS = ("429", "500", "reset", "timeout", "malformed", "truncated")
 

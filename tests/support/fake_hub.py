@@ -17,7 +17,7 @@ import re
 import threading
 from urllib.parse import unquote, urlparse
 
-from loopback_http import Handler, LoopbackServer
+from tests.support.loopback_http import Handler, LoopbackServer
 
 LFS_SUFFIXES = (".tar", ".parquet", ".png")  # as the Hub's .gitattributes sends binaries to LFS
 _REPO = r"(?P<repo>[^/]+/[^/]+)"

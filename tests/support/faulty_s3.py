@@ -7,7 +7,7 @@ import http.client
 import random
 import threading
 
-from loopback_http import Handler, LoopbackServer
+from tests.support.loopback_http import Handler, LoopbackServer
 
 SLOWDOWN = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
 INTERNAL = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>'

@@ -4,7 +4,7 @@ workers), a clean build of a small demo config through it, then the same build i
 output with the worker node that holds most backend actors killed (its raylet and every
 process on it, no grace) once some pairs are done. Prints one JSON line for the test.
 
-    python tests/multinode_build.py WORKDIR [--kill-after N]
+    python tests/support/multinode_build.py WORKDIR [--kill-after N]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from editthinker_data.core import runenv  # noqa: E402

@@ -25,12 +25,12 @@ import threading
 import time
 
 import numpy as np
-from loopback_http import Handler, LoopbackServer
 from PIL import Image
 
 from editthinker_data.backends import RefineRequest
 from editthinker_data.backends.experts.procedural import ProceduralExpert
 from editthinker_data.backends.procedural.judge import _residual_noise, judge
+from tests.support.loopback_http import Handler, LoopbackServer
 
 FAULTS = ("429", "500", "reset", "timeout", "badjson", "malformed", "truncated")
 

@@ -27,11 +27,11 @@ import time
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
-from loopback_http import LoopbackASGI
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from editthinker_data.backends import BackendError, EditRequest
+from tests.support.loopback_http import LoopbackASGI
 
 MAX_SEED = 2**31 - 1
 

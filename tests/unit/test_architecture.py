@@ -10,7 +10,7 @@ import ast
 import graphlib
 from pathlib import Path
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 PKG = ROOT / "editthinker_data"
 TOPS = ("editthinker_data", "flows", "tasks")  # the trees the import checks read

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
 
 from editthinker_data.config import parse_config
+from tests.support.paths import ROOT
 
 INFRA = ROOT / "infra"
 

@@ -9,9 +9,10 @@ import re
 import tomllib
 
 import yaml
-from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from tests.support.paths import ROOT
 
 MANIFEST = ROOT / "infra" / "kuberay" / "raycluster.yaml"
 

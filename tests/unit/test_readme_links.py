@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
 from markdown.extensions.toc import slugify
+
+from tests.support.paths import ROOT
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.M)

@@ -3,7 +3,7 @@ from pathlib import Path
 from editthinker_data.core.schema import TASK_TYPES
 from editthinker_data.demo.generate import PAIRS, write_demo_source
 
-BUNDLED = Path(__file__).resolve().parents[1] / "editthinker_data" / "demo" / "source"
+BUNDLED = Path(__file__).resolve().parents[3] / "editthinker_data" / "demo" / "source"
 
 
 def test_bundled_demo_source_regenerates_byte_for_byte(tmp_path):

@@ -24,7 +24,7 @@ from editthinker_data.sources.defaults import (
 )
 from editthinker_data.sources.formats import FORMATS, LABEL_TABLES
 from editthinker_data.sources.labels import LabelMapper, normalise_label
-from tests.source_fixtures import _jsonl, _write, jpeg, png
+from tests.support.source_fixtures import _jsonl, _write, jpeg, png
 
 SUBJ, STYLE, BG, OTHER = "subject-driven", "style", "background", "other"
 

@@ -17,8 +17,8 @@ from editthinker_data.config import ConfigError
 from editthinker_data.pipeline.preflight import check_sources
 from editthinker_data.sources import read_input
 from editthinker_data.sources.base import SourceFileError, SourceRecord
-from tests.source_fixtures import png
-from tests.test_hostile_inputs import config, write
+from tests.e2e.test_hostile_inputs import config, write
+from tests.support.source_fixtures import png
 
 
 def test_a_utf16_manifest_is_a_configuration_error_that_names_the_encoding(tmp_path):

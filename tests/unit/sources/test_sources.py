@@ -21,7 +21,7 @@ from editthinker_data.sources.defaults import licence_warnings
 from editthinker_data.sources.formats import FORMATS
 from editthinker_data.sources.labels import LabelMapper
 from editthinker_data.stages.pool import PoolStage
-from tests.source_fixtures import png, write_sources
+from tests.support.source_fixtures import png, write_sources
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_rerun_reads_signatures_from_the_cache(sources, tmp_path):
 
 
 def test_quotas_and_ratios_balance_by_task_type_deterministically(tmp_path):
-    from tests.source_fixtures import _jsonl, _write
+    from tests.support.source_fixtures import _jsonl, _write
 
     rows = []
     kinds = {"subject-driven": 10, "style": 2, "background": 4}
@@ -216,14 +216,14 @@ def test_label_tables_cover_the_benchmarks_and_fall_back_to_keywords():
         pico("Change the season of the scene") == "background"
         and pico("Translate text on the sign") == "other"
     )
-    assert pico("Juggle the quux") is None  # the pool classifies it (tests/test_labels.py)
+    assert pico("Juggle the quux") is None  # the pool classifies it (tests/unit/sources/test_labels.py)
     assert LabelMapper(FORMATS["kris"])("anything at all") == "reasoning"
     assert LabelMapper(FORMATS["gedit"], {"style_change": "other"})("style_change") == "other"
     assert LabelMapper(FORMATS["gedit"], use_defaults=False)("style_change") is None
 
 
 def test_near_duplicates_need_the_same_instruction(tmp_path):
-    from tests.source_fixtures import _jsonl, _write, jpeg
+    from tests.support.source_fixtures import _jsonl, _write, jpeg
 
     _write(tmp_path / "a.png", png(7))
     _write(tmp_path / "b.jpg", jpeg(7, quality=80))
@@ -306,7 +306,7 @@ def test_fast_phash_matches_imagehash_bit_for_bit():
     from PIL import Image
 
     from editthinker_data.io.imagesig import THUMB, phash
-    from tests.source_fixtures import image, jpeg
+    from tests.support.source_fixtures import image, jpeg
 
     for seed in range(40):
         for data in (png(seed), jpeg(seed, quality=70)):
@@ -367,7 +367,7 @@ def test_pico_multi_turn_source_resolves_through_the_open_images_mapping(tmp_pat
     import json
 
     from editthinker_data.sources.pico_banana import read_pico_banana
-    from tests.source_fixtures import _write, jpeg
+    from tests.support.source_fixtures import _write, jpeg
 
     _write(tmp_path / "oi" / "train_1" / "ffee01.jpg", jpeg(9))
     _write(

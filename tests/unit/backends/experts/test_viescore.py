@@ -11,7 +11,6 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from openai_server import ChatServer, quality_of
 from PIL import Image
 
 from editthinker_data.backends import BackendError, ScoreRequest, prompt_templates
@@ -21,6 +20,7 @@ from editthinker_data.backends.procedural.scene import render_scene
 from editthinker_data.config import ConfigError, load_config, parse_config
 from editthinker_data.core.stats import llm_usage
 from editthinker_data.pipeline.preflight import preflight
+from tests.support.openai_server import ChatServer, quality_of
 
 SRC = render_scene("sky", [("circle", "red", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])
 GOOD = render_scene("sky", [("circle", "blue", 0.3, 0.5, 0.12), ("square", "green", 0.72, 0.45, 0.1)])

@@ -14,7 +14,7 @@ from editthinker_data.backends.procedural.intent import BASIC, FULL, canonical_i
 from editthinker_data.backends.procedural.scene import analyze, render_scene
 from editthinker_data.backends.scoring.procedural import ProceduralScorer
 
-DEMO = Path(__file__).resolve().parents[1] / "editthinker_data" / "demo" / "source"
+DEMO = Path(__file__).resolve().parents[4] / "editthinker_data" / "demo" / "source"
 
 
 @pytest.fixture
