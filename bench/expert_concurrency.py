@@ -4,7 +4,7 @@ that answers after a fixed latency, at per-actor concurrency 1 vs. N, printed as
     python bench/expert_concurrency.py [--pairs 40] [--latency 0.2] [--concurrency 32]
         [--turns 3] [--model canned|procedural] [--tpm 120000] [--skip-pipeline]
 
-The server (tests/openai_server.py) runs on loopback in its own process. With `--model
+The server (tests/support/openai_server.py) runs on loopback in its own process. With `--model
 canned` (default) it costs its latency only, and its expert asks for `--turns` turns; with
 `--model procedural` its answers are the procedural expert's and scorer's, whose CPU work
 (on the same cores as the build) then bounds the ratio. The editors are procedural either
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from editthinker_data.core import runenv  # noqa: E402
 from editthinker_data.core.layout import POOL_UNIT, part_name  # noqa: E402
@@ -34,14 +34,13 @@ from editthinker_data.stages.pool import PoolStage  # noqa: E402
 STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
-from openai_server import ChatServer, ChatServerProcess  # noqa: E402
-
 from editthinker_data.config import load_config, parse_config  # noqa: E402
 from editthinker_data.demo.generate import write_demo_source  # noqa: E402
 from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
+from tests.support.openai_server import ChatServer, ChatServerProcess  # noqa: E402
 
 
 def source(pairs: int) -> str:

@@ -15,25 +15,22 @@ from editthinker_data.core import runenv  # noqa: E402
 runenv.prepare(_STATE)
 os.environ.update(HF_HOME=str(_STATE / "hf"), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
 
-ROOT = Path(__file__).resolve().parents[1]
-BUCKET = "etd-test"
-DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
-
-
-# The longest tests (1.5-2 min each on 2 cores), longest first; then the other slow ones.
-LONGEST = ("tests/test_resume.py", "tests/test_multinode.py", "tests/test_diffusers_editors.py")
+from tests.support.paths import BUCKET, DEMO_CONFIG  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
     """Longest first (LPT scheduling): with `--maxschedchunk 1` each xdist worker takes the
     next test as it frees up, so the end-to-end builds start early, spread over the workers,
-    instead of queueing on one worker at the end of the run."""
+    instead of queueing on one worker at the end of the run. The order comes from the tests'
+    own markers: `slow(seconds=N)` (about N seconds on 2 cores) by N, then other `slow`
+    tests, then the rest."""
 
-    def rank(item) -> tuple[int, int]:
-        path = item.nodeid.split("::")[0]
-        if path in LONGEST and item.get_closest_marker("slow"):
-            return (0, LONGEST.index(path))
-        return (1, 0) if item.get_closest_marker("slow") else (2, 0)
+    def rank(item) -> tuple[int, float]:
+        slow = item.get_closest_marker("slow")
+        if slow is None:
+            return (2, 0)
+        seconds = slow.kwargs.get("seconds")
+        return (1, 0) if seconds is None else (0, -seconds)
 
     items.sort(key=rank)  # stable: collection order within a rank
 
