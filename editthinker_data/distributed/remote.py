@@ -16,6 +16,7 @@ import ray
 from editthinker_data.core.schema import Trajectory
 from editthinker_data.distributed.events import Event
 from editthinker_data.distributed.refs import deliver
+from editthinker_data.distributed.service import DispatcherLost, find_service
 from editthinker_data.pipeline.loop import Rollout
 
 POLL_S = 0.5  # a poll returns at once when there is news; this is the longest it waits
@@ -23,8 +24,11 @@ FEED_POLL_S = 0.1  # the longest wait of a unit with pairs still to feed
 
 
 class RemoteRunner:
-    def __init__(self, service: Any):
-        self.service = service
+    """Finds the dispatcher by name, so a unit retried after the dispatcher died talks to the
+    one the flow started in its place."""
+
+    def __init__(self, name: str, wait_s: float = 900.0):
+        self.name, self.wait_s = name, wait_s
 
     def __call__(
         self,
@@ -34,7 +38,24 @@ class RemoteRunner:
         on_usage: Callable[[str, dict[str, float]], None] | None = None,
         prepare: Callable[[Any], Any] | None = None,
     ) -> dict[str, Any]:
-        service = self.service
+        service = find_service(self.name, self.wait_s)
+        try:
+            return self._run(service, items, make, on_done, on_usage, prepare)
+        except ray.exceptions.RayActorError as err:  # the dispatcher died under this unit
+            raise DispatcherLost(
+                f"the dispatcher {self.name!r} died while this unit ran ({type(err).__name__}); the unit "
+                "resumes from its journal on its retry"
+            ) from None
+
+    def _run(
+        self,
+        service: Any,
+        items: Sequence[Any],
+        make: Callable[[Any], Rollout],
+        on_done: Callable[[int, Trajectory], None],
+        on_usage: Callable[[str, dict[str, float]], None] | None,
+        prepare: Callable[[Any], Any] | None,
+    ) -> dict[str, Any]:
         jid, feed_to = ray.get(service.submit.remote(len(items), make))
         fed = 0
         try:

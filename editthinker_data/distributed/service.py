@@ -134,8 +134,37 @@ class DispatchService:
         self.workers.stop()
 
 
+class DispatcherLost(RuntimeError):
+    """The build's dispatcher actor died while a unit talked to it: the unit stops, and its
+    retry resumes from its journal with the dispatcher the flow started again."""
+
+
+def service_name(cfg: BuildConfig) -> str:
+    """The dispatcher's actor name: units find it (and its replacement) by this name."""
+    return f"dispatch-{cfg.fingerprint()[:8]}-{id(cfg):x}"
+
+
+def find_service(name: str, wait_s: float) -> Any:
+    """The live dispatcher named `name`, waiting up to `wait_s` while it is being started
+    again after a death."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            service = ray.get_actor(name)
+            ray.get(service.actors.remote(), timeout=60)  # alive, and done setting up
+            return service
+        except (ValueError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            # not registered yet, or the dead one's name not yet released
+            if time.monotonic() >= deadline:
+                raise DispatcherLost(
+                    f"no dispatcher named {name!r} came up within {wait_s:.0f}s; the build's driver "
+                    "starts it again after a death, so the driver itself is gone or stuck"
+                ) from None
+            time.sleep(0.5)
+
+
 def start_service(
-    cfg: BuildConfig, context: BackendContext | None, timeout_s: float = 900.0
+    cfg: BuildConfig, context: BackendContext | None, timeout_s: float = 900.0, name: str | None = None
 ) -> tuple[Any, int]:
     """The dispatcher actor on this process's node, once its backend actors are all set up;
     returns it and the number of backend actors."""
@@ -146,7 +175,7 @@ def start_service(
             num_cpus=0,
             max_concurrency=CONCURRENCY,
             max_restarts=0,
-            name=f"dispatch-{cfg.fingerprint()[:8]}-{id(cfg):x}",
+            name=name or service_name(cfg),
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         )
         .remote(cfg, context, cfg.run.max_in_flight, cfg.run.backend_retries)
