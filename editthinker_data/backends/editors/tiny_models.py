@@ -146,6 +146,4 @@ def tiny_editor_specs(
 def save_instruct_pix2pix(path: Path, size: str = "tiny") -> Path:
     """`bench/editor_pool.py` calls this for its SD-size model; drop it once the bench calls
     `InstructPix2PixEditor.save_tiny(path, size="sd")` itself."""
-    from editthinker_data.backends.editors.instruct_pix2pix import InstructPix2PixEditor
-
-    return InstructPix2PixEditor.save_tiny(path, size=size)
+    return tiny_families()["instruct_pix2pix"].save_tiny(path, size=size)
