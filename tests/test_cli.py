@@ -144,6 +144,8 @@ def test_tiny_editors_help_lists_the_registered_families():
     names = tiny_names()
     assert result.exit_code == 0 and "{families}" not in flat and "instruct-pix2pix" in names
     assert flat.count(", ".join(names)) == 2  # in the description and in --name
+    listing = runner.invoke(app, ["--help"])
+    assert listing.exit_code == 0 and "tiny-editors" in listing.output and "{families}" not in listing.output
 
 
 def test_state_dir_is_absolute_and_per_user_for_object_storage(tmp_path, monkeypatch):
