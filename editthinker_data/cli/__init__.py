@@ -24,6 +24,7 @@ from rich.table import Table
 from editthinker_data.cli import deploy as _deploy  # noqa: F401  (registers `deploy`)
 from editthinker_data.cli import plan as _plan  # noqa: F401  (registers `plan`)
 from editthinker_data.cli import publish as _publish  # noqa: F401  (registers `publish`)
+from editthinker_data.cli import tiny as _tiny  # noqa: F401  (registers `tiny-editors`)
 from editthinker_data.cli.app import (
     EndpointOption,
     OutputArg,
@@ -404,28 +405,6 @@ def demo_source(
     from editthinker_data.demo.generate import write_demo_source
 
     console.print(f"wrote {write_demo_source(out_dir)}")
-
-
-@app.command("tiny-editors")
-def tiny_editors(
-    out_dir: Annotated[Path, typer.Argument(help="where to save the pipelines, one folder each")],
-    name: Annotated[
-        list[str] | None, typer.Option("--name", help="only these (flux-kontext, qwen-image-edit, ...)")
-    ] = None,
-) -> None:
-    """Save tiny random diffusers editors (FLUX.1 Kontext, Qwen-Image-Edit(-Plus),
-    InstructPix2Pix) for CPU runs of configs/tiny-diffusers.yaml; needs the models extra:
-    pip install -e '.\\[models]'."""
-    try:
-        from editthinker_data.backends.editors.tiny_models import save_tiny_editors
-    except ImportError as err:
-        fail(f"{err}; install the model libraries: pip install -e '.[models]'")
-    try:
-        saved = save_tiny_editors(out_dir, name or None)
-    except ValueError as err:
-        fail(str(err))
-    for editor, path in saved.items():
-        console.print(f"{editor}: {path}")
 
 
 def main() -> None:

@@ -136,6 +136,18 @@ def test_help_text_keeps_square_brackets():
     assert result.exit_code == 0 and ".[models]" in result.output
 
 
+def test_tiny_editors_help_lists_the_registered_families():
+    from editthinker_data.backends.editors.tiny_models import tiny_names
+
+    result = runner.invoke(app, ["tiny-editors", "--help"])
+    flat = " ".join(result.output.replace("│", " ").split())  # the help is wrapped in panels
+    names = tiny_names()
+    assert result.exit_code == 0 and "{families}" not in flat and "instruct-pix2pix" in names
+    assert flat.count(", ".join(names)) == 2  # in the description and in --name
+    listing = runner.invoke(app, ["--help"])
+    assert listing.exit_code == 0 and "tiny-editors" in listing.output and "{families}" not in listing.output
+
+
 def test_state_dir_is_absolute_and_per_user_for_object_storage(tmp_path, monkeypatch):
     from editthinker_data.core.runenv import default_state_dir, state_dir_for
 

@@ -1,5 +1,7 @@
 """Diffusers editor families, each a tiny random pipeline saved like a checkpoint and run
-for 2 steps on CPU through the real backend class and through the Ray actor pool."""
+for 2 steps on CPU through the real backend class and through the Ray actor pool. The
+families come from `backends.REGISTRY` (each builds its own tiny pipeline), so a new
+family is tested here from its registry line alone."""
 
 from __future__ import annotations
 
@@ -13,15 +15,16 @@ pytest.importorskip("diffusers")  # the [models] extra; .ci/run installs it
 
 from editthinker_data.backends import BackendError, BackendFatal, EditRequest, create_backend  # noqa: E402
 from editthinker_data.backends.editors.diffusers_base import plan_size, resolve_model  # noqa: E402
-from editthinker_data.backends.editors.tiny_models import save_tiny_editors  # noqa: E402
+from editthinker_data.backends.editors.tiny_models import (  # noqa: E402
+    save_tiny_editors,
+    tiny_editor_specs,
+    tiny_families,
+    tiny_name,
+)
 from editthinker_data.config import BackendSpec, ConfigError, parse_config  # noqa: E402
 
-FAMILIES = {
-    "flux_kontext": ("flux-kontext", {}),
-    "qwen_image_edit": ("qwen-image-edit", {"condition_pixels": 48 * 48}),
-    "qwen_image_edit_plus": ("qwen-image-edit-plus", {"condition_pixels": 48 * 48, "vl_pixels": 56 * 56}),
-    "instruct_pix2pix": ("instruct-pix2pix", {}),
-}
+FAMILIES = tiny_families()  # kind -> class, from the registry
+PIXELS = 48 * 48
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +38,11 @@ def source(w=56, h=40, seed=0):
 
 
 def editor(tiny, kind, **params):
-    folder, family = FAMILIES.get(kind, ("instruct-pix2pix", {}))
+    # the generic `diffusers` kind runs InstructPix2Pix's pipeline, named by its params
+    folder = tiny_name(kind) if kind in FAMILIES else "instruct-pix2pix"
+    family = FAMILIES[kind].tiny_params(PIXELS) if kind in FAMILIES else {}
     spec = BackendSpec(
-        kind=kind, model=str(tiny[folder]), params={"steps": 2, "pixels": 48 * 48, **family, **params}
+        kind=kind, model=str(tiny[folder]), params={"steps": 2, "pixels": PIXELS, **family, **params}
     )
     backend = create_backend("editor", spec)
     backend.setup()
@@ -64,6 +69,32 @@ def test_resolution_policy(size, mode, want):
     w, h = plan_size(*size, pixels=1024 * 1024, multiple_of=16, mode=mode)
     assert (w, h) == want
     assert w % 16 == 0 and h % 16 == 0 and w * h <= 1024 * 1024 + 16 * max(w, h)
+
+
+def test_families_come_from_the_registry():
+    from editthinker_data.backends import REGISTRY
+    from editthinker_data.backends.editors.diffusers_base import DiffusersEditor
+
+    assert {"flux_kontext", "qwen_image_edit", "qwen_image_edit_plus", "instruct_pix2pix"} <= set(FAMILIES)
+    assert set(FAMILIES) < set(REGISTRY["editor"]) and "diffusers" not in FAMILIES
+    for kind, cls in FAMILIES.items():
+        assert issubclass(cls, DiffusersEditor) and cls.pipeline_class, kind
+        own = cls.save_tiny.__func__ is not DiffusersEditor.save_tiny.__func__
+        assert own, f"{kind}: {cls.__name__} needs a save_tiny classmethod"
+
+
+def test_tiny_config_file_matches_the_registry_specs():
+    """The editors written out in configs/tiny-diffusers.yaml are what `tiny_editor_specs`
+    gives their families (the end-to-end test builds every family from the latter)."""
+    import yaml
+
+    from tests.support.paths import ROOT
+
+    data = yaml.safe_load((ROOT / "configs" / "tiny-diffusers.yaml").read_text())
+    listed = {e["name"]: e for e in data["editors"]}
+    assert listed and set(listed) <= {tiny_name(k) for k in FAMILIES}
+    for spec in tiny_editor_specs({name: e["model"] for name, e in listed.items()}):
+        assert listed[spec["name"]] == spec, spec["name"]
 
 
 @pytest.mark.parametrize("kind", sorted(FAMILIES))
@@ -278,7 +309,8 @@ def test_actor_pool_loads_weights_once_per_actor(tiny, ray_cluster):
 
 @pytest.mark.slow(seconds=100)
 def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path):
-    """configs/tiny-diffusers.yaml through Prefect and Ray, with the models saved here."""
+    """configs/tiny-diffusers.yaml through Prefect and Ray, with every registered family's
+    tiny model saved here."""
     import json
 
     import yaml
@@ -290,10 +322,13 @@ def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path)
     from tests.support.paths import ROOT
 
     data = yaml.safe_load((ROOT / "configs" / "tiny-diffusers.yaml").read_text())
-    folders = {"flux-kontext", "qwen-image-edit", "qwen-image-edit-plus", "instruct-pix2pix"}
-    assert {e["name"] for e in data["editors"]} == folders
-    for e in data["editors"]:
-        e["model"] = str(tiny[e["name"]])
+    data["editors"] = tiny_editor_specs(tiny)  # every registered family, not only the file's
+    folders = set(tiny)
+    # Pairs go round robin over the editors within each of the 5 task types: a quota of at
+    # least one pair per editor gives every family pairs (the demo holds at least 6 a type).
+    quota = max(data["source"]["per_type_quota"], len(folders))
+    assert 4 <= len(folders) <= 6, "the demo source has pairs for at most 6 editors; raise its size"
+    data["source"]["per_type_quota"] = quota
     data["source"]["manifest"] = str(ROOT / "editthinker_data" / "demo" / "source" / "manifest.jsonl")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
     cfg = load_config(tmp_path / "cfg.yaml")
@@ -303,7 +338,7 @@ def test_tiny_diffusers_build_end_to_end(tiny, ray_cluster, state_dir, tmp_path)
     for name, s in stats["stages"].items():
         assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values()), name
     gen = stats["stages"]["generate"]
-    assert gen["input"] == stats["stages"]["pool"]["kept"] == 20 and gen["kept"] == 20
+    assert gen["input"] == stats["stages"]["pool"]["kept"] == 5 * quota and gen["kept"] == 5 * quota
     editors = {a["name"]: a for a in result.stats["actors"] if a["role"] == "editor"}
     assert set(editors) == folders
     for a in editors.values():  # several batches each, the weights loaded once

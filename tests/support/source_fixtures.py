@@ -46,7 +46,13 @@ def _jsonl(path: Path, rows: list) -> Path:
 
 
 def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
-    """Fixture datasets under root; (inputs, expected {name: {read, unusable, duplicates, ...}})."""
+    """Fixture datasets under root; (inputs, expected {name: {read, unusable, duplicates, ...}}).
+
+    Every registered format has at least one fixture here (`tests/test_sources.py` checks),
+    and tests that count over all of them sum these per-fixture counts: a new format's
+    fixture changes no other test. `embedded` counts kept pairs whose image came inside the
+    file (stored under pool/images/); `filtered` counts pairs dropped for a reason of the
+    fixture's own (an exact or near duplicate of another fixture is in `duplicates`)."""
     expected: dict[str, dict] = {}
 
     # Pico-Banana SFT: local_input_image, the Open Images mapping, and bad records.
@@ -157,7 +163,7 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
     )
     expected["gedit"] = dict(
         read=5, kept=2, duplicates=0, unusable={"missing_field": 1, "image_unreadable": 1},
-        filtered={"other_language": 1},
+        filtered={"other_language": 1}, embedded=2,
     )  # fmt: skip
 
     # ImgEdit-Bench basic_edit.json: key -> {id: image path, prompt, edit_type}.
@@ -261,7 +267,7 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
         ),
         pqd / "pairs.parquet",
     )  # fmt: skip
-    expected["table"] = dict(read=3, kept=2, duplicates=0, unusable={"missing_field": 1})
+    expected["table"] = dict(read=3, kept=2, duplicates=0, unusable={"missing_field": 1}, embedded=1)
 
     # WebDataset tar: json + png members; a sample without an image; bad JSON.
     wd = root / "wds"
@@ -280,7 +286,9 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    expected["wds"] = dict(read=4, kept=2, duplicates=0, unusable={"missing_field": 1, "bad_field": 1})
+    expected["wds"] = dict(
+        read=4, kept=2, duplicates=0, unusable={"missing_field": 1, "bad_field": 1}, embedded=2
+    )
 
     # A Hugging Face datasets folder (save_to_disk), Image feature.
     import datasets
@@ -297,7 +305,7 @@ def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
         ),
     )  # fmt: skip
     ds.save_to_disk(str(hf))
-    expected["hf"] = dict(read=3, kept=2, duplicates=0, unusable={"missing_field": 1})
+    expected["hf"] = dict(read=3, kept=2, duplicates=0, unusable={"missing_field": 1}, embedded=2)
 
     inputs = [
         {"format": "jsonl", "path": str(mj / "manifest.jsonl"), "name": "manifest"},

@@ -2,8 +2,10 @@
 actor, the resolution policy, per-request seeded generators, batching, and turning GPU
 failures into per-request errors (OOM) or an actor replacement (a broken CUDA context).
 
-A family file only names its pipeline class, its defaults (the paper's released settings)
-and any call arguments of its own. torch and diffusers are imported in `setup()`, so the
+A family file only names its pipeline class, its defaults (the paper's released settings),
+any call arguments of its own, and how to build a tiny random pipeline of itself
+(`save_tiny`): the tests, the tiny-diffusers build and the benchmark find every family
+through the registry and run its real code on CPU with that, so no other list names it. torch and diffusers are imported in `setup()`, so the
 core imports fast and the model libraries stay an optional extra.
 """
 
@@ -152,6 +154,22 @@ class DiffusersEditor:
         self.call_kwargs = dict(call_kwargs or {})
         self.pipe = None
         self.counters = {"loads": 0, "edits": 0, "batches": 0, "oom_splits": 0, "failures": 0}
+
+    # ------------------------------------------------------------------ tiny pipeline
+
+    @classmethod
+    def save_tiny(cls, path: Path) -> Path:
+        """Save a tiny random pipeline of this family at `path`, like a downloaded checkpoint
+        (see `tiny_models`); every family registered with a `pipeline_class` needs one."""
+        raise NotImplementedError(
+            f"{cls.__name__} has no tiny pipeline: define a save_tiny(path) classmethod in its file "
+            f"(backends/editors/flux_kontext.py is an example)"
+        )
+
+    @classmethod
+    def tiny_params(cls, pixels: int) -> dict[str, Any]:
+        """Params of the family's own that a tiny CPU run at `pixels` needs, beyond steps and pixels."""
+        return {}
 
     # ------------------------------------------------------------------ loading
 

@@ -63,8 +63,15 @@ def test_every_format_is_read_and_its_bad_records_counted_by_reason(pooled, sour
         assert got["unmapped_labels"] == want.get("unmapped_labels", {}), name
     s = report.stats
     assert s["input"] == sum(w["read"] for w in expected.values())
+    assert report.pairs == sum(w["kept"] for w in expected.values())
     assert s["input"] == s["kept"] + sum(s["filtered"].values()) + sum(s["failed"].values())
     assert s["filtered"] == {"duplicate": 1, "near_duplicate": 1, "other_language": 1}
+
+
+def test_every_registered_format_has_a_fixture(sources):
+    _, inputs, _ = sources
+    missing = sorted(set(FORMATS) - {i["format"] for i in inputs})
+    assert not missing, f"formats without a fixture in tests/support/source_fixtures.py: {missing}"
 
 
 def test_failures_name_the_record_and_the_source(pooled):
@@ -80,10 +87,11 @@ def test_failures_name_the_record_and_the_source(pooled):
     assert by_reason[("sharegpt", "malformed_line")]["origin"] == "text_and_image_to_image.json:3"
 
 
-def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
+def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled, sources):
     out, _, report = pooled
+    _, _, expected = sources
     rows = {r["id"]: r for r in pq.read_table(out / stages.POOL_FILE).to_pylist()}
-    assert len(rows) == report.pairs == 21
+    assert len(rows) == report.pairs == sum(w["kept"] for w in expected.values()) >= 21
     pico = rows["pico:images/positive-edit/1"]
     assert pico["source"] == "pico" and pico["original_id"] == "images/positive-edit/1"
     assert pico["task_type"] == "style" and pico["label"].startswith("Strong artistic style")
@@ -100,7 +108,10 @@ def test_snapshot_keeps_provenance_labels_licences_and_embedded_images(pooled):
     # Embedded images (parquet, tar, HF datasets) are written once, by content, and only if kept.
     stored = sorted(p.name for p in (out / "pool" / "images").iterdir())
     embedded = [r for r in rows.values() if "/pool/images/" in r["image_path"]]
-    assert len(embedded) == 7 and sorted(r["image_path"].rsplit("/", 1)[1] for r in embedded) == stored
+    assert sorted(r["image_path"].rsplit("/", 1)[1] for r in embedded) == stored
+    for name, want in expected.items():
+        assert sum(1 for r in embedded if r["source"] == name) == want.get("embedded", 0), name
+    assert len(embedded) >= 7
     for r in embedded:
         assert (out / "pool" / "images" / r["image_path"].rsplit("/", 1)[1]).stat().st_size > 0
 
