@@ -48,7 +48,7 @@ def _jsonl(path: Path, rows: list) -> Path:
 def write_sources(root: Path) -> tuple[list[dict], dict[str, dict]]:
     """Fixture datasets under root; (inputs, expected {name: {read, unusable, duplicates, ...}}).
 
-    Every registered format has at least one fixture here (`tests/test_sources.py` checks),
+    Every registered format has at least one fixture here (`tests/unit/sources/test_sources.py` checks),
     and tests that count over all of them sum these per-fixture counts: a new format's
     fixture changes no other test. `embedded` counts kept pairs whose image came inside the
     file (stored under pool/images/); `filtered` counts pairs dropped for a reason of the
