@@ -186,7 +186,9 @@ def _run_build(target: _BuildTarget, again: list[str]) -> Any:
     from flows.build_dataset import build_dataset
 
     live = Live(
-        get_renderable=lambda: progress_table(progress.snapshot()), console=console, refresh_per_second=4
+        get_renderable=lambda: progress_table(progress.snapshot(), progress.notes()),
+        console=console,
+        refresh_per_second=4,
     )
     try:
         with live:  # refreshes from its own thread; the flow keeps the main thread (Ray wants it)

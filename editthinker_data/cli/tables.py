@@ -30,10 +30,12 @@ def column_counts(snap: dict[str, float | str]) -> dict[str, int]:
     return out
 
 
-def progress_table(snap: dict[str, float]) -> Table:
+def progress_table(snap: dict[str, float], notes: list[str] | tuple[str, ...] = ()) -> Table:
+    """The live table; `notes` go under it (a backend that is out: "expert 'x' unreachable
+    since 21:04, paused; next probe in 20 s")."""
     done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), snap["elapsed_s"]
     rate = done / snap["generate_s"] if snap["generate_s"] > 0 else 0.0
-    table = Table(show_header=True, header_style="bold", box=None)
+    table = Table(show_header=True, header_style="bold", box=None, caption="\n".join(notes) or None)
     for col in ("stage", "pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     calls = column_counts(snap)

@@ -221,6 +221,12 @@ class RunConfig(Strict):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray cluster")
     state_dir: str | None = Field(None, description="Prefect/Ray state; default <output>/_state")
     backend_retries: int = Field(2, ge=0, le=10, description="retries of a failed backend call")
+    outage_wait_s: float = Field(
+        1800.0,
+        ge=0,
+        description="how long a build waits, paused, for a backend that stopped answering (its circuit "
+        "breaker open) before it ends unfinished (exit 75; the same command finishes it)",
+    )
     unit_retries: int = Field(1, ge=0, le=10, description="retries of a failed unit before the build stops")
     journal_every: int = Field(
         16, ge=1, description="save finished trajectories every N, so a crash mid-unit loses at most N"

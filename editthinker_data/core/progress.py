@@ -19,6 +19,7 @@ class Progress:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._elsewhere: dict[str, dict[str, int]] = {}  # counters kept by another process
+        self._notes: dict[str, list[str]] = {}  # lines for people, by the process that has them
         self.started = time.monotonic()
         self.total_pairs = 0
         self.stage = "starting"
@@ -37,6 +38,15 @@ class Progress:
         """Show `counts`, the latest totals of another process (the dispatcher actor)."""
         with self._lock:
             self._elsewhere[source] = dict(counts)
+
+    def set_notes(self, source: str, notes: list[str]) -> None:
+        """Lines the live table shows under it (a backend that is out, and when it is asked again)."""
+        with self._lock:
+            self._notes[source] = list(notes)
+
+    def notes(self) -> list[str]:
+        with self._lock:
+            return [n for notes in self._notes.values() for n in notes]
 
     def set_total(self, pairs: int) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from editthinker_data.core.progress import calls_counter
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Role
 from editthinker_data.core.stats import BATCH_SHARE
+from editthinker_data.distributed.breakers import Breaker
 from editthinker_data.distributed.events import BatchUsage
 from editthinker_data.distributed.jobs import InFlight, Key, UnitJob
 from editthinker_data.distributed.load import PoolLoad, split_cost
@@ -48,6 +49,7 @@ class Sent(NamedTuple):
     actor: Any
     batch: list[Queued]
     outs: list[Any] | None
+    probe: bool = False  # one parked call, asking whether a backend that was out is back
 
 
 class PoolTraffic:
@@ -59,15 +61,32 @@ class PoolTraffic:
         retries: int,
         answer: Callable[[int, Any], None],
         fail: Callable[[UnitJob, BaseException], None],
+        outage_wait_s: float = 1800.0,
     ):
         self.workers, self.loads, self.rollouts, self.retries = workers, loads, rollouts, retries
         self.answer, self.fail = answer, fail
+        self.outage_wait_s = outage_wait_s
         self.queues: dict[Key, deque[Queued]] = defaultdict(deque)
         self.out: dict[Any, Sent] = {}  # each batch's last reference -> the batch
         self.fill_by: float | None = None  # when the earliest partial batch left to fill must go
+        self.breakers: dict[Key, Breaker] = {}
+        self.parked: dict[Key, deque[Queued]] = defaultdict(deque)  # calls waiting out an outage
+
+    def breaker(self, key: Key) -> Breaker:
+        if key not in self.breakers:
+            self.breakers[key] = Breaker(str(key[0]), key[1])
+        return self.breakers[key]
+
+    def paused(self) -> bool:
+        """A backend is out and the build waits for it: no new rollout, no new edit."""
+        return any(b.open and not b.gave_up for b in self.breakers.values())
+
+    def notes(self) -> list[str]:
+        now = time.monotonic()
+        return [b.describe(now) for b in self.breakers.values() if b.open]
 
     def enqueue(self, key: Key, entry: Queued) -> None:
-        self.queues[key].append(entry)
+        (self.parked if self.breaker(key).open else self.queues)[key].append(entry)
 
     def forget(self, job: UnitJob) -> None:
         """A dropped unit's calls leave the queues (its batches out are dropped on return)."""
@@ -83,7 +102,11 @@ class PoolTraffic:
         rollouts' chain)."""
         now = time.monotonic()
         self.fill_by = None
+        self._mind_breakers(now)
+        hold_edits = any(b.open for b in self.breakers.values())
         for key, q in self.queues.items():
+            if hold_edits and key[0] == Role.EDITOR:  # no edit starts while a backend is out
+                continue
             pool, load = self.workers.pools[key], self.loads[key]
             while q:
                 first = self.rollouts.get(q[0].rid)
@@ -98,20 +121,58 @@ class PoolTraffic:
                         due = now - waited + load.fill_wait()
                         self.fill_by = due if self.fill_by is None else min(self.fill_by, due)
                     break
-                batch = [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))]
-                actor = pool.actors[ai]
-                requests = [e.call.request for e in batch]
-                if key[0] == Role.EDITOR:  # each edit its own object: passed on, never fetched here
-                    *outs, ref = actor.run_split.options(num_returns=len(batch) + 1).remote(requests)
-                    self.out[ref] = Sent(key, ai, actor, batch, outs)
-                else:
-                    ref = actor.run_counted.remote(requests)
-                    self.out[ref] = Sent(key, ai, actor, batch, None)
-                load.sent(ai, len(batch))
-                # Counted once, for the unit of its first request: a batch may carry several units'.
-                self.rollouts[batch[0].rid].job.counters["batches"] += 1
-                for e in batch:
-                    self.rollouts[e.rid].job.counters["requests"] += 1
+                self._send(key, ai, [q.popleft() for _ in range(min(pool.spec.batch_size, len(q)))])
+
+    def _send(self, key: Key, ai: int, batch: list[Queued], probe: bool = False) -> None:
+        actor = self.workers.pools[key].actors[ai]
+        requests = [e.call.request for e in batch]
+        if key[0] == Role.EDITOR:  # each edit its own object: passed on, never fetched here
+            *outs, ref = actor.run_split.options(num_returns=len(batch) + 1).remote(requests)
+            self.out[ref] = Sent(key, ai, actor, batch, outs, probe)
+        else:
+            ref = actor.run_counted.remote(requests)
+            self.out[ref] = Sent(key, ai, actor, batch, None, probe)
+        self.loads[key].sent(ai, len(batch))
+        # Counted once, for the unit of its first request: a batch may carry several units'.
+        self.rollouts[batch[0].rid].job.counters["batches"] += 1
+        for e in batch:
+            self.rollouts[e.rid].job.counters["requests"] += 1
+
+    def _mind_breakers(self, now: float) -> None:
+        """Probe the backends that are out; give up on one out past `outage_wait_s`: its
+        parked calls are answered with the outage and edits are refused from then on, so the
+        build ends unfinished (the same command finishes it) with no edit started since."""
+        for key, b in list(self.breakers.items()):
+            if b.overdue(now, self.outage_wait_s):
+                b.gave_up = True
+                log.warning("%s; the build stops waiting after %.0f s", b.describe(now), self.outage_wait_s)
+            if b.probe_due(now) and self.parked[key]:
+                pool, load = self.workers.pools[key], self.loads[key]
+                ai = load.pick(1, usable=pool.ready, waited=float("inf"), loaded=False)
+                if ai is not None:
+                    b.probing = True
+                    self._send(key, ai, [self.parked[key].popleft()], probe=True)
+        refused: list[tuple[int, BaseException]] = []
+        for key, b in self.breakers.items():
+            if b.gave_up:
+                why = f"{b.role} {b.name!r} unreachable for over {self.outage_wait_s:.0f} s (run.outage_wait_s): {b.last_error}"
+                refused += [(e.rid, TransientBackendError(why)) for e in self.parked.pop(key, ())]
+        if any(b.gave_up for b in self.breakers.values()):
+            for key, q in self.queues.items():
+                if key[0] == Role.EDITOR:
+                    refused += [
+                        (
+                            e.rid,
+                            TransientBackendError(
+                                "no edit is started after a backend's outage outlasted run.outage_wait_s"
+                            ),
+                        )
+                        for e in q
+                    ]
+                    q.clear()
+        for rid, err in refused:  # answered after the loops: an answer may queue the rollout's next call
+            if rid in self.rollouts:
+                self.answer(rid, err)
 
     def collect(self, ref: Any) -> None:
         """A batch came back (or its actor died): its answers go back to their rollouts."""
@@ -141,6 +202,9 @@ class PoolTraffic:
         for job, part in split_cost({**cost, BATCH_SHARE: 1}, self._shares(live)).items():
             job.events.put(BatchUsage(backend, part))
         progress().add(**{calls_counter(key[0]): len(live)})
+        breaker = self.breaker(key)
+        if sent.probe:
+            breaker.probing = False
         for e, result in zip(sent.batch, results, strict=True):
             rollout = self.rollouts.get(e.rid)
             if rollout is None:  # an earlier result may have failed (and dropped) its unit
@@ -148,7 +212,33 @@ class PoolTraffic:
             rollout.queued_at = None
             if key[0] == Role.EDITOR:
                 rollout.left_editor = now
+            if isinstance(result, TransientBackendError) and not breaker.gave_up:
+                if self._outage(key, breaker, e, result, sent.probe, now):
+                    continue
+            elif not isinstance(result, TransientBackendError) and breaker.answered():
+                log.warning("%s %r answers again: the build resumes", *key)
+                self.queues[key].extendleft(reversed(self.parked.pop(key, deque())))
             self.answer(e.rid, result)
+
+    def _outage(
+        self, key: Key, breaker: Breaker, e: Queued, err: BaseException, probe: bool, now: float
+    ) -> bool:
+        """A transient failure: the call waits (parked, or sent again) rather than ending its
+        rollout, unless the breaker stays closed and its retries are spent. True: it waits."""
+        was_open = breaker.open
+        breaker.failed(now, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        if probe:
+            breaker.probe_failed(now)
+        if breaker.open:
+            if not was_open:
+                log.warning("%s: %s", breaker.describe(now), breaker.last_error)
+            self.parked[key].append(e)
+            return True
+        if e.attempts < self.retries:
+            self.rollouts[e.rid].job.counters["retries"] += 1
+            self.queues[key].append(e._replace(attempts=e.attempts + 1))
+            return True
+        return False
 
     def _shares(self, batch: list[Queued]) -> dict[UnitJob, int]:
         shares: dict[UnitJob, int] = defaultdict(int)

@@ -120,6 +120,7 @@ class RayRuntime:
 
         def tick() -> None:
             progress().mirror("dispatcher", supervisor.call("progress"))
+            progress().set_notes("dispatcher", supervisor.call("notes"))
 
         def summary() -> BackendSummary:
             tick()

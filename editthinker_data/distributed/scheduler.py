@@ -53,7 +53,13 @@ class Dispatcher:
     unit threads at once; `close()` when the build is done."""
 
     def __init__(
-        self, workers: Workers, *, max_in_flight: int | str = "auto", retries: int, reorder_window: int = 0
+        self,
+        workers: Workers,
+        *,
+        max_in_flight: int | str = "auto",
+        retries: int,
+        reorder_window: int = 0,
+        outage_wait_s: float = 1800.0,
     ):
         self.workers = workers
         self.fixed = None if max_in_flight == "auto" else int(max_in_flight)
@@ -73,7 +79,9 @@ class Dispatcher:
         self._jobs: list[UnitJob] = []  # admission order: the earliest unit's items first
         self._rollouts: dict[int, InFlight] = {}  # in flight, by rollout id
         self.away_s: float | None = None  # EWMA of a rollout's time between two edits
-        self._traffic = PoolTraffic(workers, self.loads, self._rollouts, retries, self._answer, self._fail)
+        self._traffic = PoolTraffic(
+            workers, self.loads, self._rollouts, retries, self._answer, self._fail, outage_wait_s
+        )
         self._next_rid = 0
         self._active_s = 0.0
         self._active_since: float | None = None
@@ -294,7 +302,13 @@ class Dispatcher:
         job.events.put(UnitError(err))
         self._drop(job)
 
+    def notes(self) -> list[str]:
+        """What the live table says of backends that are out (`breakers.Breaker.describe`)."""
+        return self._traffic.notes()
+
     def _admit(self) -> None:
+        if self._traffic.paused():  # a backend is out: nothing new starts until it is back
+            return
         budget, window = self.in_flight_target(), self.window()
         for job in list(self._jobs):
             while (

@@ -48,7 +48,9 @@ class DispatchService:
     ):
         self.workers = Workers(cfg, context)
         self.started = self.workers.start()  # a set-up failure raises here, before any unit runs
-        self.dispatcher = Dispatcher(self.workers, max_in_flight=max_in_flight, retries=retries)
+        self.dispatcher = Dispatcher(
+            self.workers, max_in_flight=max_in_flight, retries=retries, outage_wait_s=cfg.run.outage_wait_s
+        )
         self.jobs: dict[int, UnitJob] = {}
         self.answered: dict[int, list[Event]] = {}  # each unit's last events, until it lets go
         self.let_go: deque[tuple[float, list[Event]]] = deque()  # handled answers, by when
@@ -118,6 +120,9 @@ class DispatchService:
 
     def progress(self) -> dict[str, int]:
         return progress().counts()
+
+    def notes(self) -> list[str]:
+        return self.dispatcher.notes()
 
     def report(self) -> dict[str, Any]:
         return self.dispatcher.report()
