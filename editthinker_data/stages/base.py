@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig, ConfigError, Resources
-from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, marker_name
+from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, StageName, marker_name
 from editthinker_data.core.reports import StageReport
 from editthinker_data.io.storage import Storage, is_remote, local_path, open_storage
 from editthinker_data.sources.base import RecordError
@@ -32,7 +32,7 @@ class Stage(ABC, Generic[R]):
     finished unit (a rerun skips them); `resources` is what one unit asks of a worker;
     `report` is the type of what a unit returns (and its marker holds)."""
 
-    name: ClassVar[str]
+    name: ClassVar[StageName]
     report: type[R]  # a class attribute too; ClassVar cannot name a type variable
     marked: ClassVar[bool] = True
     resources: ClassVar[Resources] = Resources(num_cpus=1)
