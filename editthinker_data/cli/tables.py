@@ -33,7 +33,11 @@ def column_counts(snap: Mapping[str, float | str]) -> dict[str, int]:
 
 def progress_table(snap: Mapping[str, float | str]) -> Table:
     """`snap`: a `Progress.snapshot()`, numbers but for its `stage`."""
-    done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), float(snap["elapsed_s"])
+    done, total, elapsed = (
+        int(snap.get("pairs_done", 0)),
+        int(snap.get("total_pairs", 0)),
+        float(snap["elapsed_s"]),
+    )
     generate_s = float(snap["generate_s"])
     rate = done / generate_s if generate_s > 0 else 0.0
     table = Table(show_header=True, header_style="bold", box=None)

@@ -87,9 +87,7 @@ def rollout(
     for t in range(1, max_turns + 1):
         s = turn_seed(seed, t, seed_policy)
         t0 = time.perf_counter()
-        image = yield Call(
-            Role.EDITOR, pair.editor, EditRequest(source, instruction, s, pair.image_sha256)
-        )
+        image = yield Call(Role.EDITOR, pair.editor, EditRequest(source, instruction, s, pair.image_sha256))
         t1 = time.perf_counter()
         if isinstance(image, BackendError):
             return failed("edit", image)

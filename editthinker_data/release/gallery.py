@@ -144,13 +144,13 @@ def _pages(trajectories: dict[str, dict[str, Any]]) -> list[tuple[str, str, str,
         taken: set[str] = set()
         prefix = dim.split("_")[0]
         for value in sorted({t[dim] for t in trajectories.values()}):
-            pages.append(
-                (f"{prefix}-{_slug(value, taken)}.html", group, value, partial(_has, dim, value))
-            )
+            pages.append((f"{prefix}-{_slug(value, taken)}.html", group, value, partial(_has, dim, value)))
     return pages
 
 
-def write_gallery(build, out_dir: Path, max_trajectories: int = 200, figures: Sequence[str] = ()) -> list[Path]:
+def write_gallery(
+    build, out_dir: Path, max_trajectories: int = 200, figures: Sequence[str] = ()
+) -> list[Path]:
     """Writes the pages and images; returns every file written, index.html first."""
     storage = build.storage
     out_dir.mkdir(parents=True, exist_ok=True)

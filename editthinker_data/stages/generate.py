@@ -185,7 +185,9 @@ class PartitionWriter:
         pair = traj.pair
         if traj.failure and traj.failure.stage == "load":  # its source image could not be read
             self.stats.fail("image_unreadable")
-            self.failures.append(failure("generate", pair.origin, pair.id, "image_unreadable", traj.error or ""))
+            self.failures.append(
+                failure("generate", pair.origin, pair.id, "image_unreadable", traj.error or "")
+            )
             self.failed_pairs += 1
             return
         self.stop_reasons[traj.stop_reason] += 1

@@ -57,7 +57,9 @@ def test_env_override():
 def test_env_override_yaml_cannot_read_names_the_variable():
     """A control character is a YAML reader error, which carries no `problem` (it raised an
     AttributeError before mypy found it)."""
-    with pytest.raises(ConfigError, match=r"EDITTHINKER__LOOP__MAX_TURNS: .*not valid YAML \(unacceptable character"):
+    with pytest.raises(
+        ConfigError, match=r"EDITTHINKER__LOOP__MAX_TURNS: .*not valid YAML \(unacceptable character"
+    ):
         parse_config(BASE, environ={"EDITTHINKER__LOOP__MAX_TURNS": "8\x01"})
 
 
