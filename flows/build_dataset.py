@@ -5,6 +5,7 @@ executor in one loop, each unit a Prefect task with its stage's retries."""
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,19 @@ from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import SOURCE_CONTENT_CACHE
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.reports import BuildResult, GenerateReport, PoolReport, StageReport
-from editthinker_data.execution.runtime import LocalRuntime, Runtime
+from editthinker_data.execution.runtime import Backends, LocalRuntime, Runtime
 from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.sources.content import with_source_content
 from editthinker_data.stages import check_output, output_storage
-from flows.steps import STEPS, Reports
+from flows.steps import STEPS, Reports, Step
 from tasks.artifacts import summary_artifact
 from tasks.units import prefect_launch
 
 MAX_UNITS = 32  # units waiting at once (threads of this flow; each waits on a unit's task)
+
+
+def _unit_inputs(step: Step, reports: Reports, backends: Backends | None, unit: str) -> dict[str, Any]:
+    return step.inputs(reports, backends)
 
 
 def open_runtime(cfg: BuildConfig, output: str, state_dir: str) -> Runtime:
@@ -35,7 +40,9 @@ def open_runtime(cfg: BuildConfig, output: str, state_dir: str) -> Runtime:
     return RayRuntime(cfg, output, state_dir)
 
 
-@flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=MAX_UNITS), log_prints=True)
+# Prefect types `task_runner` as TaskRunner[PrefectFuture[Any]], invariant, so its own
+# ThreadPoolTaskRunner (a TaskRunner[PrefectConcurrentFuture[...]]) does not match it.
+@flow(name="build-dataset", task_runner=ThreadPoolTaskRunner(max_workers=MAX_UNITS), log_prints=True)  # type: ignore[arg-type]
 def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> BuildResult | Any:
     """The build's result; an unfinished build returns a Failed state carrying
     `BuildIncomplete`, an unusable one `BuildUnusable` (`core/outcome.py`)."""
@@ -60,7 +67,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> BuildR
                     step.stage(cfg),
                     output,
                     units,
-                    lambda unit, b=backends, s=step: s.inputs(reports, b),
+                    partial(_unit_inputs, step, reports, backends),
                     admit=step.run_admission(backends),
                     launch=prefect_launch(step.retries(cfg)),
                     tick=backends.tick if backends else None,

@@ -91,7 +91,7 @@ def register(
 ) -> str:
     """Create or update the deployment `scheduled-build/<name>`; its id."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from prefect.deployments.runner import deploy
+    from prefect.deployments.runner import RunnerDeployment, deploy
     from prefect.types.entrypoint import EntrypointType
 
     deployment = scheduled_build.to_deployment(
@@ -106,6 +106,7 @@ def register(
         tags=["editthinker-data"],
         description=f"editthinker-data build of {config} into {output}, cron {schedule.cron!r} ({schedule.timezone})",
     )
+    assert isinstance(deployment, RunnerDeployment)  # called from sync code: a value, not a coroutine
     ids = deploy(
         deployment,
         work_pool_name=work_pool,
@@ -114,4 +115,5 @@ def register(
         print_next_steps_message=False,
         ignore_warnings=True,
     )
+    assert isinstance(ids, list)  # called from sync code: a value, not a coroutine
     return str(ids[0])

@@ -374,7 +374,7 @@ def verify_cmd(
     """Re-read every shard and every file a user downloads (exports, card, figures, gallery,
     pool and selection tables): report hash/size/row mismatches, missing and extra objects."""
     from editthinker_data.io.storage import open_storage
-    from editthinker_data.release.report import verify
+    from editthinker_data.release.report import PROBLEMS, verify
 
     output = finished_output(output, endpoint_url)
     storage = open_storage(output, endpoint_url=endpoint_url)
@@ -382,10 +382,10 @@ def verify_cmd(
         result = verify(storage)
     except FileNotFoundError as err:
         fail(f"{output}: no manifest.json ({err})")
-    for kind in ("mismatched", "missing", "extra"):
+    for kind in PROBLEMS:
         for item in result[kind]:
             err_console.print(f"[red]{kind}[/]: {item}")
-    bad = sum(len(result[k]) for k in ("mismatched", "missing", "extra"))
+    bad = sum(len(result[k]) for k in PROBLEMS)
     checked = f"{result['checked']} shards and {result['files']} files"
     if bad:
         fail(f"{bad} problem(s) in {checked}", code=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.table import Table
@@ -21,7 +22,7 @@ COLUMNS_OF_ROLE = {
 }
 
 
-def column_counts(snap: dict[str, float | str]) -> dict[str, int]:
+def column_counts(snap: Mapping[str, float | str]) -> dict[str, int]:
     """Calls per table column (edits, critiques, scores), summed over the roles that make them."""
     out = {col: 0 for cols in COLUMNS_OF_ROLE.values() for col in cols}
     for role, cols in COLUMNS_OF_ROLE.items():
@@ -30,11 +31,17 @@ def column_counts(snap: dict[str, float | str]) -> dict[str, int]:
     return out
 
 
-def progress_table(snap: dict[str, float], notes: list[str] | tuple[str, ...] = ()) -> Table:
-    """The live table; `notes` go under it (a backend that is out: "expert 'x' unreachable
-    since 21:04, paused; next probe in 20 s")."""
-    done, total, elapsed = int(snap.get("pairs_done", 0)), int(snap.get("total_pairs", 0)), snap["elapsed_s"]
-    rate = done / snap["generate_s"] if snap["generate_s"] > 0 else 0.0
+def progress_table(snap: Mapping[str, float | str], notes: list[str] | tuple[str, ...] = ()) -> Table:
+    """`snap`: a `Progress.snapshot()`, numbers but for its `stage`; `notes` go under the
+    table (a backend that is out: "expert 'x' unreachable since 21:04, paused; next probe in
+    20 s")."""
+    done, total, elapsed = (
+        int(snap.get("pairs_done", 0)),
+        int(snap.get("total_pairs", 0)),
+        float(snap["elapsed_s"]),
+    )
+    generate_s = float(snap["generate_s"])
+    rate = done / generate_s if generate_s > 0 else 0.0
     table = Table(show_header=True, header_style="bold", box=None, caption="\n".join(notes) or None)
     for col in ("stage", "pairs", "turns", "edits", "critiques", "scores", "failed", "rate", "elapsed"):
         table.add_column(col, justify="left" if col == "stage" else "right")

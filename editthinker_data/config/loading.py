@@ -93,8 +93,9 @@ def _apply_env_overrides(
                 raise ConfigError(f"{name}: {'.'.join(path)} does not name a config key")
         try:
             node[path[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{name}: its value {raw!r} is not valid YAML ({err.problem})") from None
+        except yaml.YAMLError as err:  # a reader error (a control character) has no `problem`
+            problem = err.problem if isinstance(err, yaml.MarkedYAMLError) else str(err).splitlines()[0]
+            raise ConfigError(f"{name}: its value {raw!r} is not valid YAML ({problem})") from None
         if overrides is not None:
             overrides[tuple(path)] = name
     return data
@@ -107,8 +108,10 @@ def _resolve_model_path(backend: Any, base_dir: Path) -> None:
     if not isinstance(backend, dict):
         return
     for holder in (backend, backend.get("params")):
+        if not isinstance(holder, dict):
+            continue
         for key in ("model", "model_path", "prompt_dir"):
-            model = holder.get(key) if isinstance(holder, dict) else None
+            model = holder.get(key)
             if isinstance(model, str) and model.startswith(("./", "../")):
                 holder[key] = str((base_dir / model).resolve())
 
@@ -151,8 +154,9 @@ def parse_config(
     if base_dir is not None and isinstance(src, dict):
         _resolve_source_paths(src, base_dir)
     if base_dir is not None:
-        editors = data.get("editors") if isinstance(data.get("editors"), list) else []
-        for backend in [*editors, data.get("expert"), data.get("scorer"), data.get("thinker")]:
+        editors = data.get("editors")
+        listed = editors if isinstance(editors, list) else []
+        for backend in [*listed, data.get("expert"), data.get("scorer"), data.get("thinker")]:
             _resolve_model_path(backend, base_dir)
     try:
         return BuildConfig.model_validate(data)

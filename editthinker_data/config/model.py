@@ -166,11 +166,15 @@ class SelectionConfig(Strict):
         return self
 
 
+Export = Literal["llamafactory", "easyr1"]
+EXPORTS: tuple[Export, ...] = ("llamafactory", "easyr1")
+
+
 class OutputConfig(Strict):
     dir: str = "runs/demo"
     license: str = Field("other", description="licence id for the dataset card, e.g. cc-by-4.0")
-    exports: list[Literal["llamafactory", "easyr1"]] = Field(
-        default_factory=lambda: ["llamafactory", "easyr1"],
+    exports: list[Export] = Field(
+        default_factory=lambda: list(EXPORTS),
         description="trainer exports written after the build",
     )
     report: bool = Field(True, description="write the dataset card, figures and gallery after the build")
@@ -208,7 +212,7 @@ class RunConfig(Strict):
     @field_validator("max_in_flight", "concurrent_partitions")
     @classmethod
     def _positive(cls, value: int | str) -> int | str:
-        if value != "auto" and value < 1:
+        if isinstance(value, int) and value < 1:  # else "auto": the field admits no other string
             raise ValueError(f"{value} must be auto or 1 or more")
         return value
 
@@ -299,12 +303,13 @@ class BuildConfig(Strict):
 
     def backend_specs(self) -> list[tuple[str, BackendSpec]]:
         """(role, spec) of every backend this build runs."""
-        judges = (
+        editors: list[tuple[str, BackendSpec]] = [(Role.EDITOR, e) for e in self.editors]
+        judges: list[tuple[str, BackendSpec]] = (
             [(Role.THINKER, self.thinker)]
             if self.thinker
             else [(Role.EXPERT, self.expert), (Role.SCORER, self.scorer)]
         )
-        return [(Role.EDITOR, e) for e in self.editors] + judges
+        return editors + judges
 
     def fingerprint(self, content: bool = True) -> str:
         """Hash of everything that changes the data: not output location, run tuning, plan priors, or how

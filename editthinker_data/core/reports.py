@@ -62,7 +62,7 @@ class PoolReport(StageReport):
     pairs: int
     partitions: list[int]
     stats: Json
-    by_task_type: dict[str, int]
+    by_task_type: dict[str, dict[str, int]]  # task type -> read, kept
     by_editor: dict[str, int]
     by_source: Json = field(default_factory=dict)
     licences: Json = field(default_factory=dict)

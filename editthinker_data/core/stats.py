@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
 class StageStats:
     input: int = 0
     kept: int = 0
-    filtered: Counter = field(default_factory=Counter)
-    failed: Counter = field(default_factory=Counter)
+    filtered: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
 
     def keep(self, n: int = 1) -> None:
         self.input += n
@@ -91,7 +92,27 @@ def usage_as_actor_info(usage: Usage) -> list[dict[str, Any]]:
     return out
 
 
-def llm_usage(cfg, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+class _Price(Protocol):
+    @property
+    def input_per_mtok(self) -> float: ...
+    @property
+    def output_per_mtok(self) -> float: ...
+
+
+class _PricedSpec(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def price(self) -> _Price: ...
+
+
+class PricedBackends(Protocol):
+    """What `llm_usage` needs of a BuildConfig (core sits below config, so it names no class)."""
+
+    def backend_specs(self) -> Iterable[tuple[str, _PricedSpec]]: ...
+
+
+def llm_usage(cfg: PricedBackends, actor_info: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Requests, retries, re-asks, failures, cache hits, tokens, rate-limit waits and
     estimated cost (USD, from the role's `price` per million tokens) per model role, summed
     over its actors, plus their `total`. Cache hits cost nothing: they send no request."""

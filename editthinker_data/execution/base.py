@@ -118,13 +118,15 @@ class Executor(ABC):
         closer = None
         if launch is None:
             launch, closer = self.default_launch(workers=32)
-        todo, running = deque(units), {}
+        todo = deque(units)
+        running: dict[concurrent.futures.Future[Any], str] = {}
         outcomes: dict[str, R | BaseException] = {}
         try:
             while todo or running:
                 if todo and admit(len(running)):
                     unit = todo.popleft()
-                    running[launch(stage, unit, self._call(stage, output, unit, args(unit)))] = unit
+                    call = self._call(stage, output, unit, args(unit))
+                    running[launch(stage, unit, call)] = unit
                     continue
                 done, _ = concurrent.futures.wait(
                     list(running), timeout=WAIT_S, return_when="FIRST_COMPLETED"

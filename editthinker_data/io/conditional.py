@@ -13,9 +13,11 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Versioned:
 
 class LocalConditional:
     """For LocalStorage (needs `self.path(name)`)."""
+
+    path: Callable[[str], Path]  # declared for the type checker; LocalStorage defines it
 
     @contextlib.contextmanager
     def _exclusive(self, target: Path):
@@ -87,6 +91,12 @@ class LocalConditional:
 
 class S3Conditional:
     """For S3Storage (needs `self.client`, `self.bucket`, `self.key(name)`, `self.cache`)."""
+
+    # declared for the type checker; S3Storage sets them
+    client: Any  # a boto3 S3 client
+    bucket: str
+    key: Callable[[str], str]
+    cache: Path
 
     def read_versioned(self, name: str) -> Versioned | None:
         from botocore.exceptions import ClientError

@@ -224,7 +224,10 @@ class SignatureCache:
         def work(job: tuple[int, str, str | None, bytes | None, str]) -> Signature | ImageProblem:
             _, _, path, data, what = job
             try:
-                return compute(data if data is not None else _read(path, limits), what, limits)
+                if data is None:
+                    assert path is not None  # an item is a path or its bytes
+                    data = _read(path, limits)
+                return compute(data, what, limits)
             except ImageProblem as err:
                 return err
 
@@ -245,6 +248,7 @@ class SignatureCache:
         """The cache key of an item; "" for remote files (keyed by content once read)."""
         if data is not None:
             return "b:" + hashlib.sha256(data).hexdigest()
+        assert path is not None  # an item is a path or its bytes
         if is_remote(path):
             return ""
         try:

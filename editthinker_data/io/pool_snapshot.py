@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
+
 from editthinker_data.core.layout import POOL_FILE
 from editthinker_data.core.schema import decode_image, sha256_hex
 from editthinker_data.io.storage import Storage, read_url
@@ -49,7 +51,7 @@ def provenance(entry: PoolEntry) -> dict[str, str]:
     }
 
 
-def load_source_image(entry: PoolEntry):
+def load_source_image(entry: PoolEntry) -> Image.Image:
     """The pooled image, checked against the hash taken at pooling time."""
     data = read_url(entry.image_path)
     if sha256_hex(data) != entry.image_sha256:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """A shard member's bytes (`extractfile` answers None for a link or a folder)."""
+    fh = tar.extractfile(member)
+    if fh is None:
+        raise ValueError(f"shard member {member.name} is not a regular file")
+    return fh.read()
 
 
 def encode_json(obj: Any) -> bytes:

@@ -29,6 +29,7 @@ from editthinker_data.core.schema import (
     decode_image,
     encode_png,
 )
+from editthinker_data.io.shards import member_bytes
 from editthinker_data.io.storage import Storage
 
 FORMAT = 1  # bump when the encoding changes; part of every key (stages/versions.py)
@@ -74,7 +75,7 @@ def encode(traj: Trajectory) -> bytes:
 
 def decode(data: bytes, pair: SourcePair) -> Trajectory:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        files = {m.name: member_bytes(tar, m) for m in tar.getmembers() if m.isfile()}
     meta: dict[str, Any] = json.loads(files["trajectory.json"])
     if meta.get("format") != FORMAT:
         raise ValueError(f"stored trajectory format {meta.get('format')!r}, expected {FORMAT}")

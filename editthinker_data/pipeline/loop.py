@@ -14,7 +14,7 @@ instruction, or at the turn limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,6 +62,9 @@ def rollout(
 ) -> Rollout:
     """Results sent back are the backend's value, or a BackendError that ends the rollout
     (classified into the trajectory's `failure`)."""
+    source = pair.image
+    if source is None:  # generate's prepare loads it; a rollout cannot edit nothing
+        raise ValueError(f"pair {pair.id!r}: its source image is not loaded")
     turns: list[Turn] = []
     instruction = pair.instruction
     reasoning: str | None = None
@@ -84,23 +87,21 @@ def rollout(
     for t in range(1, max_turns + 1):
         s = turn_seed(seed, t, seed_policy)
         t0 = time.perf_counter()
-        image = yield Call(
-            Role.EDITOR, pair.editor, EditRequest(pair.image, instruction, s, pair.image_sha256)
-        )
+        image = yield Call(Role.EDITOR, pair.editor, EditRequest(source, instruction, s, pair.image_sha256))
         t1 = time.perf_counter()
         if isinstance(image, BackendError):
             return failed("edit", image)
         refinement: Refinement | None = None
         if names.thinker:
             answer = yield Call(
-                Role.THINKER, names.thinker, RefineRequest(pair.image, image, pair.instruction, instruction)
+                Role.THINKER, names.thinker, RefineRequest(source, image, pair.instruction, instruction)
             )
             if isinstance(answer, BackendError):
                 return failed("think", answer)
             refinement, scores = answer
             timings = {"edit_s": t1 - t0, "think_s": time.perf_counter() - t1}
         else:
-            scores = yield Call(Role.SCORER, names.scorer, ScoreRequest(pair.image, image, pair.instruction))
+            scores = yield Call(Role.SCORER, names.scorer, ScoreRequest(source, image, pair.instruction))
             if isinstance(scores, BackendError):
                 return failed("score", scores)
             timings = {"edit_s": t1 - t0, "score_s": time.perf_counter() - t1}
@@ -126,7 +127,7 @@ def rollout(
         if refinement is None:
             t3 = time.perf_counter()
             refinement = yield Call(
-                Role.EXPERT, names.expert, RefineRequest(pair.image, image, pair.instruction, instruction)
+                Role.EXPERT, names.expert, RefineRequest(source, image, pair.instruction, instruction)
             )
             refine_s = time.perf_counter() - t3
             if isinstance(refinement, BackendError):
@@ -145,7 +146,7 @@ def rollout(
     raise AssertionError("unreachable")
 
 
-def drive(gen: Rollout, call: Any) -> Trajectory:
+def drive(gen: Rollout, call: Callable[[Call], Any]) -> Trajectory:
     """Run one rollout to the end with `call(Call) -> result` (plain loop, no concurrency)."""
     try:
         request = next(gen)
@@ -156,10 +157,11 @@ def drive(gen: Rollout, call: Any) -> Trajectory:
                 result = err
             request = gen.send(result)
     except StopIteration as stop:
-        return stop.value
+        trajectory: Trajectory = stop.value  # a Rollout returns its Trajectory
+        return trajectory
 
 
-def run_local(pair: SourcePair, backends: dict[tuple[str, str], Any], names: Names, **kw) -> Trajectory:
+def run_local(pair: SourcePair, backends: dict[tuple[str, str], Any], names: Names, **kw: Any) -> Trajectory:
     """backends: {(role, name): backend with run_batch}."""
     return drive(
         rollout(pair, names, **kw), lambda c: backends[(c.role, c.backend)].run_batch([c.request])[0]

@@ -117,6 +117,7 @@ def prior_rates(cfg: BuildConfig) -> Rates:
     """The `plan:` section's priors, every one listed as an assumption."""
     check_plan(cfg, calibrating=False)
     p = cfg.plan
+    assert p.turns_per_pair is not None  # check_plan raised otherwise
     turns = float(p.turns_per_pair)
     critique = turns if cfg.thinker else turns - p.max_turns_share
     assumed = [f"turns per pair {turns:g}, {p.max_turns_share:.0%} of trajectories reach the turn limit"]
@@ -132,7 +133,7 @@ def prior_rates(cfg: BuildConfig) -> Rates:
         rates.tokens_in[role] = prior.input_tokens if prior else 0.0
         rates.tokens_out[role] = prior.output_tokens if prior else 0.0
         seconds = prior.request_seconds if prior else 0.0
-        concurrency = spec.batch_size
+        concurrency: float = spec.batch_size
         if spec.max_concurrency:
             concurrency = min(concurrency, spec.max_concurrency / spec.num_actors)
         rates.call_seconds[role] = seconds * max(rpc, 1.0) / concurrency
@@ -249,7 +250,7 @@ def estimate(cfg: BuildConfig, pairs: dict[str, int], rates: Rates) -> dict[str,
             ),
             "wall_s": round(wall, 1),
         }
-    bottleneck = max(walls, key=walls.get)
+    bottleneck = max(walls, key=walls.__getitem__)
     total_pairs = sum(pairs.values())
     return {
         "basis": rates.basis,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from statistics import fmean
+from typing import Any
 
 from editthinker_data.core.layout import POOL_FILE, STATS_FILE
 from editthinker_data.io.storage import Storage
@@ -21,7 +22,7 @@ def measure(storage: Storage) -> Measured:
         raise FileNotFoundError(f"{storage.url} holds no finished build ({STATS_FILE} is missing)")
     stats = storage.read_json(STATS_FILE)
     pairs = Counter(r["editor"] for r in read_parquet(storage, POOL_FILE))
-    trajectories: dict[str, dict] = {}
+    trajectories: dict[str, dict[str, Any]] = {}
     timings: dict[str, list[float]] = {k: [] for k in TIMINGS}
     for name in sorted(storage.list("trajectories")):
         if not name.endswith(".parquet"):
@@ -31,8 +32,8 @@ def measure(storage: Storage) -> Measured:
             for k in TIMINGS:
                 if row.get(k) is not None:
                     timings[k].append(row[k])
-    edits: Counter = Counter()
-    critiques: Counter = Counter()
+    edits: Counter[str] = Counter()
+    critiques: Counter[str] = Counter()
     for t in trajectories.values():
         made = trajectory_calls(t["num_turns"], t["stop_reason"])
         edits[t["editor"]] += made[0]

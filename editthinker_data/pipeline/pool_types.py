@@ -22,14 +22,14 @@ class SourceCounts:
 
     licence: str = ""
     read: int = 0
-    unusable: Counter = field(default_factory=Counter)
-    filtered: Counter = field(default_factory=Counter)
+    unusable: Counter[str] = field(default_factory=Counter)
+    filtered: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     kept: int = 0
     by_task_type: dict[str, dict[str, int]] = field(default_factory=dict)
     # labels no table maps -> records classified by instruction instead (at most
     # MAX_UNMAPPED distinct labels; the rest under "(other labels)")
-    unmapped_labels: Counter = field(default_factory=Counter)
+    unmapped_labels: Counter[str] = field(default_factory=Counter)
 
     def count_unmapped(self, label: str) -> None:
         if label not in self.unmapped_labels and len(self.unmapped_labels) >= MAX_UNMAPPED:

@@ -45,6 +45,7 @@ def source_quotas(cfg: BuildConfig) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for i in inputs:
         if i.ratio is not None:
+            assert cfg.source.max_pairs is not None  # SourceConfig rejects a ratio without it
             out[i.name] = round(cfg.source.max_pairs * i.ratio / total_ratio)
         else:
             out[i.name] = i.quota

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypedDict
 
 from editthinker_data.config import SelectionConfig
 from editthinker_data.core.stats import StageStats
@@ -74,10 +75,10 @@ class SelectionResult:
     trajectory_stats: StageStats  # the filter, on trajectories
     balance_stats: StageStats  # balancing, on trajectories
     step_stats: StageStats  # balancing, on step samples
-    splits: dict[str, int] = field(default_factory=dict)
-    trajectory_splits: dict[str, int] = field(default_factory=dict)
-    before_balance: dict = field(default_factory=dict)
-    after_balance: dict = field(default_factory=dict)
+    splits: dict[str, int]
+    trajectory_splits: dict[str, int]
+    before_balance: Tally
+    after_balance: Tally
 
 
 def best_gain(traj: TrajectorySummary, which: str) -> float | None:
@@ -181,7 +182,17 @@ def balance(
     return sorted(kept, key=lambda c: c.key), sorted(dropped, key=lambda c: c.key)
 
 
-def tally(candidates: list[Candidate]) -> dict:
+class Tally(TypedDict):
+    """`tally`'s answer, kept in the select report's `selection` as it is."""
+
+    trajectory_splits: dict[str, int]
+    splits: dict[str, int]
+    by_task_type: dict[str, dict[str, dict[str, int]]]  # split -> task type -> trajectories, steps
+    zero_gain: int
+    failed_turn: int
+
+
+def tally(candidates: list[Candidate]) -> Tally:
     """What a set of trajectories releases: per split and task type, trajectories and steps,
     and how many have zero gain or a failed turn."""
     by_type: dict[str, dict[str, dict[str, int]]] = {s: {} for s in SPLITS}

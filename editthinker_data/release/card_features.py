@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from editthinker_data.io.shards import member_bytes
 from editthinker_data.io.storage import Storage
 
 _DTYPES = {"double": "float64", "float": "float32", "halffloat": "float16"}
@@ -46,7 +47,7 @@ def shard_features(storage: Storage, urls: list[str]) -> list[dict[str, Any]]:
                 suffix = member.name.split(".", 1)[1]
                 members.add(suffix)
                 if suffix == "json":
-                    rows.append(json.loads(tar.extractfile(member).read()))
+                    rows.append(json.loads(member_bytes(tar, member)))
     features = []
     for suffix in sorted(members):
         if suffix == "json":

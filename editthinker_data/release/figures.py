@@ -78,7 +78,8 @@ def write_figures(build, out_dir: Path) -> list[Path]:
     # 4. acceptance by editor and by task type
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, dim in zip(axes, ("editor", "task_type"), strict=True):
-        total, ok = Counter(), Counter()
+        total: Counter[str] = Counter()
+        ok: Counter[str] = Counter()
         for t in trajs:
             total[getattr(t, dim)] += 1
             ok[getattr(t, dim)] += bool(decisions.get(t.key, {}).get("keep"))

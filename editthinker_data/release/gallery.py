@@ -12,11 +12,13 @@ import html
 import re
 import tarfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from editthinker_data.core.layout import POOL_FILE
+from editthinker_data.io.shards import member_bytes
 from editthinker_data.io.storage import read_url
 from editthinker_data.io.tables import read_parquet
 
@@ -127,6 +129,10 @@ def _section(key: str, rows: list[dict[str, Any]], d: dict[str, Any], has_src: b
     )
 
 
+def _has(key: str, value: str, trajectory: dict[str, Any]) -> bool:
+    return bool(trajectory[key] == value)
+
+
 def _pages(trajectories: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, Callable[[dict], bool]]]:
     """(file, group, label, predicate) of every page: all, kept, filtered, each task type and editor."""
     pages: list[tuple[str, str, str, Callable[[dict], bool]]] = [
@@ -138,13 +144,13 @@ def _pages(trajectories: dict[str, dict[str, Any]]) -> list[tuple[str, str, str,
         taken: set[str] = set()
         prefix = dim.split("_")[0]
         for value in sorted({t[dim] for t in trajectories.values()}):
-            pages.append(
-                (f"{prefix}-{_slug(value, taken)}.html", group, value, lambda t, v=value, k=dim: t[k] == v)
-            )
+            pages.append((f"{prefix}-{_slug(value, taken)}.html", group, value, partial(_has, dim, value)))
     return pages
 
 
-def write_gallery(build, out_dir: Path, max_trajectories: int = 200, figures: list[str] = ()) -> list[Path]:
+def write_gallery(
+    build, out_dir: Path, max_trajectories: int = 200, figures: Sequence[str] = ()
+) -> list[Path]:
     """Writes the pages and images; returns every file written, index.html first."""
     storage = build.storage
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +165,7 @@ def write_gallery(build, out_dir: Path, max_trajectories: int = 200, figures: li
             for member in tar.getmembers():
                 if member.name in wanted:
                     target = out_dir / "img" / member.name
-                    target.write_bytes(tar.extractfile(member).read())
+                    target.write_bytes(member_bytes(tar, member))
                     written.append(target)
     pool = {r["key"]: r for r in read_parquet(storage, POOL_FILE)}
     info: dict[str, dict[str, Any]] = {}

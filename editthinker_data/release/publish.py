@@ -36,7 +36,7 @@ from editthinker_data.core.layout import (
 )
 from editthinker_data.core.outcome import verdict
 from editthinker_data.io.storage import LocalStorage, Storage
-from editthinker_data.release.report import verify
+from editthinker_data.release.report import PROBLEMS, verify
 
 NOT_RELEASED = "not part of a release (neither a release folder nor a release file)"
 REPO_TYPE = "dataset"
@@ -118,7 +118,7 @@ def check_finished(storage: Storage) -> None:
 def check_verified(storage: Storage, where: str) -> None:
     """Every shard, table, export, figure and gallery file matches the manifest."""
     result = verify(storage)
-    problems = [f"{kind} {item}" for kind in ("mismatched", "missing", "extra") for item in result[kind]]
+    problems = [f"{kind} {item}" for kind in PROBLEMS for item in result[kind]]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise ReleaseError(

@@ -10,7 +10,7 @@ import json
 import tarfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.layout import (
@@ -22,6 +22,7 @@ from editthinker_data.core.layout import (
     partition_of,
     trajectory_index,
 )
+from editthinker_data.io.shards import member_bytes
 from editthinker_data.io.storage import Storage, open_storage
 from editthinker_data.io.tables import read_parquet
 from editthinker_data.io.trajectory_index import load_trajectory_summaries
@@ -134,12 +135,26 @@ class Build:
                 for member in tar.getmembers():
                     if member.name in wanted:
                         target = out / member.name
-                        target.write_bytes(tar.extractfile(member).read())
+                        target.write_bytes(member_bytes(tar, member))
                         written.append(target)
         return sorted(written)
 
 
-def verify(storage: Storage) -> dict[str, list[str] | int]:
+Problem = Literal["mismatched", "missing", "extra"]
+PROBLEMS: tuple[Problem, ...] = ("mismatched", "missing", "extra")
+
+
+class Verification(TypedDict):
+    """`verify`'s answer: what it checked, and each kind of problem it found."""
+
+    checked: int  # shards
+    files: int  # other files the manifest lists
+    mismatched: list[str]
+    missing: list[str]
+    extra: list[str]
+
+
+def verify(storage: Storage) -> Verification:
     """Re-read every shard the manifest lists (sha256, size, sample count) and every other
     file it lists (tables, card, figures, gallery, exports: sha256 and size), then each
     export against its `export_info.json` (row counts, every image a row names). Files under

@@ -26,8 +26,8 @@ def check_options(fmt: str, options: dict[str, Any]) -> str | None:
     takes = FORMATS[fmt].options
     unknown = sorted(set(options) - set(takes))
     if unknown:
-        takes = ", ".join(takes) or "none"
-        return f"unknown options {unknown} for format {fmt} (it takes: {takes})"
+        listed = ", ".join(takes) or "none"
+        return f"unknown options {unknown} for format {fmt} (it takes: {listed})"
     if fmt == "pico_banana" and options.get("instruction", "short") not in ("short", "long"):
         return (
             f"options.instruction is {options['instruction']!r}; use short (summarized_text) or long (text)"

@@ -3,7 +3,7 @@ are options, so one reader serves any table with an image, an instruction and an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ BATCH_ROWS = 256  # rows decoded at a time: tables stream, images are never all 
 
 
 def row_record(
-    row: dict[str, Any], origin: str, columns: dict[str, str | None], root: str
+    row: dict[str, Any], origin: str, columns: Mapping[str, str | None], root: str
 ) -> SourceRecord | RecordError:
     def col(name: str) -> Any:
         key = columns.get(name)

@@ -139,6 +139,7 @@ def describe_changes(old: Content | None, new: Content) -> list[str]:
         if before == after:
             continue
         if before is None:
+            assert after is not None  # not both: they differ
             lines.append(f"input {name!r} is new: {after['path']} ({_size(after)})")
         elif after is None:
             lines.append(f"input {name!r} is gone (was {before['path']}, {_size(before)})")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from editthinker_data.sources.base import SourceRecord
+from editthinker_data.sources.base import RecordError, SourceRecord
 from editthinker_data.sources.columns import BATCH_ROWS, DEFAULT_COLUMNS, row_record
 
 
 def read_hf_disk(
     path: str, split: str = "train", columns: dict[str, str] | None = None, **_: object
-) -> Iterator[SourceRecord]:
+) -> Iterator[SourceRecord | RecordError]:
     import datasets  # optional: only this reader needs it
 
     names = {**DEFAULT_COLUMNS, **(columns or {})}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig, ConfigError, Resources
-from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, marker_name
+from editthinker_data.core.layout import FAILURES_FILE, KEPT_ON_CLEAR, POOL_UNIT, StageName, marker_name
 from editthinker_data.core.reports import StageReport
 from editthinker_data.io.storage import Storage, is_remote, local_path, open_storage
 from editthinker_data.sources.base import RecordError
@@ -32,8 +32,8 @@ class Stage(ABC, Generic[R]):
     finished unit (a rerun skips them); `resources` is what one unit asks of a worker;
     `report` is the type of what a unit returns (and its marker holds)."""
 
-    name: ClassVar[str]
-    report: ClassVar[type[StageReport]]
+    name: ClassVar[StageName]
+    report: type[R]  # a class attribute too; ClassVar cannot name a type variable
     marked: ClassVar[bool] = True
     resources: ClassVar[Resources] = Resources(num_cpus=1)
     placement: ClassVar[str] = "spread"  # spread | beside_driver: where a Ray executor runs a unit
@@ -42,8 +42,9 @@ class Stage(ABC, Generic[R]):
         self.cfg = cfg
 
     @abstractmethod
-    def process(self, storage: Storage, unit: str, **inputs: Any) -> R:
-        """Do the unit's work; a report that is not `finished` leaves the unit unmarked."""
+    def process(self, storage: Storage, unit: str, *args: Any, **inputs: Any) -> R:
+        """Do the unit's work; a report that is not `finished` leaves the unit unmarked. Each
+        stage names its own inputs (`*args: Any, **inputs: Any` lets a type checker accept them)."""
 
     def on_skip(self, storage: Storage, unit: str, report: R) -> None:  # noqa: B027
         """A marked unit is being reused (repair what an older version did not write)."""
@@ -57,7 +58,7 @@ def run_unit(stage: Stage[R], storage: Storage, unit: str, **inputs: Any) -> R:
     is written last. Every executor runs units through here."""
     fingerprint = stage.cfg.fingerprint()
     if stage.marked:
-        done: R | None = read_marker(storage, stage.name, unit, fingerprint, stage.report)  # type: ignore[arg-type]
+        done = read_marker(storage, stage.name, unit, fingerprint, stage.report)
         if done is not None:
             stage.on_skip(storage, unit, done)
             return done

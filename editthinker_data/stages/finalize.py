@@ -108,7 +108,7 @@ class FinalizeStage(Stage[FinalizeReport]):
     report = FinalizeReport
     marked = False
 
-    def process(  # type: ignore[override]
+    def process(
         self,
         storage: Storage,
         unit: str,

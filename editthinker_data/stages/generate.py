@@ -81,7 +81,7 @@ class GenerateStage(Stage[GenerateReport]):
     resources = Resources(num_cpus=0)
     placement = "beside_driver"
 
-    def process(self, storage: Storage, unit: str, runner: RolloutRunner) -> GenerateReport:  # type: ignore[override]
+    def process(self, storage: Storage, unit: str, runner: RolloutRunner) -> GenerateReport:
         return _generate(self.cfg, storage, partition_of(unit), runner)
 
     def after_marker(self, storage: Storage, unit: str) -> None:
@@ -185,7 +185,9 @@ class PartitionWriter:
         pair = traj.pair
         if traj.failure and traj.failure.stage == "load":  # its source image could not be read
             self.stats.fail("image_unreadable")
-            self.failures.append(failure("generate", pair.origin, pair.id, "image_unreadable", traj.error))
+            self.failures.append(
+                failure("generate", pair.origin, pair.id, "image_unreadable", traj.error or "")
+            )
             self.failed_pairs += 1
             return
         self.stop_reasons[traj.stop_reason] += 1

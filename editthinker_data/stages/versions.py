@@ -182,6 +182,7 @@ def plan_version(cfg: BuildConfig, target: str, state_dir: str | None = None) ->
     root = output_storage(cfg, root_url)
     latest = read_latest(root)
     newest = version_number(latest) if latest else 0
+    assert newest is not None  # read_latest accepts only version names
     while root.exists(f"{version_name(newest + 1)}/{VERSION_FILE}"):  # started after latest
         newest += 1
     update: dict[str, Any] = {"trajectory_store": cfg.output.trajectory_store or join_url(root_url, STORE)}

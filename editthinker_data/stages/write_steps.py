@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import webdataset as wds
+from PIL import Image
 
 from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig
@@ -19,18 +20,19 @@ from editthinker_data.io.pool_snapshot import load_partition, load_source_image,
 from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import read_parquet
-from editthinker_data.io.trajectory_index import TrajectorySummary, load_trajectory_summaries
+from editthinker_data.io.trajectory_index import TrajectorySummary, TurnSummary, load_trajectory_summaries
 from editthinker_data.pipeline.selection import StepPlan
 from editthinker_data.stages.base import Stage, read_marker
 
 
 def read_turns(
     storage: Storage, shards: list[str], wanted: set[str]
-) -> tuple[dict[str, Any], dict[str, dict]]:
+) -> tuple[dict[str, Image.Image], dict[str, dict[str, Any]]]:
     """The turn images the step samples use, decoded (the others are skipped undecoded),
     and every turn's score details (the scorer's sub-scores, kept in the shards' JSON and
     not in the trajectory index), by sample key."""
-    images, details = {}, {}
+    images: dict[str, Image.Image] = {}
+    details: dict[str, dict[str, Any]] = {}
     for shard in shards:
         for sample in wds.WebDataset(str(storage.local_copy(shard)), shardshuffle=False, empty_check=False):
             key = sample["__key__"]
@@ -48,18 +50,18 @@ def previous_image_key(plan: StepPlan, traj: TrajectorySummary) -> str:
 def build_step_sample(
     plan: StepPlan,
     traj: TrajectorySummary,
-    source,
-    images: dict[str, Any],
+    source: Image.Image,
+    images: dict[str, Image.Image],
     templates: dict[str, str] | None = None,
     provenance: dict[str, str] | None = None,
-    details: dict[str, dict] | None = None,
+    details: dict[str, dict[str, Any]] | None = None,
 ) -> StepSample:
     """`details`: each turn's score details by sample key (`read_turns`); the step's scores
     carry them, as the trajectory shards do."""
     turns = {t.index: t for t in traj.turns}
     details = details or {}
 
-    def scores(turn) -> Scores:
+    def scores(turn: TurnSummary) -> Scores:
         return Scores(turn.semantic, turn.quality, dict(details.get(f"{traj.key}_t{turn.index}") or {}))
 
     if plan.stop:
@@ -108,7 +110,7 @@ def _write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> WriteSte
         )
         for split in ("sft", "rl")
     }
-    sources: dict[str, Any] = {}
+    sources: dict[str, Image.Image] = {}
     counts: Counter[str] = Counter()
     for plan in plans:
         if plan.trajectory not in sources:

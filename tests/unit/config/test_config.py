@@ -54,6 +54,15 @@ def test_env_override():
     assert cfg.run.max_in_flight == 64 and cfg.loop.max_turns == 8
 
 
+def test_env_override_yaml_cannot_read_names_the_variable():
+    """A control character is a YAML reader error, which carries no `problem` (it raised an
+    AttributeError before mypy found it)."""
+    with pytest.raises(
+        ConfigError, match=r"EDITTHINKER__LOOP__MAX_TURNS: .*not valid YAML \(unacceptable character"
+    ):
+        parse_config(BASE, environ={"EDITTHINKER__LOOP__MAX_TURNS": "8\x01"})
+
+
 def test_fingerprint_ignores_run_tuning_and_output_dir():
     a = parse_config(BASE, environ={})
     b = parse_config({**BASE, "run": {"max_in_flight": 3}, "output": {"dir": "elsewhere"}}, environ={})
