@@ -230,8 +230,9 @@ class PoolTraffic:
         if probe:
             breaker.probe_failed(now)
         if breaker.open:
-            if not was_open:
+            if not was_open:  # what waits to be sent waits out the outage too
                 log.warning("%s: %s", breaker.describe(now), breaker.last_error)
+                self.parked[key].extend(self.queues.pop(key, deque()))
             self.parked[key].append(e)
             return True
         if e.attempts < self.retries:

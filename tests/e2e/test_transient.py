@@ -310,7 +310,9 @@ def test_outage_build_exits_non_zero_and_a_plain_rerun_matches_a_healthy_build(
     from flows.build_dataset import build_dataset
 
     with ChatServer() as server:
-        cfg = tiny_config(demo_cfg, server.base_url)
+        # The endpoint goes away for good: the breaker pauses the build, then gives up after
+        # run.outage_wait_s (30 minutes by default; 3 s here).
+        cfg = tiny_config(demo_cfg, server.base_url, outage_wait_s=3)
         healthy = build_dataset(cfg.model_dump(), str(tmp_path / "healthy"), str(state_dir))
         assert healthy.manifest["totals"]["sft"] + healthy.manifest["totals"]["rl"] > 0
 

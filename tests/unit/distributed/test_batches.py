@@ -183,3 +183,118 @@ def test_requests_that_outlive_their_retries_answer_a_transient_error(ray_cluste
         assert f"scorer 's' actor died {retries + 1} times" in str(err)
     assert t.queued() == {"scorer/s": 0} and not t.out
     assert tiny.replaced == retries + 1 and job.counters["retries"] == 2 * retries
+
+
+@ray.remote(num_cpus=0)
+class Switch:
+    """Whether the backend is out: shared by the actors of a pool and the test."""
+
+    def __init__(self):
+        self.out = True
+
+    def set(self, out: bool) -> None:
+        self.out = out
+
+    def get(self) -> bool:
+        return self.out
+
+
+class Outage:
+    """Answers twice each request, or, while the switch says out, a TransientBackendError for
+    each (what a remote backend answers once its own retries are spent)."""
+
+    switch: Any = None
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def run_counted(self, requests):
+        self.batches.append(list(requests))
+        if ray.get(Outage.switch.get.remote()):
+            return (
+                [TransientBackendError("connection refused (gave up after 3 tries)")] * len(requests),
+                {},
+                0.001,
+            )
+        return [2 * r for r in requests], {}, 0.001
+
+    def seen(self):
+        return self.batches
+
+
+def test_an_outage_parks_its_calls_holds_edits_probes_one_at_a_time_and_resumes(ray_cluster, monkeypatch):
+    import time as clock
+
+    from editthinker_data.distributed import breakers
+
+    monkeypatch.setattr(breakers, "FIRST_BACKOFF_S", 0.05)
+    switch = Switch.remote()
+
+    class Out(Outage):  # the class an actor is made from carries the switch to its process
+        def __init__(self):
+            super().__init__()
+            Outage.switch = switch
+
+    key = (Role.EXPERT, "x")
+    tiny = pool([Out], actors=1, batch_size=4)
+    t, job, answers, failed = traffic(key, tiny, 4, retries=1)
+    edit_key = (Role.EDITOR, "e")
+    t.workers.pools[edit_key] = pool([Echo], actors=1, batch_size=4)
+    t.loads[edit_key] = PoolLoad(Role.EDITOR, 1, 4)
+    t.rollouts[9] = InFlight(job, 9, None, None)
+
+    t.send(draining=True)
+    settle(t)  # 4 transient answers: the first two to be sent again, the third opens the breaker: all wait
+    t.send(draining=True)
+    settle(t)
+    assert answers == {} and not failed  # no rollout ended: every call waits
+    assert t.breaker(key).open and t.paused() and len(t.parked[key]) == 4
+    assert "expert 'x' unreachable since" in t.notes()[0] and "paused" in t.notes()[0]
+
+    t.enqueue(edit_key, Queued(9, Call(Role.EDITOR, "e", 5)))
+    for _ in range(3):  # probes: one call at a time, each after its backoff
+        clock.sleep(0.3)
+        t.send(draining=True)
+        assert [len(s.batch) for s in t.out.values()] in ([1], [])  # a probe, and no edit
+        settle(t)
+    assert answers == {} and t.breaker(key).open and t.breaker(key).backoff_s > 0.05
+
+    ray.get(switch.set.remote(False))  # back
+    deadline = clock.monotonic() + 10
+    while t.breaker(key).open and clock.monotonic() < deadline:
+        clock.sleep(0.2)
+        t.send(draining=True)
+        settle(t)
+    t.send(draining=True)
+    settle(t)
+    edited = ray.get(answers.pop(9))  # an edit comes back as a reference
+    assert answers == {0: 0, 1: 2, 2: 4, 3: 6} and edited == 10 and not failed and not t.paused()
+    sizes = [len(b) for b in ray.get(tiny.actors[0].seen.remote())]
+    assert sizes[0] == 4 and set(sizes[1:-1]) == {1} and sizes[-1] == 3  # the batch, probes, the rest
+
+
+def test_an_outage_past_outage_wait_s_answers_the_parked_calls_and_refuses_edits(ray_cluster):
+    switch = Switch.remote()
+
+    class Out(Outage):
+        def __init__(self):
+            super().__init__()
+            Outage.switch = switch
+
+    key = (Role.SCORER, "s")
+    t, job, answers, failed = traffic(key, pool([Out], actors=1, batch_size=4), 3, retries=2)
+    t.outage_wait_s = 0.0
+    edit_key = (Role.EDITOR, "e")
+    editors = pool([Echo], actors=1, batch_size=4)
+    t.workers.pools[edit_key], t.loads[edit_key] = editors, PoolLoad(Role.EDITOR, 1, 4)
+    t.send(draining=True)
+    settle(t)
+    assert t.breaker(key).open and len(t.parked[key]) == 3
+    t.rollouts[9] = InFlight(job, 9, None, None)
+    t.enqueue(edit_key, Queued(9, Call(Role.EDITOR, "e", 1)))
+    t.send(draining=True)  # over outage_wait_s: gives up
+    assert sorted(answers) == [0, 1, 2, 9] and all(
+        isinstance(e, TransientBackendError) for e in answers.values()
+    )
+    assert "run.outage_wait_s" in str(answers[0]) and "no edit is started" in str(answers[9])
+    assert ray.get(editors.actors[0].seen.remote()) == []  # the edit never started
