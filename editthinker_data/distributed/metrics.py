@@ -187,6 +187,8 @@ class BuildMetrics:
     def usage(self, key: Key, cost: Mapping[str, float]) -> None:
         """One batch's counter deltas: its tokens and their price."""
         tokens_in, tokens_out = cost.get("tokens_in", 0), cost.get("tokens_out", 0)
+        if not (tokens_in or tokens_out):  # editors, procedural and cached answers: nothing to count
+            return
         self.pool(TOKENS, key, tokens_in, direction="in")
         self.pool(TOKENS, key, tokens_out, direction="out")
         price = self.specs[key].price
