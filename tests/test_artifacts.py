@@ -26,7 +26,9 @@ def test_progress_follows_the_counters_and_each_stage_gets_its_table(demo_cfg):
         artifacts.unit_ended("part-00000", GenerateReport(partition=0, pairs=2, turns=5), None)
         seen.append(Artifact.get(artifact_key(demo_cfg.name, "progress")).data)
         counters.add(pairs_done=3)
-        artifacts.unit_ended("part-00001", GenerateReport(partition=1, pairs=3, turns=7, incomplete=True), None)
+        artifacts.unit_ended(
+            "part-00001", GenerateReport(partition=1, pairs=3, turns=7, incomplete=True), None
+        )
         seen.append(Artifact.get(artifact_key(demo_cfg.name, "progress")).data)
         artifacts.unit_ended("part-00002", None, "RuntimeError: the unit's process died")
         artifacts.stage_ended("generate")
