@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -116,6 +117,7 @@ def _kill_head(temp_dir: str) -> None:
     from test_ray_cluster import _kill_tree_under
 
     _kill_tree_under(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
