@@ -22,7 +22,7 @@ from editthinker_data.pipeline.preflight import preflight
 from editthinker_data.sources.content import with_source_content
 from editthinker_data.stages import check_output, output_storage
 from flows.steps import STEPS, Reports, Step
-from tasks.artifacts import summary_artifact
+from tasks.artifacts import BuildArtifacts, summary_artifact
 from tasks.units import prefect_launch
 
 MAX_UNITS = 32  # units waiting at once (threads of this flow; each waits on a unit's task)
@@ -54,6 +54,7 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> BuildR
     for note in check_output(cfg, output_storage(cfg, output)):  # changed sources: what reruns
         log.warning(note)
     reports = Reports(cfg)
+    artifacts = BuildArtifacts(cfg, output, progress())
     with open_runtime(cfg, output, state_dir) as runtime:
         for step in STEPS:
             units = step.units(reports)
@@ -71,23 +72,27 @@ def build_dataset(config: dict[str, Any], output: str, state_dir: str) -> BuildR
                     admit=step.run_admission(backends),
                     launch=prefect_launch(step.retries(cfg)),
                     tick=backends.tick if backends else None,
-                    on_end=lambda unit, report, error: _log_unit(log, unit, report, error),
+                    on_end=lambda unit, report, error: _unit_ended(log, artifacts, unit, report, error),
                 )
                 if backends is not None:
                     reports.backends = backends.summary()
                     for line in reports.backends.lines:
                         log.info(line)
+            artifacts.stage_ended(step.stage.name)
             if (stop := reports.add(step.stage.name, run)) is not None:
                 return Failed(message=str(stop), data=stop)
     summary_artifact(cfg, output, reports.finished())
     progress().set_stage("done")
+    artifacts.finished()
     if (unusable := reports.unusable()) is not None:
         return Failed(message=str(unusable), data=unusable)
     return reports.result()
 
 
-def _log_unit(log: Any, unit: str, report: StageReport | None, error: str | None) -> None:
-    """A unit's end in the log, and the pool's size in the live table."""
+def _unit_ended(
+    log: Any, artifacts: BuildArtifacts, unit: str, report: StageReport | None, error: str | None
+) -> None:
+    """A unit's end in the log, the pool's size in the live table, the unit in the artifacts."""
     if error is not None:
         log.error("unit %s failed: %s", unit, error)
     elif isinstance(report, GenerateReport) and not report.finished:
@@ -96,3 +101,4 @@ def _log_unit(log: Any, unit: str, report: StageReport | None, error: str | None
     elif isinstance(report, PoolReport):
         progress().set_total(report.pairs)
         log.info("pooled %d pairs into %d partitions", report.pairs, len(report.partitions))
+    artifacts.unit_ended(unit, report, error)

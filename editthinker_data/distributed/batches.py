@@ -27,6 +27,16 @@ from editthinker_data.distributed.breakers import Breaker
 from editthinker_data.distributed.events import BatchUsage
 from editthinker_data.distributed.jobs import InFlight, Key, UnitJob
 from editthinker_data.distributed.load import PoolLoad, split_cost
+from editthinker_data.distributed.metrics import (
+    BATCH_S,
+    BATCHES,
+    BUSY_S,
+    EDITS,
+    FAILURES,
+    REQUESTS,
+    RESPONSE_S,
+    failure_kind,
+)
 from editthinker_data.distributed.pools import DEATHS, Workers
 from editthinker_data.pipeline.loop import Call
 
@@ -66,6 +76,7 @@ class PoolTraffic:
         self.workers, self.loads, self.rollouts, self.retries = workers, loads, rollouts, retries
         self.answer, self.fail = answer, fail
         self.outage_wait_s = outage_wait_s
+        self.metrics = workers.metrics
         self.queues: dict[Key, deque[Queued]] = defaultdict(deque)
         self.out: dict[Any, Sent] = {}  # each batch's last reference -> the batch
         self.fill_by: float | None = None  # when the earliest partial batch left to fill must go
@@ -133,6 +144,8 @@ class PoolTraffic:
             ref = actor.run_counted.remote(requests)
             self.out[ref] = Sent(key, ai, actor, batch, None, probe)
         self.loads[key].sent(ai, len(batch))
+        self.metrics.pool(BATCHES, key)
+        self.metrics.pool(REQUESTS, key, len(batch))
         # Counted once, for the unit of its first request: a batch may carry several units'.
         self.rollouts[batch[0].rid].job.counters["batches"] += 1
         for e in batch:
@@ -187,16 +200,19 @@ class PoolTraffic:
                 results = [notes.get(i, out) for i, out in enumerate(sent.outs)]
         except DEATHS as err:  # the actor, its process or its node is gone (and results with it)
             self.loads[key].returned(ai, None)
+            self.metrics.pool(FAILURES, key, len(sent.batch), kind="actor_died")
             self._actor_died(sent, live, err)
             return
         except ray.exceptions.RayError as err:  # lost object, and the like: those units fail
             self.loads[key].returned(ai, None)
+            self.metrics.pool(FAILURES, key, len(sent.batch), kind="ray_error")
             for job in {self.rollouts[e.rid].job for e in live}:
                 self.fail(job, err)
             return
         now = time.monotonic()
         waited = [now - q for e in live if (q := self.rollouts[e.rid].queued_at) is not None]
         self.loads[key].returned(ai, seconds, sum(waited) / len(waited) if waited else None)
+        self._meter(key, results, seconds, waited)
         backend = f"{key[0]}/{key[1]}"
         self.workers.pools[key].tally(sent.actor, cost)
         for job, part in split_cost({**cost, BATCH_SHARE: 1}, self._shares(live)).items():
@@ -240,6 +256,20 @@ class PoolTraffic:
             self.queues[key].append(e._replace(attempts=e.attempts + 1))
             return True
         return False
+
+    def _meter(self, key: Key, results: list[Any], seconds: float, waited: list[float]) -> None:
+        """A batch's metrics: its time, its failures by kind, its edits."""
+        self.metrics.pool(BUSY_S, key, seconds)
+        self.metrics.observe(BATCH_S, key, seconds)
+        if waited:
+            self.metrics.observe(RESPONSE_S, key, sum(waited) / len(waited))
+        failed = 0
+        for result in results:
+            if (kind := failure_kind(result)) is not None:
+                failed += 1
+                self.metrics.pool(FAILURES, key, kind=kind)
+        if key[0] == Role.EDITOR:
+            self.metrics.pool(EDITS, key, len(results) - failed)
 
     def _shares(self, batch: list[Queued]) -> dict[UnitJob, int]:
         shares: dict[UnitJob, int] = defaultdict(int)

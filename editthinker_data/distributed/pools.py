@@ -19,6 +19,7 @@ from editthinker_data.backends.transport.edit_store import with_edit_store
 from editthinker_data.config import BackendSpec, BuildConfig
 from editthinker_data.core.schema import Role
 from editthinker_data.distributed.load import PER_ACTOR_OUTSTANDING
+from editthinker_data.distributed.metrics import REPLACED, BuildMetrics
 from editthinker_data.distributed.refs import InputLost, resolve
 
 # What a call meets when its actor is gone: the process crashed or was killed, the actor is
@@ -148,6 +149,7 @@ class Pool:
     # is gone costs no request a retry.
     pending: dict[int, tuple[Any, float]] = field(default_factory=dict)
     start_failures: int = 0
+    metrics: BuildMetrics | None = None  # the build's metrics (`Workers` sets it)
     # The generate units of a build run their schedulers in threads over the same pools.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -180,6 +182,8 @@ class Pool:
             rec.batches += 1
             for k, v in cost.items():
                 rec.counters[k] = round(rec.counters.get(k, 0) + v, 6)
+        if self.metrics is not None:
+            self.metrics.usage((self.role, self.name), cost)
 
     def replace(self, index: int, dead: Any | None = None, reason: str = "") -> bool:
         """A dead actor (crash, OOM, lost node) gets a fresh one; its requests are retried
@@ -203,6 +207,8 @@ class Pool:
         self.actors[index] = new = self._new_actor(index)
         self.pending[index] = (new.info.remote(), time.monotonic())
         self.replaced += 1
+        if self.metrics is not None:
+            self.metrics.pool(REPLACED, (self.role, self.name))
 
     def ready(self, index: int) -> bool:
         return index not in self.pending
@@ -260,6 +266,9 @@ class Workers:
             (role, spec.name): Pool(role, spec.name, spec, cfg.seed, context)
             for role, spec in cfg.backend_specs()
         }
+        self.metrics = BuildMetrics({key: p.spec for key, p in self.pools.items()})
+        for pool in self.pools.values():
+            pool.metrics = self.metrics
 
     def check_resources(self) -> None:
         """Ray would wait forever for GPUs that the cluster does not have: refuse instead."""

@@ -18,6 +18,7 @@ so usage is kept with the unit (journal, marker), not with actors a crash takes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from editthinker_data.distributed.load import (
     ewma,
     pool_report,
 )
+from editthinker_data.distributed.metrics import ROLLOUTS, TURNS
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.refs import InputLost, deliver
 from editthinker_data.pipeline.loop import Rollout
@@ -247,6 +249,8 @@ class Dispatcher:
                     draining=not self._inbox and all(j.next_item >= len(j.items) for j in self._jobs)
                 )
                 self._finish_jobs()
+                if self.workers.metrics.due():
+                    self._meter()
                 # Replacements still setting up: a batch goes to one only once it has answered,
                 # so one that Ray placed on a node that just died costs no request a retry.
                 starting = {
@@ -272,11 +276,26 @@ class Dispatcher:
                         self._traffic.collect(ref)
         except BaseException as err:  # a scheduler bug: every waiting unit fails with it
             self._failure = err
+        with contextlib.suppress(Exception):  # the last second's counts (metrics only)
+            self._meter()
         # Closed or failed: no unit may wait for an answer that will not come.
         waiting = self._jobs + self._arriving()
         reason = f"failed: {self._failure!r}" if self._failure else "closed"
         for job in waiting:
             job.events.put(UnitError(RuntimeError(f"the rollout dispatcher {reason}")))
+
+    def _meter(self) -> None:
+        """The gauges and the counters' sums to Ray (at most every `metrics.FLUSH_S`)."""
+        traffic = self._traffic
+        pools = {
+            key: (
+                len(traffic.queues.get(key, ())) + len(traffic.parked.get(key, ())),
+                load.outstanding,
+                key in traffic.breakers and traffic.breakers[key].open,
+            )
+            for key, load in self.loads.items()
+        }
+        self.workers.metrics.flush(len(self._rollouts), self.in_flight_target(), pools)
 
     def _take_inbox(self) -> None:
         while self._inbox:
@@ -386,7 +405,10 @@ class Dispatcher:
             job.live -= 1
             job.live_items.discard(index)
             traj: Trajectory = stop.value
-            progress().add(pairs_done=1, turns=len(traj.turns), failed=int(traj.stop_reason == "failed"))
+            failed = traj.stop_reason == "failed"
+            progress().add(pairs_done=1, turns=len(traj.turns), failed=int(failed))
+            self.workers.metrics.count(ROLLOUTS, 1, (("outcome", "failed" if failed else "done"),))
+            self.workers.metrics.count(TURNS, len(traj.turns))
             job.events.put(TrajectoryDone(index, traj))
             return
         except Exception as err:  # a bug in one rollout fails its unit, not the build
