@@ -87,6 +87,16 @@ class TinyPool:
         return True
 
 
+class Unmetered:
+    """The build's metrics, not measured here (tests/e2e/test_metrics.py does)."""
+
+    def pool(self, *args, **tags):
+        pass
+
+    def observe(self, *args):
+        pass
+
+
 def pool(makers, actors, batch_size):
     return TinyPool(list(makers), actors, batch_size)
 
@@ -99,7 +109,7 @@ def traffic(key, tiny, n, retries=2):
     failed: list[BaseException] = []
     loads = {key: PoolLoad(key[0], len(tiny.actors), tiny.batch_size)}
     t = PoolTraffic(
-        SimpleNamespace(pools={key: tiny}), loads, rollouts, retries,
+        SimpleNamespace(pools={key: tiny}, metrics=Unmetered()), loads, rollouts, retries,
         answers.__setitem__, lambda job, err: failed.append(err),
     )  # fmt: skip
     for rid in range(n):
