@@ -36,7 +36,9 @@ def check_serve_config(path: Path, editors: list[str] | None, scorer: bool) -> B
         specs = [("editor", e) for e in cfg.editors if not editors or e.name in editors]
         if scorer:
             if cfg.thinker is not None:
-                raise ConfigError("--scorer: the config has a thinker, not a scorer; serve a config with a scorer")
+                raise ConfigError(
+                    "--scorer: the config has a thinker, not a scorer; serve a config with a scorer"
+                )
             specs.append(("scorer", cfg.scorer))
         for role, spec in specs:
             try:
