@@ -70,6 +70,9 @@ def editor_deployment(
         "ray_actor_options": {"num_cpus": spec.resources.num_cpus, "num_gpus": spec.resources.num_gpus},
         "max_ongoing_requests": max_ongoing(spec.batch_size),
         "graceful_shutdown_timeout_s": 5,
+        # A lost replica is noticed and replaced within seconds, not Serve's default 10 s (the
+        # batch runs in a thread, so the replica answers health checks while it edits).
+        "health_check_period_s": 2,
     }
     if min_replicas is not None and min_replicas < spec.num_actors:
         options["autoscaling_config"] = {

@@ -1,0 +1,187 @@
+"""`serve` on the local test cluster: the demo's editors (and a slow one to kill mid-request)
+behind one ingress. The release's RL reward gets images through its own request; a build
+whose editors are `kind: http` against the served ones writes the same trajectory shards as
+the demo build that ran them in its own actors; a replica killed mid-request is retried by
+the http editor and the answer is still the seed's image."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from conftest import DEMO_CONFIG, ROOT
+from PIL import Image
+
+from editthinker_data.backends import EditRequest, create_backend
+from editthinker_data.config import load_config
+
+IMAGES = sorted((ROOT / "editthinker_data" / "demo" / "source" / "images").glob("*.png"))
+SLOW = {"name": "slow", "kind": "procedural", "params": {"skill": 0.7, "latency_s": 2.0}, "batch_size": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def served_config():
+    """The demo config plus a slow editor: the demo's editors are served exactly as built."""
+    cfg = load_config(DEMO_CONFIG)
+    data = cfg.model_dump()
+    data["editors"].append({**SLOW, "resources": {"num_cpus": 0.25}})
+    return type(cfg).model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster):
+    from editthinker_data.distributed import serve as served
+
+    cfg = served_config()
+    url = served.start(cfg, "127.0.0.1", free_port())
+    yield url, cfg
+    served.stop(shutdown_serve=True)
+
+
+def b64(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def release_reward_request(endpoint: str, instruction: str, image: Image.Image, model_config: dict):
+    """What the release's `call_edit_model_api` (train/EasyR1/verl/reward_function/
+    edit_thinker_reward.py) sends and reads, step for step."""
+    request_data = {"image": b64(image), "prompt": instruction, **model_config}
+    response = requests.post(f"{endpoint}/edit", json=request_data, timeout=65)
+    result = response.json()
+    if result.get("success"):
+        return Image.open(io.BytesIO(base64.b64decode(result["edited_image"]))), result
+    return None, result
+
+
+# The release reward's `get_model_config`, all three models (note its `num_inference_step`).
+MODEL_CONFIGS = {
+    "omnigen2": {"num_inference_step": 50, "text_guidance_scale": 5.0, "image_guidance_scale": 1.5,
+                 "width": 1024, "height": 1024, "negative_prompt": "", "enhance_prompt": False},
+    "flux-kontext-dev": {"num_inference_step": 28, "guidance_scale": 2.5, "width": 1024, "height": 1024,
+                         "enhance_prompt": False},
+    "qwen-image-edit": {"num_inference_step": 50, "guidance_scale": 5.0, "width": 1024, "height": 1024,
+                        "enhance_prompt": False},
+}  # fmt: skip
+
+
+def test_the_release_reward_gets_images_and_our_contract_the_seeds_image(server):
+    url, cfg = server
+    source = Image.open(IMAGES[3]).convert("RGB")
+    for model, model_config in MODEL_CONFIGS.items():
+        edited, result = release_reward_request(f"{url}/careful", "make the circle blue", source, model_config)
+        assert result["success"] is True, (model, result)
+        assert edited.size == source.size and result["error"] is None
+        assert isinstance(result["seed"], int)  # unseeded: drawn, and said, as the release does
+    # Our contract: the request's seed decides the image, as in a build's actor.
+    careful = next(e for e in cfg.editors if e.name == "careful")
+    direct = create_backend("editor", careful, cfg.seed).run_batch([EditRequest(source, "make the circle blue", 7)])
+    answer = requests.post(
+        f"{url}/careful/v1/edit", json={"image": b64(source), "instruction": "make the circle blue", "seed": 7},
+        timeout=60,
+    ).json()  # fmt: skip
+    got = Image.open(io.BytesIO(base64.b64decode(answer["image"])))
+    assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(direct[0]))
+    # Several editors: the root has no default one, and bad requests are named.
+    root = requests.post(f"{url}/edit", json={"image": b64(source), "prompt": "x"}, timeout=30)
+    assert root.status_code == 404 and "careful" in root.json()["detail"]
+    bad = requests.post(f"{url}/careful/edit", json={"image": "not base64!", "prompt": "x"}, timeout=30)
+    assert bad.status_code == 400 and "base64" in bad.json()["detail"]
+    missing = requests.post(f"{url}/careful/edit", json={"image": b64(source)}, timeout=30)
+    assert missing.status_code == 422 and "prompt" in missing.text
+
+
+def test_health_and_status_report_replicas_and_batches(server):
+    url, _ = server
+    health = requests.get(f"{url}/health", timeout=30)
+    assert health.status_code == 200 and health.json()["ready"] is True
+    assert health.json()["replicas"] == {"careful": 1, "sloppy": 1, "slow": 1}
+    assert requests.get(f"{url}/sloppy/health", timeout=30).json()["replicas"] == {"sloppy": 1}
+    # Eight requests at once on a batch_size-4 editor: they arrive as full batches.
+    source = b64(Image.open(IMAGES[5]))
+    before = requests.get(f"{url}/sloppy/status", timeout=30).json()["editors"]["sloppy"]
+    results = [None] * 8
+
+    def post(i):
+        body = {"image": source, "instruction": f"make the square red {i}", "seed": i}
+        results[i] = requests.post(f"{url}/sloppy/v1/edit", json=body, timeout=60).status_code
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 8
+    status = requests.get(f"{url}/status", timeout=30).json()
+    sloppy = status["editors"]["sloppy"]
+    assert sloppy["replicas"] == {"RUNNING": 1} and sloppy["batch_size"] == 4
+    assert sloppy["edits"] - before["edits"] == 8
+    assert sloppy["batches"] - before["batches"] < 8  # grouped, not one by one
+    assert status["active_workers"] == 3 and status["system_ready"] is True
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_request_is_retried_by_the_client(server):
+    import ray
+
+    url, cfg = server
+    source = Image.open(IMAGES[7]).convert("RGB")
+    client = create_backend(
+        "editor",
+        type(cfg.editors[0]).model_validate(
+            {"name": "slow", "kind": "http", "base_url": f"{url}/slow",
+             "params": {"path": "/v1/edit", "max_retries": 12, "backoff_s": 0.5, "timeout_s": 60}}
+        ),
+    )  # fmt: skip
+    client.setup()
+    out = []
+    worker = threading.Thread(
+        target=lambda: out.extend(client.run_batch([EditRequest(source, "move the circle left", 11)]))
+    )
+    worker.start()
+    deadline = time.monotonic() + 30
+    while requests.get(f"{url}/slow/status", timeout=30).json()["editors"]["slow"]["in_flight"] < 1:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the replica's 2 s batch
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "#slow#" in a["name"]]
+    assert len(replicas) == 1, replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert client.stats()["retries"] >= 1 and client.stats()["edits"] == 1
+    slow = next(e for e in cfg.editors if e.name == "slow")
+    direct = create_backend("editor", slow, cfg.seed).run_batch([EditRequest(source, "move the circle left", 11)])
+    assert np.array_equal(np.asarray(out[0]), np.asarray(direct[0]))
+
+
+@pytest.mark.slow
+def test_a_build_through_serve_equals_the_direct_build(server, demo_build, tmp_path, state_dir):
+    """The second config's editors are `kind: http` at the served ones (same names): its
+    trajectory shards are byte for byte the demo build's, whose editors ran in its actors."""
+    from flows.build_dataset import build_dataset
+
+    url, _ = server
+    _, clean = demo_build
+    data = load_config(DEMO_CONFIG).model_dump()
+    data["editors"] = [
+        {"name": e["name"], "kind": "http", "ratio": e["ratio"], "base_url": f"{url}/{e['name']}",
+         "batch_size": e["batch_size"], "resources": e["resources"], "params": {"path": "/v1/edit"}}
+        for e in data["editors"]
+    ]  # fmt: skip
+    result = build_dataset(data, str(tmp_path / "via-serve"), str(state_dir))
+    strip = lambda m: [(s["url"].rsplit("/", 1)[-1], s["sha256"]) for s in m["shards"]["trajectories"]]  # noqa: E731
+    assert strip(result["manifest"]) == strip(clean["manifest"])
+    assert result["manifest"]["totals"]["trajectories"] == clean["manifest"]["totals"]["trajectories"] > 0
