@@ -21,7 +21,12 @@ DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 
 # The longest tests (1.5-2 min each on 2 cores), longest first; then the other slow ones.
-LONGEST = ("tests/test_resume.py", "tests/test_multinode.py", "tests/test_diffusers_editors.py")
+LONGEST = (
+    "tests/test_resume.py",
+    "tests/test_multinode.py",
+    "tests/test_diffusers_editors.py",
+    "tests/test_serve.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
