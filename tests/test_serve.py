@@ -81,13 +81,17 @@ def test_the_release_reward_gets_images_and_our_contract_the_seeds_image(server)
     url, cfg = server
     source = Image.open(IMAGES[3]).convert("RGB")
     for model, model_config in MODEL_CONFIGS.items():
-        edited, result = release_reward_request(f"{url}/careful", "make the circle blue", source, model_config)
+        edited, result = release_reward_request(
+            f"{url}/careful", "make the circle blue", source, model_config
+        )
         assert result["success"] is True, (model, result)
         assert edited.size == source.size and result["error"] is None
         assert isinstance(result["seed"], int)  # unseeded: drawn, and said, as the release does
     # Our contract: the request's seed decides the image, as in a build's actor.
     careful = next(e for e in cfg.editors if e.name == "careful")
-    direct = create_backend("editor", careful, cfg.seed).run_batch([EditRequest(source, "make the circle blue", 7)])
+    direct = create_backend("editor", careful, cfg.seed).run_batch(
+        [EditRequest(source, "make the circle blue", 7)]
+    )
     answer = requests.post(
         f"{url}/careful/v1/edit", json={"image": b64(source), "instruction": "make the circle blue", "seed": 7},
         timeout=60,
@@ -163,7 +167,9 @@ def test_a_replica_killed_mid_request_is_retried_by_the_client(server):
     assert not worker.is_alive()
     assert client.stats()["retries"] >= 1 and client.stats()["edits"] == 1
     slow = next(e for e in cfg.editors if e.name == "slow")
-    direct = create_backend("editor", slow, cfg.seed).run_batch([EditRequest(source, "move the circle left", 11)])
+    direct = create_backend("editor", slow, cfg.seed).run_batch(
+        [EditRequest(source, "move the circle left", 11)]
+    )
     assert np.array_equal(np.asarray(out[0]), np.asarray(direct[0]))
 
 
@@ -185,3 +191,46 @@ def test_a_build_through_serve_equals_the_direct_build(server, demo_build, tmp_p
     strip = lambda m: [(s["url"].rsplit("/", 1)[-1], s["sha256"]) for s in m["shards"]["trajectories"]]  # noqa: E731
     assert strip(result["manifest"]) == strip(clean["manifest"])
     assert result["manifest"]["totals"]["trajectories"] == clean["manifest"]["totals"]["trajectories"] > 0
+
+
+@pytest.mark.slow
+def test_the_command_serves_one_editor_at_the_root_behind_a_token(tmp_path):
+    """`editthinker-data serve` as a user runs it: a readiness line with the URL, /health
+    open, every other route behind the bearer token, Ctrl-C stops it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
+    env.update(SERVE_TOKEN="s3cret", COLUMNS="200")
+    args = [sys.executable, "-m", "editthinker_data.cli", "serve", str(DEMO_CONFIG), "--editor", "careful",
+            "--port", str(port), "--token-env", "SERVE_TOKEN", "--state-dir", str(tmp_path / "st")]  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "ready: EDIT_API_ENDPOINT=" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+        assert f"EDIT_API_ENDPOINT={url} " in log.read_text()
+        assert requests.get(f"{url}/health", timeout=30).status_code == 200
+        assert requests.get(f"{url}/status", timeout=30).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert requests.get(f"{url}/status", headers=wrong, timeout=30).status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert requests.get(f"{url}/status", headers=auth, timeout=30).json()["system_ready"] is True
+        source = Image.open(IMAGES[0])
+        body = {"image": b64(source), "prompt": "make it darker", "seed": 1, "width": 1024}
+        assert requests.post(f"{url}/edit", json=body, timeout=60).status_code == 401
+        answer = requests.post(f"{url}/edit", json=body, headers=auth, timeout=60).json()
+        assert answer["success"] is True and answer["seed"] == 1 and answer["editor"] == "careful"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    assert code == 0, log.read_text()[-3000:]
+    assert "stopped" in log.read_text()

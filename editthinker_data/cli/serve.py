@@ -107,12 +107,13 @@ def serve(
     try:
         url = served.start(cfg, host, port, editor, scorer, token_env)
         names = editor or [e.name for e in cfg.editors]
-        console.print(f"serving {', '.join(names)}{' and the scorer' if scorer else ''} at {url}")
+        say = lambda line: console.print(escape(line), soft_wrap=True)  # noqa: E731  (URLs unbroken)
+        say(f"serving {', '.join(names)}{' and the scorer' if scorer else ''} at {url}")
         if len(names) == 1:
-            console.print(f"ready: EDIT_API_ENDPOINT={url}  (the release's reward posts to {url}/edit)")
+            say(f"ready: EDIT_API_ENDPOINT={url}  (the release's reward posts to {url}/edit)")
         else:
             for n in names:
-                console.print(f"ready: {n}: EDIT_API_ENDPOINT={url}/{n}")
+                say(f"ready: {n}: EDIT_API_ENDPOINT={url}/{n}")
         console.print("Ctrl-C stops it")
         while not stopping.wait(0.5):
             pass
