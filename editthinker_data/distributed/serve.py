@@ -16,10 +16,10 @@ from typing import Any
 
 from ray import serve
 
-from editthinker_data.backends import BackendContext
+from editthinker_data.backends import BackendContext, EditRequest
 from editthinker_data.config import BackendSpec, BuildConfig
 from editthinker_data.core.schema import encode_png
-from editthinker_data.distributed.serve_api import APP_NAME, Ingress
+from editthinker_data.distributed.serve_api import APP_NAME, BadImage, Ingress, decode_b64
 
 # Names the ingress routes use itself: an editor cannot take them as its prefix.
 RESERVED = frozenset({"edit", "v1", "health", "status", "score", "docs", "openapi.json"})
@@ -27,9 +27,11 @@ BATCH_WAIT_S = 0.02  # how long a partial batch waits for more requests before i
 
 
 def max_ongoing(batch_size: int) -> int:
-    """Requests a replica holds at once: a running batch and a full one filling behind it.
-    Serve's default (5) would starve any batch above 5."""
-    return max(2 * batch_size, 8)
+    """Requests a replica holds at once: the running batch and several full ones queued
+    behind it. Serve's default (5) would starve any batch above 5; and a router that finds
+    every replica full waits with backoff, so a limit of two batches left the next batch a
+    third full under 64 clients (bench/serve.py). Queued requests cost a replica nothing."""
+    return max(8 * batch_size, 32)
 
 
 class EditorReplica:
@@ -54,8 +56,27 @@ class EditorReplica:
         key = f"{self.replica}:{self.batches}"
         # `run_batch` turns a request's failure into a BackendError value, and exits the
         # process on BackendFatal (Serve replaces the replica; the client retries).
-        results = await asyncio.to_thread(self.actor.run_batch, list(requests))
-        return [(encode_png(r) if hasattr(r, "save") else r, len(requests), key) for r in results]
+        results = await asyncio.to_thread(self._run, list(requests))
+        return [(r, len(requests), key) for r in results]
+
+    def _run(self, requests: list[Any]) -> list[Any]:
+        """Edits arrive as (base64 image, instruction, seed) and leave as PNG bytes: decoding
+        and encoding here, beside the model, keeps the one ingress light."""
+        if self.actor.role != "editor":
+            return self.actor.run_batch(requests)
+        decoded: list[Any] = []
+        for encoded, instruction, seed in requests:
+            try:
+                decoded.append(EditRequest(decode_b64(encoded, "image"), instruction, seed))
+            except BadImage as err:
+                decoded.append(err)
+        live = [r for r in decoded if isinstance(r, EditRequest)]
+        answers = iter(self.actor.run_batch(live) if live else [])
+        out = []
+        for r in decoded:
+            result = next(answers) if isinstance(r, EditRequest) else r
+            out.append(encode_png(result) if hasattr(result, "save") else result)
+        return out
 
     async def __call__(self, request: Any) -> tuple[Any, int, str]:
         return await self.run(request)

@@ -11,7 +11,6 @@ No `from __future__ import annotations` here: FastAPI reads the routes' annotati
 types through Serve's ingress wrapper, which does not resolve strings.
 """
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,7 +26,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from editthinker_data.backends import BackendError, EditRequest, ScoreRequest
+from editthinker_data.backends import BackendError, ScoreRequest
 from editthinker_data.core.schema import Scores, decode_image
 
 APP_NAME = "editthinker-data"
@@ -67,11 +66,22 @@ class ScoreBody(BaseModel):
     instruction: str
 
 
-def _image(encoded: str, what: str):
+class BadImage(BackendError):
+    """The request's image does not decode: the client's error (400), not the editor's."""
+
+
+def decode_b64(encoded: str, what: str):
     try:
         return decode_image(base64.b64decode(encoded.split(",", 1)[-1], validate=True))
     except (binascii.Error, ValueError, OSError) as err:
-        raise HTTPException(400, f"{what} is not a base64 image ({type(err).__name__})") from None
+        raise BadImage(f"{what} is not a base64 image ({type(err).__name__})") from None
+
+
+def _image(encoded: str, what: str):
+    try:
+        return decode_b64(encoded, what)
+    except BadImage as err:
+        raise HTTPException(400, str(err)) from None
 
 
 def _b64(png: bytes) -> str:
@@ -143,13 +153,15 @@ class Ingress:
             raise HTTPException(404, f"no editor {name!r} is served; serving {sorted(self.editors)}")
         return name
 
-    async def _edit(self, name: str, image, instruction: str, seed: int) -> tuple[bytes | None, str | None]:
+    async def _edit(
+        self, name: str, image: str, instruction: str, seed: int
+    ) -> tuple[bytes | None, str | None]:
         """(PNG, None) or (None, the editor's reason); a replica lost mid-request is a 503,
         which clients retry."""
         tally = self.tallies[name]
         tally.in_flight += 1
         try:
-            result, _size, key = await self.editors[name].remote(EditRequest(image, instruction, seed))
+            result, _size, key = await self.editors[name].remote((image, instruction, seed))
         except Exception as err:  # the replica died or was being replaced
             raise HTTPException(
                 503,
@@ -158,6 +170,8 @@ class Ingress:
             ) from None
         finally:
             tally.in_flight -= 1
+        if isinstance(result, BadImage):
+            raise HTTPException(400, str(result))
         tally.items += 1
         tally.batches.add(key)
         if isinstance(result, BackendError):
@@ -278,9 +292,8 @@ class Ingress:
         if not body.image:
             raise HTTPException(400, "image is required (base64 PNG)")
         started = time.time()
-        image = await asyncio.to_thread(_image, body.image, "image")
         seed = random.randint(0, MAX_SEED) if body.seed is None else body.seed
-        png, error = await self._edit(name, image, body.prompt, seed)
+        png, error = await self._edit(name, body.image, body.prompt, seed)
         answer = {
             "success": png is not None,
             "task_id": None,
@@ -299,9 +312,8 @@ class Ingress:
     async def _own_edit(self, editor: str | None, body: OwnEditRequest, request: Request):
         self._authorize(request)
         name = self._editor(editor)
-        image = await asyncio.to_thread(_image, body.image, "image")
         seed = self.seed if body.seed is None else body.seed
-        png, error = await self._edit(name, image, body.instruction, seed)
+        png, error = await self._edit(name, body.image, body.instruction, seed)
         if png is None:  # final for this request: the http editor records the reason
             return JSONResponse({"error": error, "detail": error}, status_code=422)
         return {"image": _b64(png), "seed": seed, "editor": name}
