@@ -181,7 +181,7 @@ class Ingress:
 
     def _replicas(self) -> dict[str, dict[str, int]]:
         try:
-            app = serve.status().applications[APP_NAME]
+            app = serve.status().applications[serve.get_replica_context().app_name]
         except Exception:  # noqa: BLE001  the controller is busy: report what the ingress knows
             return {}
         return {
