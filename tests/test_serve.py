@@ -57,7 +57,8 @@ def b64(img: Image.Image) -> str:
 
 def release_reward_request(endpoint: str, instruction: str, image: Image.Image, model_config: dict):
     """What the release's `call_edit_model_api` (train/EasyR1/verl/reward_function/
-    edit_thinker_reward.py) sends and reads, step for step."""
+    edit_thinker_reward.py) sends and reads, step for step; its caller adds the item's seed
+    (0 for every item) to the model's config."""
     request_data = {"image": b64(image), "prompt": instruction, **model_config}
     response = requests.post(f"{endpoint}/edit", json=request_data, timeout=65)
     result = response.json()
@@ -77,27 +78,29 @@ MODEL_CONFIGS = {
 }  # fmt: skip
 
 
-def test_the_release_reward_gets_images_and_our_contract_the_seeds_image(server):
+def test_the_release_reward_gets_images_and_the_seed_decides_them(server):
     url, cfg = server
     source = Image.open(IMAGES[3]).convert("RGB")
+    careful = next(e for e in cfg.editors if e.name == "careful")
+    built = create_backend("editor", careful, cfg.seed).run_batch(
+        [EditRequest(source, "make the circle blue", 0), EditRequest(source, "make the circle blue", 7)]
+    )  # what a build's actor makes of the same request
     for model, model_config in MODEL_CONFIGS.items():
         edited, result = release_reward_request(
-            f"{url}/careful", "make the circle blue", source, model_config
+            f"{url}/careful", "make the circle blue", source, {**model_config, "seed": 0}
         )
         assert result["success"] is True, (model, result)
-        assert edited.size == source.size and result["error"] is None
-        assert isinstance(result["seed"], int)  # unseeded: drawn, and said, as the release does
-    # Our contract: the request's seed decides the image, as in a build's actor.
-    careful = next(e for e in cfg.editors if e.name == "careful")
-    direct = create_backend("editor", careful, cfg.seed).run_batch(
-        [EditRequest(source, "make the circle blue", 7)]
-    )
+        assert edited.size == source.size and result["error"] is None and result["seed"] == 0
+        assert np.array_equal(np.asarray(edited.convert("RGB")), np.asarray(built[0]))
+    _, unseeded = release_reward_request(f"{url}/careful", "make the circle blue", source, {})
+    assert unseeded["success"] is True and isinstance(unseeded["seed"], int)  # drawn and said, as there
+    # Our contract: the same.
     answer = requests.post(
         f"{url}/careful/v1/edit", json={"image": b64(source), "instruction": "make the circle blue", "seed": 7},
         timeout=60,
     ).json()  # fmt: skip
     got = Image.open(io.BytesIO(base64.b64decode(answer["image"])))
-    assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(direct[0]))
+    assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(built[1]))
     # Several editors: the root has no default one, and bad requests are named.
     root = requests.post(f"{url}/edit", json={"image": b64(source), "prompt": "x"}, timeout=30)
     assert root.status_code == 404 and "careful" in root.json()["detail"]
