@@ -35,8 +35,13 @@ def max_ongoing(batch_size: int) -> int:
 
 
 class EditorReplica:
-    """One copy of an editor's model. `edit` is batched by Serve; the batch runs in a thread
-    so the replica keeps taking requests (and filling the next batch) meanwhile."""
+    """One copy of an editor's model. `run` is batched by Serve; the batch runs in a thread
+    so the replica keeps taking requests meanwhile.
+
+    Requests wait at a gate while the model is busy, and go to `@serve.batch` together when
+    it is free. Serve forms a batch as soon as its wait ends, even while the previous one
+    runs, so without the gate the requests that arrive during a batch were cut into several
+    partial batches queued behind it: half-full batches under 64 clients (bench/serve.py)."""
 
     def __init__(self, role: str, spec: BackendSpec, seed: int, context: BackendContext | None = None):
         import os
@@ -46,6 +51,8 @@ class EditorReplica:
         self.actor = BackendActor(role, spec, seed, context)
         self.replica = f"{os.getpid()}-{random.getrandbits(32):08x}"
         self.batches = 0
+        self.inside = 0  # requests handed to the batcher and not yet answered
+        self.window: asyncio.Event | None = None  # set: requests may go to the batcher now
         self.run.set_max_batch_size(spec.batch_size)
         self.run.set_batch_wait_timeout_s(BATCH_WAIT_S)
 
@@ -54,6 +61,8 @@ class EditorReplica:
         """Each result with the size of its batch and the batch's key, for /status."""
         self.batches += 1
         key = f"{self.replica}:{self.batches}"
+        if self.window is not None and self.window.is_set():
+            self.window = asyncio.Event()  # closed until what was handed over is answered
         # `run_batch` turns a request's failure into a BackendError value, and exits the
         # process on BackendFatal (Serve replaces the replica; the client retries).
         results = await asyncio.to_thread(self._run, list(requests))
@@ -79,7 +88,17 @@ class EditorReplica:
         return out
 
     async def __call__(self, request: Any) -> tuple[Any, int, str]:
-        return await self.run(request)
+        if self.window is None:  # made here: an Event belongs to the replica's event loop
+            self.window = asyncio.Event()
+            self.window.set()
+        await self.window.wait()
+        self.inside += 1
+        try:
+            return await self.run(request)
+        finally:
+            self.inside -= 1
+            if self.inside == 0 and not self.window.is_set():
+                self.window.set()  # everyone waiting goes to the batcher at once
 
 
 def editor_deployment(
