@@ -237,3 +237,24 @@ def test_the_command_serves_one_editor_at_the_root_behind_a_token(tmp_path):
         code = proc.wait(timeout=120)
     assert code == 0, log.read_text()[-3000:]
     assert "stopped" in log.read_text()
+
+
+def test_deployments_take_the_build_s_replicas_resources_and_batches():
+    from editthinker_data.config import BackendSpec, ConfigError, parse_config
+    from editthinker_data.distributed.serve import deployment_options
+
+    fixed = BackendSpec(kind="procedural", name="e", num_actors=3, batch_size=16,
+                        resources={"num_cpus": 2, "num_gpus": 1})  # fmt: skip
+    options = deployment_options("editor", fixed)
+    assert options["num_replicas"] == 3 and "autoscaling_config" not in options
+    assert options["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1}
+    assert options["max_ongoing_requests"] >= 2 * 16  # a running batch and a full one behind it
+    scaled = deployment_options("editor", fixed.model_copy(update={"min_replicas": 1}))
+    assert scaled["num_replicas"] == "auto"
+    assert (
+        scaled["autoscaling_config"]["min_replicas"] == 1
+        and scaled["autoscaling_config"]["max_replicas"] == 3
+    )
+    with pytest.raises(ConfigError, match="min_replicas=4 is above num_actors=3"):
+        parse_config({"source": {"manifest": "x.jsonl"},
+                      "editors": [{"name": "e", "num_actors": 3, "min_replicas": 4}]}, environ={})  # fmt: skip

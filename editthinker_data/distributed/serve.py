@@ -101,10 +101,10 @@ class EditorReplica:
                 self.window.set()  # everyone waiting goes to the batcher at once
 
 
-def editor_deployment(
-    role: str, spec: BackendSpec, seed: int, context: BackendContext | None, min_replicas=None
-):
-    """The Serve deployment of one backend: its replicas and resources as in a build."""
+def deployment_options(role: str, spec: BackendSpec) -> dict[str, Any]:
+    """Serve's options for one backend: its replicas and resources as in a build, scaling
+    between `min_replicas` and `num_actors` when the config sets `min_replicas`."""
+    min_replicas = spec.min_replicas
     options: dict[str, Any] = {
         "name": spec.name if role == "editor" else f"{role}-{spec.name}",
         "ray_actor_options": {"num_cpus": spec.resources.num_cpus, "num_gpus": spec.resources.num_gpus},
@@ -124,7 +124,12 @@ def editor_deployment(
         options["num_replicas"] = "auto"
     else:
         options["num_replicas"] = spec.num_actors
-    deployment = serve.deployment(EditorReplica).options(**options)
+    return options
+
+
+def editor_deployment(role: str, spec: BackendSpec, seed: int, context: BackendContext | None):
+    """The bound Serve deployment of one backend (an editor, or the scorer)."""
+    deployment = serve.deployment(EditorReplica).options(**deployment_options(role, spec))
     return deployment.bind(role, spec, seed, context)
 
 
@@ -151,9 +156,7 @@ def application(
     if unknown:
         raise ValueError(f"no editor named {unknown} in the config; it has {sorted(specs)}")
     check_names(chosen)
-    handles = {
-        n: editor_deployment("editor", specs[n], cfg.seed, context, specs[n].min_replicas) for n in chosen
-    }
+    handles = {n: editor_deployment("editor", specs[n], cfg.seed, context) for n in chosen}
     info = {
         n: {
             "kind": specs[n].kind,

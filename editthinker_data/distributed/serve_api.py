@@ -198,7 +198,8 @@ class Ingress:
         names = [self._editor(name)] if name is not None else list(self.editors)
         replicas = self._replicas()
         running = {n: self._running(replicas, n) for n in names}
-        ready = all(running.values())
+        # An editor that may scale to zero is ready with none: Serve starts one on demand.
+        ready = all(running[n] or self.info[n]["min_replicas"] == 0 for n in names)
         body = {
             "status": "healthy" if ready else "loading",
             "ready": ready,
