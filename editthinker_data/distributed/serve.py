@@ -65,40 +65,35 @@ class EditorReplica:
             self.window = asyncio.Event()  # closed until what was handed over is answered
         # `run_batch` turns a request's failure into a BackendError value, and exits the
         # process on BackendFatal (Serve replaces the replica; the client retries).
-        results = await asyncio.to_thread(self._run, list(requests))
+        results = await asyncio.to_thread(self.actor.run_batch, list(requests))
         return [(r, len(requests), key) for r in results]
 
-    def _run(self, requests: list[Any]) -> list[Any]:
-        """Edits arrive as (base64 image, instruction, seed) and leave as PNG bytes: decoding
-        and encoding here, beside the model, keeps the one ingress light."""
-        if self.actor.role != "editor":
-            return self.actor.run_batch(requests)
-        decoded: list[Any] = []
-        for encoded, instruction, seed in requests:
-            try:
-                decoded.append(EditRequest(decode_b64(encoded, "image"), instruction, seed))
-            except BadImage as err:
-                decoded.append(err)
-        live = [r for r in decoded if isinstance(r, EditRequest)]
-        answers = iter(self.actor.run_batch(live) if live else [])
-        out = []
-        for r in decoded:
-            result = next(answers) if isinstance(r, EditRequest) else r
-            out.append(encode_png(result) if hasattr(result, "save") else result)
-        return out
-
     async def __call__(self, request: Any) -> tuple[Any, int, str]:
+        """An edit arrives as (base64 image, instruction, seed) and leaves as PNG bytes. The
+        image is decoded before the gate and encoded after the batch, in threads beside the
+        running batch: only the model's own work is on the batch's path, and the one
+        ingress stays light."""
+        if self.actor.role == "editor":
+            encoded, instruction, seed = request
+            try:
+                image = await asyncio.to_thread(decode_b64, encoded, "image")
+            except BadImage as err:
+                return err, 0, ""
+            request = EditRequest(image, instruction, seed)
         if self.window is None:  # made here: an Event belongs to the replica's event loop
             self.window = asyncio.Event()
             self.window.set()
         await self.window.wait()
         self.inside += 1
         try:
-            return await self.run(request)
+            result, size, key = await self.run(request)
         finally:
             self.inside -= 1
             if self.inside == 0 and not self.window.is_set():
                 self.window.set()  # everyone waiting goes to the batcher at once
+        if hasattr(result, "save"):
+            result = await asyncio.to_thread(encode_png, result)
+        return result, size, key
 
 
 def deployment_options(role: str, spec: BackendSpec) -> dict[str, Any]:
