@@ -258,3 +258,50 @@ def test_deployments_take_the_build_s_replicas_resources_and_batches():
     with pytest.raises(ConfigError, match="min_replicas=4 is above num_actors=3"):
         parse_config({"source": {"manifest": "x.jsonl"},
                       "editors": [{"name": "e", "num_actors": 3, "min_replicas": 4}]}, environ={})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_tiny_diffusers_editor_answers_the_release_reward(server, tmp_path):
+    """FLUX Kontext (the release reward's default editor), tiny and random on CPU, as a
+    second application beside the demo's: the reward's request gets the image a build's
+    actor makes for that seed, at the input's size. (Against a build's actor, not this
+    process: Ray gives both one CPU thread, and a float sum over more threads differs in
+    its last bits.)"""
+    import ray
+    from ray import serve
+
+    from editthinker_data.backends.editors.tiny_models import save_tiny_editors
+    from editthinker_data.config import parse_config
+    from editthinker_data.distributed.pools import Pool
+    from editthinker_data.distributed.serve import application
+
+    models = save_tiny_editors(tmp_path, ["flux-kontext"])
+    cfg = parse_config(
+        {"source": {"manifest": "unused.jsonl"},
+         "editors": [
+             {"name": "flux-kontext", "kind": "flux_kontext", "model": str(models["flux-kontext"]),
+              "params": {"steps": 2, "pixels": 4096, "dtype": "float32"}, "batch_size": 2},
+         ]},
+        environ={},
+    )  # fmt: skip
+    url, _ = server
+    serve.run(application(cfg), name="tiny", route_prefix="/tiny")
+    try:
+        source = Image.open(IMAGES[9]).convert("RGB").resize((56, 40))
+        for spec, model in zip(cfg.editors, ("flux-kontext-dev",), strict=True):
+            edited, result = release_reward_request(
+                f"{url}/tiny/{spec.name}", "make the sky red", source, {**MODEL_CONFIGS[model], "seed": 0}
+            )
+            assert result["success"] is True, result
+            assert edited.size == source.size
+            pool = Pool("editor", spec.name, spec, cfg.seed)  # a build's actor, as the build starts it
+            pool.start()
+            try:
+                built = ray.get(
+                    pool.actors[0].run_batch.remote([EditRequest(source, "make the sky red", 0)])
+                )[0]
+            finally:
+                pool.stop()
+            assert np.array_equal(np.asarray(edited.convert("RGB")), np.asarray(built)), spec.name
+    finally:
+        serve.delete("tiny")
