@@ -8,7 +8,7 @@ actor pool driven by the build's scheduler with 64 edits in flight; printed as a
 
 Both sides run the same editor class with the same batch size and per-batch latency on one
 local Ray cluster; the serve side also pays for HTTP, JSON and base64 on this machine's
-CPUs, which the clients share.
+CPUs, which the clients share. Figures measured so far: docs/serving.md, "Throughput".
 """
 
 from __future__ import annotations
