@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from editthinker_data.cli.app import app
-from editthinker_data.cli.term import console, fail
+from editthinker_data.cli.term import console, err_console, fail
 from editthinker_data.config import BuildConfig, ConfigError
 
 
@@ -126,6 +126,8 @@ def serve(
         console.print("stopping ...")
         try:
             served.stop(shutdown_serve=started_ray)
+        except Exception as err:  # noqa: BLE001  Serve never came up, or is gone: say so, go on
+            err_console.print(escape(f"warning: stopping Serve: {type(err).__name__}: {err}"))
         finally:
             if started_ray:
                 shutdown()
