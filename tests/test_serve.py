@@ -18,7 +18,7 @@ import requests
 from conftest import DEMO_CONFIG, ROOT
 from PIL import Image
 
-from editthinker_data.backends import EditRequest, create_backend
+from editthinker_data.backends import EditRequest, ScoreRequest, create_backend
 from editthinker_data.config import load_config
 
 IMAGES = sorted((ROOT / "editthinker_data" / "demo" / "source" / "images").glob("*.png"))
@@ -35,7 +35,7 @@ def served_config():
     """The demo config plus a slow editor: the demo's editors are served exactly as built."""
     cfg = load_config(DEMO_CONFIG)
     data = cfg.model_dump()
-    data["editors"].append({**SLOW, "resources": {"num_cpus": 0.25}})
+    data["editors"].append({**SLOW, "resources": {"num_cpus": 0}})  # the cluster keeps its CPUs for a build
     return type(cfg).model_validate(data)
 
 
@@ -44,7 +44,7 @@ def server(ray_cluster):
     from editthinker_data.distributed import serve as served
 
     cfg = served_config()
-    url = served.start(cfg, "127.0.0.1", free_port())
+    url = served.start(cfg, "127.0.0.1", free_port(), scorer=True)
     yield url, cfg
     served.stop(shutdown_serve=True)
 
@@ -137,6 +137,18 @@ def test_health_and_status_report_replicas_and_batches(server):
     assert sloppy["edits"] - before["edits"] == 8
     assert sloppy["batches"] - before["batches"] < 8  # grouped, not one by one
     assert status["active_workers"] == 3 and status["system_ready"] is True
+
+
+def test_the_scorer_scores_as_in_a_build(server):
+    url, cfg = server
+    source, edited = Image.open(IMAGES[2]).convert("RGB"), Image.open(IMAGES[4]).convert("RGB")
+    body = {"source": b64(source), "edited": b64(edited), "instruction": "make the circle blue"}
+    got = requests.post(f"{url}/score", json=body, timeout=60).json()
+    want = create_backend("scorer", cfg.scorer, cfg.seed).run_batch(
+        [ScoreRequest(source, edited, "make the circle blue")]
+    )[0]
+    assert got == {"semantic": want.semantic, "quality": want.quality, "overall": want.overall,
+                   "details": want.details}  # fmt: skip
 
 
 @pytest.mark.slow
