@@ -62,6 +62,12 @@ class BackendSpec(Strict):
     resources: Resources = Resources()
     num_actors: int = Field(1, ge=1, le=1024)
     batch_size: int = Field(1, ge=1, le=1024)
+    min_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="`serve` only: autoscale between this many replicas and num_actors (a build always "
+        "starts num_actors)",
+    )
 
     @field_validator("params")
     @classmethod
@@ -88,6 +94,11 @@ class BackendSpec(Strict):
 
     @model_validator(mode="after")
     def _default_name(self) -> BackendSpec:
+        if self.min_replicas is not None and self.min_replicas > self.num_actors:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is above num_actors={self.num_actors}; num_actors is the "
+                "most replicas `serve` scales to"
+            )
         if not self.name:
             object.__setattr__(self, "name", self.kind)
         if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
@@ -260,6 +271,7 @@ class RunConfig(Strict):
 SCALING_FIELDS = (
     "resources",
     "num_actors",
+    "min_replicas",
     "max_concurrency",
     "requests_per_minute",
     "tokens_per_minute",

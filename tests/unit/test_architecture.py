@@ -121,7 +121,9 @@ def test_no_import_circles_between_files():
     that dodges the circle at import time still ties the two files together (sources'
     defaults.py and formats.py did so). Each edge goes to the file named, not to its parent
     packages' __init__ files."""
-    graph = {name: {t for n in _imported(path) if (t := _ours(n)) and t != name} for name, path in FILES.items()}
+    graph = {
+        name: {t for n in _imported(path) if (t := _ours(n)) and t != name} for name, path in FILES.items()
+    }
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as err:

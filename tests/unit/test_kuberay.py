@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
@@ -96,3 +97,56 @@ def test_its_head_address_is_the_one_the_docs_give():
     page = (ROOT / "docs" / "clusters-and-operations.md").read_text()
     assert f"{cluster['metadata']['name']}-head-svc:{ports['gcs']}" in page  # the service KubeRay creates
     assert "infra/kuberay/raycluster.yaml" in page
+
+
+SERVICE = ROOT / "infra" / "kuberay" / "rayservice.yaml"
+
+
+def test_a_rayservice_serves_a_config_in_the_image_on_the_raycluster_layout():
+    """infra/kuberay/rayservice.yaml: a RayService (ray.io/v1) whose serveConfigV2 runs our
+    application builder on a config that ships in the image, on a cluster laid out as the
+    RayCluster (one image, Ray, working dir, probes without wget) whose GPUs hold every
+    replica the config may scale to, with Serve's port where the docs say."""
+    import importlib
+
+    from editthinker_data.config import load_config
+    from editthinker_data.distributed import serve as served
+
+    service = yaml.safe_load(SERVICE.read_text())
+    assert service["apiVersion"] == "ray.io/v1" and service["kind"] == "RayService"
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", service["metadata"]["name"])
+    cluster = service["spec"]["rayClusterConfig"]
+    ours = load()["spec"]
+    assert cluster["rayVersion"] == ours["rayVersion"]
+    wrapped = {"spec": cluster}
+    assert {c["image"] for c in containers(wrapped)} == {c["image"] for c in containers({"spec": ours})}
+    workdir = {c["workingDir"] for c in containers(wrapped)}
+    assert workdir == {c["workingDir"] for c in containers({"spec": ours})}
+    for c in containers(wrapped):
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert "wget" not in " ".join(c[probe]["exec"]["command"])
+
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])  # KubeRay takes it as a string
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in head["ports"]}
+    assert serve_config["http_options"]["port"] == ports["serve"] and ports["dashboard"] == 8265
+    assert serve_config["http_options"]["host"] == "0.0.0.0"  # reachable from the trainer's pods
+    (application,) = serve_config["applications"]
+    module, _, attr = application["import_path"].partition(":")
+    assert getattr(importlib.import_module(module), attr) is served.build_app
+    args = application["args"]
+    path = Path(args["config"])
+    (wd,) = workdir
+    assert path.is_absolute() and path.is_relative_to(wd)  # inside the image, where COPY put configs/
+    local = ROOT / path.relative_to(wd)
+    cfg = load_config(local)
+    assert served.build_app({**args, "config": str(local)}) is not None  # the builder takes these args
+    editors = [e for e in cfg.editors if not args.get("editors") or e.name in args["editors"]]
+    want = sum(e.num_actors * e.resources.num_gpus for e in editors)
+    have = sum(
+        g["replicas"]
+        * int(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
+        for g in cluster["workerGroupSpecs"]
+    )
+    assert 0 < want <= have, (want, have)
+    assert "infra/container/Containerfile" in SERVICE.read_text()
