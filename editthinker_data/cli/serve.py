@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from editthinker_data.cli.app import app
 from editthinker_data.cli.term import console, err_console, fail
-from editthinker_data.config import BuildConfig, ConfigError
+from editthinker_data.config import BackendSpec, BuildConfig, ConfigError
 
 
 def check_serve_config(path: Path, editors: list[str] | None, scorer: bool) -> BuildConfig:
@@ -33,7 +33,9 @@ def check_serve_config(path: Path, editors: list[str] | None, scorer: bool) -> B
         unknown = [n for n in editors or [] if n not in names]
         if unknown:
             raise ConfigError(f"--editor {', '.join(unknown)}: the config's editors are {', '.join(names)}")
-        specs = [("editor", e) for e in cfg.editors if not editors or e.name in editors]
+        specs: list[tuple[str, BackendSpec]] = [
+            ("editor", e) for e in cfg.editors if not editors or e.name in editors
+        ]
         if scorer:
             if cfg.thinker is not None:
                 raise ConfigError(
