@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--actors", type=int, default=None)
     ap.add_argument("--actor-cpus", type=float, default=None)
+    ap.add_argument("--smoke", action="store_true", help="8 edits at 32 px on one actor: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(edits=8, size=32, steps=1, actors=1)
     args = ap.parse_args()
 
     gpu = args.mode == "gpu"
