@@ -229,6 +229,9 @@ def main() -> None:
         "--all-editors", action="store_true", help="keep every editor pool of the config (K split over them)"
     )
     ap.add_argument("--verbose", action="store_true", help="print the scheduler's per-pool report")
+    ap.add_argument("--smoke", action="store_true", help="48 pairs at 20 ms per batch: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(pairs=48, edit_ms=20.0, loop_pairs=2)
     args = ap.parse_args()
 
     cfg = simulated(load_config(args.config), args)
