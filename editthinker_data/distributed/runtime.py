@@ -14,8 +14,10 @@ import ray
 
 log = logging.getLogger(__name__)
 
-# Ray puts Unix sockets under its temp dir; their paths must stay under ~107 bytes.
-_MAX_TEMP_DIR = 60
+# Ray puts Unix sockets under its temp dir, and a socket's path must stay within 107 bytes.
+# Below the temp dir Ray adds up to this much (a 7-digit pid), so a 57-byte run dir failed.
+SOCKET_SUFFIX = "/session_2026-12-06_22-14-57_141199_4194304/sockets/plasma_store"
+_MAX_TEMP_DIR = 107 - len(SOCKET_SUFFIX)
 
 
 def ray_temp_dir(state_dir: Path) -> Path:

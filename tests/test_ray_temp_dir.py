@@ -1,0 +1,23 @@
+"""Ray's socket paths stay within the 107 bytes a Unix socket allows, whatever the length of
+the run directory a build's state lives in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from editthinker_data.distributed.runtime import SOCKET_SUFFIX, ray_temp_dir
+
+
+def test_socket_paths_fit_for_every_state_dir_length():
+    for n in range(8, 160):
+        state = Path("/" + "s" * (n - 1))
+        temp = ray_temp_dir(state)
+        assert len(str(temp) + SOCKET_SUFFIX) <= 107, (n, temp)
+        if n + len("/ray") <= 40:  # a short one keeps Ray's state under the run directory
+            assert temp == state / "ray"
+
+
+def test_the_path_that_failed():
+    """A kill_resume run under a pytest temp dir: 57 bytes, and Ray refused to start."""
+    temp = ray_temp_dir(Path("/tmp/etdb-57rac89s/etd-kill-esu5cqrm/reference/_state"))
+    assert len(str(temp) + SOCKET_SUFFIX) <= 107
