@@ -21,7 +21,13 @@ DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 
 # The longest tests (1.5-2 min each on 2 cores), longest first; then the other slow ones.
-LONGEST = ("tests/test_resume.py", "tests/test_multinode.py", "tests/test_diffusers_editors.py")
+# test_bench_smoke is several subprocesses of up to a minute each: started early, they spread.
+LONGEST = (
+    "tests/test_resume.py",
+    "tests/test_multinode.py",
+    "tests/test_diffusers_editors.py",
+    "tests/test_bench_smoke.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
