@@ -25,8 +25,8 @@ NUMBER = r"(\d+(?:\.\d+)?)"
 FIGURES: dict[str, list[str]] = {
     "kill_resume.py": [r"^run 1: .*; resumed build matches$", r"^matched (\d+) of \1$"],
     "memory.py": [
-        rf"^2N / N at 64px: driver {NUMBER}, largest worker {NUMBER} .* dispatcher {NUMBER}$",
-        rf"^driver at 64px / at 32px \(N pairs\): {NUMBER}; dispatcher {NUMBER}$",
+        rf"^2N / N at 256px: driver {NUMBER}, largest worker {NUMBER} .* dispatcher {NUMBER}$",
+        rf"^driver at 256px / at 64px \(N pairs\): {NUMBER}; dispatcher {NUMBER}$",
     ],
     "expert_concurrency.py": [
         rf"^  concurrency 1: +{NUMBER} calls/s +concurrency 4: +{NUMBER} calls/s +ratio {NUMBER}x$",
