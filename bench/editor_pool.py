@@ -32,20 +32,20 @@ runenv.prepare(STATE)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from editthinker_data.backends import EditRequest, create_backend  # noqa: E402
+from editthinker_data.backends import REGISTRY, BackendError, EditRequest, create_backend  # noqa: E402
 from editthinker_data.backends.editors import tiny_models  # noqa: E402
 from editthinker_data.config import parse_config  # noqa: E402
-from editthinker_data.core.schema import Trajectory  # noqa: E402
+from editthinker_data.core.schema import Scores, Trajectory, Turn  # noqa: E402
 from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.pipeline.loop import Call  # noqa: E402
 
+# tiny family -> editor kind: every registered editor kind that tiny_models can build
 KINDS = {
-    "instruct-pix2pix": "instruct_pix2pix",
-    "flux-kontext": "flux_kontext",
-    "qwen-image-edit": "qwen_image_edit",
-    "qwen-image-edit-plus": "qwen_image_edit_plus",
+    family: family.replace("-", "_")
+    for family in tiny_models.BUILDERS
+    if family.replace("-", "_") in REGISTRY["editor"]
 }
 
 
@@ -59,11 +59,20 @@ def requests(n: int, size: int) -> list[EditRequest]:
 
 
 def edit_rollout(req: EditRequest, editor: str):
-    """A one-call rollout, so the pool side goes through the build's real scheduler."""
+    """A one-call rollout, so the pool side goes through the build's real scheduler. The edit
+    comes back as an object reference (or a BackendError); as in a build, it rides in the
+    trajectory's turn and the unit's thread fetches it (`refs.materialize`) before `on_done`."""
     result = yield Call("editor", editor, req)
-    if not isinstance(result, Image.Image):
+    if isinstance(result, BackendError):
         raise RuntimeError(f"edit failed: {result}")
-    return Trajectory(pair=None, turns=[], stop_reason="max_turns")  # type: ignore[arg-type]
+    turn = Turn(1, req.instruction, result, Scores(0.0, 0.0), req.seed)
+    return Trajectory(pair=None, turns=[turn], stop_reason="max_turns")  # type: ignore[arg-type]
+
+
+def check_edit(i: int, traj: Trajectory) -> None:
+    image = traj.turns[0].image
+    if not isinstance(image, Image.Image):
+        raise RuntimeError(f"edit {i} came back as {type(image).__name__}, not an image")
 
 
 def main() -> None:
@@ -78,6 +87,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--actors", type=int, default=None)
     ap.add_argument("--actor-cpus", type=float, default=None)
+    ap.add_argument("--smoke", action="store_true", help="8 edits at 32 px on one actor: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(edits=8, size=32, steps=1, actors=1)
     args = ap.parse_args()
 
     gpu = args.mode == "gpu"
@@ -138,13 +150,13 @@ def main() -> None:
                 workers,
                 warm,
                 lambda r: edit_rollout(r, "bench"),
-                lambda i, t: None,
+                check_edit,
                 max_in_flight=len(warm),
                 retries=0,
             )
             started = time.perf_counter()
             run_rollouts(
-                workers, reqs, lambda r: edit_rollout(r, "bench"), lambda i, t: None,
+                workers, reqs, lambda r: edit_rollout(r, "bench"), check_edit,
                 max_in_flight=args.batch * actors * 2, retries=0,
             )  # fmt: skip
             pool_s = time.perf_counter() - started

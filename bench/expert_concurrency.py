@@ -36,9 +36,9 @@ runenv.prepare(STATE)
 
 from editthinker_data.config import load_config, parse_config  # noqa: E402
 from editthinker_data.demo.generate import write_demo_source  # noqa: E402
-from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
+from editthinker_data.distributed.scheduler import Dispatcher  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
 from tests.support.openai_server import ChatServer, ChatServerProcess  # noqa: E402
 
@@ -71,13 +71,17 @@ def run(cfg_data: dict, concurrency: int, server: ChatServerProcess, in_flight: 
         report = LocalExecutor().run_one(PoolStage(cfg), storage, POOL_UNIT)
         workers = Workers(cfg)
         workers.start()
+
+        def runner(items, make, on_done, on_usage=None, prepare=None):
+            """A generate unit's runner: its rollouts on a dispatcher of their own."""
+            with Dispatcher(workers, max_in_flight=in_flight, retries=1) as dispatcher:
+                return dispatcher.run(items, make, on_done, on_usage, prepare)
+
         try:
             started = time.perf_counter()
             n = 0
             for p in report.partitions:
-                r = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=lambda items, make, done, on_usage=None: run_rollouts(
-                        workers, items, make, done, max_in_flight=in_flight, retries=1, on_usage=on_usage
-                    ))  # fmt: skip
+                r = LocalExecutor().run_one(GenerateStage(cfg), storage, part_name(p), runner=runner)
                 n += r.stats["input"]
             return time.perf_counter() - started, n
         finally:
@@ -148,6 +152,9 @@ def main() -> None:
         "--tpm", type=float, default=0, help="also time --requests calls under this tokens/minute limit"
     )
     ap.add_argument("--skip-pipeline", action="store_true", help="transport measurements only")
+    ap.add_argument("--smoke", action="store_true", help="4 pairs, 8 calls, 20 ms latency: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(pairs=4, turns=2, latency=0.02, concurrency=4, requests=8)
     args = ap.parse_args()
     if args.tpm:
         took, tokens, bound = token_limited(args.tpm, args.requests, args.concurrency)

@@ -36,19 +36,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-delay", type=float, default=30.0, help="latest kill moment, seconds after start")
+    ap.add_argument(
+        "--max-delay",
+        type=float,
+        default=30.0,
+        help="latest kill moment, seconds after start (0: the reference build's own time)",
+    )
+    ap.add_argument(
+        "--max-pairs", type=int, default=None, help="build at most this many pairs (source.max_pairs)"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="one run of 4 pairs, no exports or report: checks it runs"
+    )
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(runs=1, max_pairs=4, max_delay=0.0)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, "EDITTHINKER__RUN__JOURNAL_EVERY": "2"}
+    if args.max_pairs:
+        env["EDITTHINKER__SOURCE__MAX_PAIRS"] = str(args.max_pairs)
+    if args.smoke:  # they come after the shards, which are what is compared
+        env.update(EDITTHINKER__OUTPUT__REPORT="false", EDITTHINKER__OUTPUT__EXPORTS="[]")
     work = Path(tempfile.mkdtemp(prefix="etd-kill-"))
     try:
         ref = work / "reference"
-        assert build(ref, env).returncode == 0, "reference build failed"
+        started = time.perf_counter()
+        done = build(ref, env)
+        assert done.returncode == 0, f"reference build failed:\n{done.stderr[-4000:]}"
+        max_delay = args.max_delay or time.perf_counter() - started
         expected = shards(ref)
         matched = 0
         for i in range(args.runs):
             out = work / f"run{i}"
-            delay = rng.uniform(2.0, args.max_delay)
+            delay = rng.uniform(2.0, max_delay)
             argv = [
                 sys.executable,
                 "-m",

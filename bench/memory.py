@@ -218,6 +218,11 @@ def main() -> None:
     )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--smoke", action="store_true", help="2 and 4 pairs at 256 px, 2 at 64 px: checks it runs"
+    )
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(pairs=2, factor=2, size=256, small=64, latency_ms=0.0, in_flight="2")
     args = ap.parse_args()
     if args.one:
         result = one(args.one, args.size, args.latency_ms, args.in_flight, args.work)

@@ -30,9 +30,9 @@ STATE = Path(tempfile.mkdtemp(prefix="etd-bench-"))
 runenv.prepare(STATE)
 
 from editthinker_data.config import load_config  # noqa: E402
-from editthinker_data.distributed.drive import run_rollouts  # noqa: E402
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
+from editthinker_data.distributed.scheduler import Dispatcher  # noqa: E402
 from editthinker_data.execution.local_rollouts import local_runner  # noqa: E402
 from editthinker_data.io.storage import LocalStorage  # noqa: E402
 
@@ -60,10 +60,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--in-flight", type=int, default=32)
     ap.add_argument("--partition-size", type=int, default=64)
+    ap.add_argument(
+        "--max-pairs", type=int, default=None, help="pool at most this many pairs (source.max_pairs)"
+    )
+    ap.add_argument("--smoke", action="store_true", help="8 pairs, once: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(max_pairs=8, repeat=1, in_flight=8, partition_size=4)
     args = ap.parse_args()
 
     os.environ["EDITTHINKER__EXPERT__PARAMS__LATENCY_S"] = str(args.latency)
     os.environ["EDITTHINKER__RUN__PARTITION_SIZE"] = str(args.partition_size)
+    if args.max_pairs:
+        os.environ["EDITTHINKER__SOURCE__MAX_PAIRS"] = str(args.max_pairs)
     cfg = load_config(args.config)
 
     loop_s, pairs = timed_generate(cfg, local_runner(cfg), args.repeat)
@@ -72,10 +80,10 @@ def main() -> None:
     workers = Workers(cfg)
     workers.start()
 
-    def pool_executor(items, make, on_done, on_usage=None):
-        return run_rollouts(
-            workers, items, make, on_done, max_in_flight=args.in_flight, retries=1, on_usage=on_usage
-        )
+    def pool_executor(items, make, on_done, on_usage=None, prepare=None):
+        """A generate unit's runner: its rollouts on a dispatcher of their own."""
+        with Dispatcher(workers, max_in_flight=args.in_flight, retries=1) as dispatcher:
+            return dispatcher.run(items, make, on_done, on_usage, prepare)
 
     try:
         pool_s, _ = timed_generate(cfg, pool_executor, args.repeat)

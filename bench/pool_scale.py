@@ -92,6 +92,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic data")
     ap.add_argument("--pool-once", nargs=3, metavar=("MANIFEST", "OUT", "CACHE"), help=argparse.SUPPRESS)
+    ap.add_argument("--smoke", action="store_true", help="200 records: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(records=200)
     args = ap.parse_args()
     if args.pool_once:
         pool_once(*args.pool_once)

@@ -9,7 +9,7 @@ pixel work; the expert and the scorer sleep --ratio times that per batch and ser
 --cap requests at once (2 actors x cap/2 per batch), as a remote model with a concurrency
 cap would. The run settings (max_in_flight, concurrent_partitions, partition_size) are the
 config's own: nothing is tuned here. Units run as the flow runs them: one dispatcher actor
-for the build, units started by `run_units` as the budget has room, each a Ray task that
+for the build, units started as its budget has room (`wants_unit`, the build's admission), each a Ray task that
 hands its partition's rollouts over through the remote runner. `--verbose` prints the editors' busy fraction, rollouts in flight and queued for
 editors per 5 s, and the scheduler's per-pool report.
 
@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,11 +55,11 @@ from PIL import Image  # noqa: E402
 
 from editthinker_data.config import BuildConfig, load_config  # noqa: E402
 from editthinker_data.core.schema import SourcePair  # noqa: E402
-from editthinker_data.distributed.drive import MAX_UNITS, run_units  # noqa: E402
+from editthinker_data.distributed.build import MAX_UNITS  # noqa: E402
 from editthinker_data.distributed.load import load_lines  # noqa: E402
 from editthinker_data.distributed.remote import RemoteRunner  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
-from editthinker_data.distributed.service import start_service, stop_service  # noqa: E402
+from editthinker_data.distributed.service import service_name, start_service, stop_service  # noqa: E402
 from editthinker_data.execution.local_rollouts import local_backends, local_runner  # noqa: E402
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
 from editthinker_data.stages.generate import GenerateStage  # noqa: E402
@@ -108,20 +109,21 @@ def demo_pairs(cfg: BuildConfig, n: int, size: int = 48) -> list[SourcePair]:
     ]
 
 
-def run_unit(service, part: list[SourcePair], cfg: BuildConfig) -> list[int]:
+def run_unit(name: str, part: list[SourcePair], cfg: BuildConfig) -> list[int]:
     """One generate unit as a build runs it: on a Ray worker, handing its rollouts to the
     dispatcher actor through the remote runner."""
     names = Names(cfg.expert.name, cfg.scorer.name)
     turns: list[int] = []
     make = lambda p: rollout(p, names, max_turns=cfg.loop.max_turns, seed=cfg.seed)  # noqa: E731
-    RemoteRunner(service)(part, make, lambda i, t: turns.append(len(t.turns)))
+    RemoteRunner(name)(part, make, lambda i, t: turns.append(len(t.turns)))
     return turns
 
 
 def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
     size = cfg.run.partition_size
     partitions = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-    service, _ = start_service(cfg, None)
+    name = service_name(cfg)
+    service, _ = start_service(cfg, None, name=name)
     dispatcher = psutil.Process(ray.get(service.__ray_call__.remote(lambda self: os.getpid())))
     unit = ray.remote(run_unit).options(num_cpus=GenerateStage.resources.num_cpus)
     turns: list[int] = []
@@ -145,13 +147,15 @@ def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
         threading.Thread(target=sample, daemon=True).start()
         started, t0 = time.perf_counter(), time.monotonic()
         setting = cfg.run.concurrent_partitions
-        run_units(
-            range(len(partitions)),
-            lambda p: unit.remote(service, partitions[p], cfg),
-            lambda ref: ref.future(),
-            lambda p, ref: turns.extend(ray.get(ref)),
-            wants=lambda running: ray.get(service.wants_unit.remote(running, setting, MAX_UNITS, size)),
-        )
+        todo, running = deque(range(len(partitions))), set()
+        while todo or running:  # as the executor's loop runs generate units
+            if todo and ray.get(service.wants_unit.remote(len(running), setting, MAX_UNITS, size)):
+                running.add(unit.remote(name, partitions[todo.popleft()], cfg))
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.4)
+            for ref in ready:
+                running.discard(ref)
+                turns.extend(ray.get(ref))
         wall = time.perf_counter() - started
         report = ray.get(service.report.remote())
         sampling.set()
@@ -229,6 +233,9 @@ def main() -> None:
         "--all-editors", action="store_true", help="keep every editor pool of the config (K split over them)"
     )
     ap.add_argument("--verbose", action="store_true", help="print the scheduler's per-pool report")
+    ap.add_argument("--smoke", action="store_true", help="48 pairs at 20 ms per batch: checks it runs")
+    if ap.parse_known_args()[0].smoke:
+        ap.set_defaults(pairs=48, edit_ms=20.0, loop_pairs=2)
     args = ap.parse_args()
 
     cfg = simulated(load_config(args.config), args)
