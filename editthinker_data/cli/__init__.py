@@ -25,6 +25,7 @@ from editthinker_data.cli import deploy as _deploy  # noqa: F401  (registers `de
 from editthinker_data.cli import plan as _plan  # noqa: F401  (registers `plan`)
 from editthinker_data.cli import publish as _publish  # noqa: F401  (registers `publish`)
 from editthinker_data.cli import serve as _serve  # noqa: F401  (registers `serve`)
+from editthinker_data.cli import status as _status  # noqa: F401  (registers `status`)
 from editthinker_data.cli import tiny as _tiny  # noqa: F401  (registers `tiny-editors`)
 from editthinker_data.cli.app import (
     EndpointOption,

@@ -82,6 +82,11 @@ def usage_prefix(unit: str) -> str:
     return f"{JOURNALS}/usage/{unit}"
 
 
+def progress_record(unit: str) -> str:
+    """An unfinished generate unit's progress (io/unit_progress.py), read by `status`."""
+    return f"{JOURNALS}/progress/{unit}.json"
+
+
 def trajectory_shards(unit: str) -> str:
     return f"trajectories/{unit}"
 

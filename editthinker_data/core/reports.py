@@ -106,6 +106,7 @@ class GenerateReport(StageReport):
     usage: Json = field(default_factory=dict)
     resumed: int = 0
     reused: list[str] = field(default_factory=list)  # pairs taken from a version's trajectory store
+    progress: Json = field(default_factory=dict)  # the unit's last progress record (io/unit_progress.py)
 
     @property
     def finished(self) -> bool:

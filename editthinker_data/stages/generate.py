@@ -30,6 +30,7 @@ from editthinker_data.io.pool_snapshot import PoolEntry, load_partition, load_so
 from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import TURN_SCHEMA, write_parquet
+from editthinker_data.io.unit_progress import UnitProgress
 from editthinker_data.pipeline.loop import Names, Rollout, rollout
 from editthinker_data.pipeline.runner import RolloutRunner
 from editthinker_data.stages.base import Stage, backend_context, failure
@@ -87,6 +88,7 @@ class GenerateStage(Stage[GenerateReport]):
     def after_marker(self, storage: Storage, unit: str) -> None:
         Journal(storage, journal_prefix(self.name, unit), 1).clear()
         UsageLog(storage, usage_prefix(unit)).clear()
+        UnitProgress(storage, unit, 0, {}).clear()
 
 
 @dataclass
@@ -222,7 +224,14 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
     unit = part_name(partition)
     work = PartitionPairs.load(storage, partition)
     usage = UnitUsage(storage, unit)
-    journal = Journal(storage, journal_prefix(StageName.GENERATE, unit), cfg.run.journal_every, usage.save)
+    # How far this unit is, for `status`: one small object saved with each journal batch.
+    progress = UnitProgress(storage, unit, len(work.pairs), _prices(cfg))
+
+    def on_flush() -> None:
+        usage.save()
+        progress.save()
+
+    journal = Journal(storage, journal_prefix(StageName.GENERATE, unit), cfg.run.journal_every, on_flush)
     writer = PartitionWriter(cfg, storage, work)
 
     # Resume: a previous run's finished pairs, and a versioned build's unchanged ones.
@@ -231,7 +240,9 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
     reuse = Reuse.open(cfg)
     reused = reuse.fill(work.pairs, finished)
     for i in sorted(finished):
+        progress.count(finished[i])
         writer.put(i, finished[i])
+    progress.save()
     todo = [i for i in range(len(work.pairs)) if i not in finished]
 
     # Run.
@@ -241,6 +252,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
         if traj.transient:
             transient.append(traj)
             return
+        progress.count(traj)
         journal.add(traj)
         if not (traj.failure and traj.failure.stage == "load"):  # a source read fails again next time
             reuse.put(traj)
@@ -258,12 +270,14 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
             runner([work.pairs[i] for i in todo], make, on_done, on_usage=usage.add, prepare=work.prepare)
             or {}
         )
-    except BaseException:
+    except BaseException as err:
         writer.abort()
         # What this attempt spent stays counted: its retry (or a rerun) redoes the unjournaled
         # pairs and pays for them again.
         with contextlib.suppress(Exception):
             usage.save()
+        with contextlib.suppress(Exception):
+            progress.save("error", error=f"{type(err).__name__}: {err}"[:500])
         raise
     journal.flush()
     # The edits of every journaled trajectory are safe in it: the store keeps only the rest
@@ -276,6 +290,11 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
     if transient:
         writer.abort()
         usage.save()
+        unanswered: dict[str, Counter[str]] = {}
+        for t in transient:
+            who, reason = (t.failure.who, t.failure.reason) if t.failure else ("unknown backend", "unreachable")
+            unanswered.setdefault(who, Counter())[reason] += 1
+        progress.save("incomplete", transient={who: dict(c) for who, c in sorted(unanswered.items())})
         return GenerateReport(
             partition=partition,
             incomplete=True,
@@ -300,6 +319,7 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
         usage=usage.total,
         resumed=resumed,
         reused=reused,
+        progress=progress.stamp("finished"),  # the record itself goes with the journal
     )
 
 
@@ -324,6 +344,15 @@ class UsageLog:
     def clear(self) -> None:
         for name in self.storage.list(self.prefix):
             self.storage.delete(name)
+
+
+def _prices(cfg: BuildConfig) -> dict[str, list[float]]:
+    """USD per million tokens in and out, by usage key, so `status` prices usage so far."""
+    return {
+        f"{role}/{spec.name}": [spec.price.input_per_mtok, spec.price.output_per_mtok]
+        for role, spec in cfg.backend_specs()
+        if role != "editor"
+    }
 
 
 def _transient_report(trajs: list[Trajectory]) -> dict[str, TransientPairs]:
