@@ -182,7 +182,7 @@ def _version(root: Storage) -> dict[str, Any] | None:
     if any(root.exists(n) for n in (VERSION_FILE, LEASE_FILE, STATS_FILE, marker_name("pool", POOL_UNIT))):
         return None
     latest = read_latest(root)
-    newest = version_number(latest) if latest else 0
+    newest = (version_number(latest) or 0) if latest else 0
     while root.exists(f"{version_name(newest + 1)}/{VERSION_FILE}"):
         newest += 1
     return {"name": version_name(newest), "latest": latest} if newest else None

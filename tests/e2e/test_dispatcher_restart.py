@@ -18,7 +18,7 @@ def _kill_dispatcher_after(pairs: int, report: dict) -> None:
     from editthinker_data.core.progress import current
 
     deadline = time.monotonic() + 300
-    while current().snapshot().get("pairs_done", 0) < pairs:
+    while current().snapshot()["stage"] != "generating" or current().snapshot().get("pairs_done", 0) < pairs:
         if time.monotonic() > deadline or current().snapshot()["stage"] in ("selecting", "done"):
             report["error"] = f"the build got to {current().snapshot()} before the kill"
             return
@@ -34,9 +34,11 @@ def _kill_dispatcher_after(pairs: int, report: dict) -> None:
 def test_sigkill_of_the_dispatcher_mid_build_finishes_in_the_same_run(
     demo_build, demo_cfg, tmp_path, state_dir
 ):
+    from editthinker_data.core.progress import reset
     from flows.build_dataset import build_dataset
 
     out, clean = demo_build
+    reset()  # the session's earlier builds' counters are not this one's
     report: dict = {}
     killer = threading.Thread(target=_kill_dispatcher_after, args=(10, report), daemon=True)
     killer.start()

@@ -114,7 +114,7 @@ def _scrape(port: int) -> str:
 
 
 def _kill_head(temp_dir: str) -> None:
-    from test_ray_cluster import _kill_tree_under
+    from tests.e2e.test_ray_cluster import _kill_tree_under
 
     _kill_tree_under(temp_dir)
     shutil.rmtree(temp_dir, ignore_errors=True)

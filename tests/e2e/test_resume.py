@@ -61,7 +61,9 @@ def test_sigkill_mid_unit_then_resume_matches_clean_build(demo_build, target, tm
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=sink, stderr=sink, start_new_session=True)
     deadline = time.monotonic() + 180
     try:
-        while not storage().list("_journal/generate"):  # a journal batch (a unit's progress record comes first)
+        while not storage().list(
+            "_journal/generate"
+        ):  # a journal batch (a unit's progress record comes first)
             assert proc.poll() is None, (
                 "the build ended before it could be killed:\n" + log.read_text()[-3000:]
             )

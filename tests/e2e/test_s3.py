@@ -99,8 +99,8 @@ def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoi
     states = list(state.parent.iterdir())
     assert states == [state] and (state / "prefect").is_dir() and (state / "imagesig.sqlite").exists()
     storage = open_storage(url, endpoint_url=s3_endpoint)
-    result = {"manifest": storage.read_json("manifest.json")}
-    for items in result.manifest["shards"].values():
+    manifest = storage.read_json("manifest.json")
+    for items in manifest["shards"].values():
         for s in items:
             assert hashlib.sha256(storage.read_bytes(s["url"])).hexdigest() == s["sha256"]
     b = Build(url, endpoint_url=s3_endpoint)
@@ -113,10 +113,10 @@ def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoi
     runner = CliRunner()
     ok = runner.invoke(app, ["verify", url, "--endpoint-url", s3_endpoint])
     assert ok.exit_code == 0, ok.output
-    assert verify(storage)["checked"] == sum(len(v) for v in result.manifest["shards"].values())
+    assert verify(storage)["checked"] == sum(len(v) for v in manifest["shards"].values())
 
     client = boto3.client("s3", endpoint_url=s3_endpoint)
-    sft = result.manifest["shards"]["sft"]
+    sft = manifest["shards"]["sft"]
     client.put_object(Bucket=BUCKET, Key=f"builds/demo/{sft[0]['url']}", Body=b"corrupted")
     client.delete_object(Bucket=BUCKET, Key=f"builds/demo/{sft[1]['url']}")
     client.put_object(Bucket=BUCKET, Key="builds/demo/steps/sft/part-99999-000000.tar", Body=b"x")

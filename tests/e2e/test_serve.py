@@ -204,8 +204,8 @@ def test_a_build_through_serve_equals_the_direct_build(server, demo_build, tmp_p
     ]  # fmt: skip
     result = build_dataset(data, str(tmp_path / "via-serve"), str(state_dir))
     strip = lambda m: [(s["url"].rsplit("/", 1)[-1], s["sha256"]) for s in m["shards"]["trajectories"]]  # noqa: E731
-    assert strip(result["manifest"]) == strip(clean["manifest"])
-    assert result["manifest"]["totals"]["trajectories"] == clean["manifest"]["totals"]["trajectories"] > 0
+    assert strip(result.manifest) == strip(clean.manifest)
+    assert result.manifest["totals"]["trajectories"] == clean.manifest["totals"]["trajectories"] > 0
 
 
 @pytest.mark.slow(seconds=40)

@@ -100,11 +100,15 @@ def test_running_stopped_and_finished_units_with_rates_failures_and_cost(demo_cf
         assert doc["running_units"] == ["part-00000"]
         assert doc["pairs"] == {"total": 10, "done": 3} and doc["turns"] == sum(at_pause) > 0
         rate = doc["rate"]
-        assert rate["pairs_per_s"] * rate["window_s"] == pytest.approx(3, abs=0.05)  # all three since the start
+        assert rate["pairs_per_s"] * rate["window_s"] == pytest.approx(
+            3, abs=0.05
+        )  # all three since the start
         assert rate["edits_per_s"] * rate["window_s"] == pytest.approx(sum(at_pause), abs=0.05)
         assert rate["eta_s"] == pytest.approx(7 / rate["pairs_per_s"], abs=0.051)  # to a tenth of a second
         expert = doc["usage"]["expert"]
-        assert expert["requests"] > 0 and expert["tokens_in"] == 1000 * expert["requests"]  # the server's count
+        assert (
+            expert["requests"] > 0 and expert["tokens_in"] == 1000 * expert["requests"]
+        )  # the server's count
         assert expert["cost_usd"] == pytest.approx(
             (expert["tokens_in"] * 2.0 + expert["tokens_out"] * 8.0) / 1e6, abs=1e-4
         )
@@ -143,7 +147,9 @@ def test_running_stopped_and_finished_units_with_rates_failures_and_cost(demo_cf
     }
     expected = {who: t.count for who, t in incomplete.transient.items()}
     assert unanswered == expected and sum(expected.values()) >= 1
-    assert doc["stopped_units"][0]["unit"] == "part-00001" and doc["stopped_units"][0]["outcome"] == "incomplete"
+    assert (
+        doc["stopped_units"][0]["unit"] == "part-00001" and doc["stopped_units"][0]["outcome"] == "incomplete"
+    )
     assert doc["pairs"]["done"] == 10 - sum(expected.values())
     shown, _ = cli_status(str(tmp_path))
     assert shown.exit_code == 1 and "stopped while generating" in shown.output
@@ -159,7 +165,10 @@ def test_a_finished_build_a_stopped_copy_and_a_versioned_root(demo_build, tmp_pa
     assert shown.exit_code == 0, shown.output
     assert (doc["state"], doc["stage"], doc["writer"], doc["rate"]) == ("finished", "done", None, None)
     assert doc["units"]["generate"] == {"total": 4, "finished": 4, "running": 0, "unfinished": 0}
-    assert doc["pairs"] == {"total": stats["stages"]["pool"]["kept"], "done": stats["stages"]["generate"]["input"]}
+    assert doc["pairs"] == {
+        "total": stats["stages"]["pool"]["kept"],
+        "done": stats["stages"]["generate"]["input"],
+    }
     assert doc["turns"] == totals["trajectories"]
     by_backend: dict[str, int] = {}
     for f in doc["failures"]:
@@ -175,7 +184,12 @@ def test_a_finished_build_a_stopped_copy_and_a_versioned_root(demo_build, tmp_pa
     copy = tmp_path / "stopped"  # a build that died mid-generate: one unit unmarked, nothing after
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("_state"))
     lost = json.loads((copy / "_markers/generate/part-00002.json").read_text())["stats"]["input"]
-    for name in ("stats.json", "manifest.json", "_markers/generate/part-00002.json", "selection/steps.parquet"):
+    for name in (
+        "stats.json",
+        "manifest.json",
+        "_markers/generate/part-00002.json",
+        "selection/steps.parquet",
+    ):
         (copy / name).unlink()
     shown, doc = cli_status(str(copy), "--json")
     assert shown.exit_code == 1 and (doc["state"], doc["stage"]) == ("stopped", "generating")
@@ -188,7 +202,11 @@ def test_a_finished_build_a_stopped_copy_and_a_versioned_root(demo_build, tmp_pa
     manifest["totals"].update(sft=0, rl=0)
     (unusable / "manifest.json").write_text(json.dumps(manifest))
     shown, doc = cli_status(str(unusable), "--json")
-    assert shown.exit_code == 1 and doc["state"] == "unusable" and doc["problem"].startswith("The build kept nothing")
+    assert (
+        shown.exit_code == 1
+        and doc["state"] == "unusable"
+        and doc["problem"].startswith("The build kept nothing")
+    )
 
     root = tmp_path / "root"  # a versioned root: v0001 finished, v0002 started and stopped
     shutil.copytree(out, root / "v0001", ignore=shutil.ignore_patterns("_state"))
@@ -265,9 +283,11 @@ def test_final_failures_are_counted_by_backend_and_reason(demo_cfg, tmp_path):
         report = generate(cfg, storage, 0, executor(cfg, tmp_path))
     doc = read_status(str(tmp_path))
     final = {(f["backend"], f["reason"]): f["count"] for f in doc["failures"] if f["stage"] == "generate"}
-    assert final == {("scorer 'vlm-scorer'", "scorer_unparseable"): 5} == {
-        (who, f["reason"]): n for who, n in report.backend_failures.items() for f in report.failures[:1]
-    }
+    assert (
+        final
+        == {("scorer 'vlm-scorer'", "scorer_unparseable"): 5}
+        == {(who, f["reason"]): n for who, n in report.backend_failures.items() for f in report.failures[:1]}
+    )
     pooled = {f["reason"]: f["count"] for f in doc["failures"] if f["stage"] == "pool"}
     assert pooled == pooled_report.stats["failed"] and sum(pooled.values()) > 0
     assert doc["state"] == "stopped" and doc["units"]["generate"]["finished"] == 1 and doc["turns"] == 0

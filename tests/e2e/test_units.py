@@ -124,7 +124,8 @@ def test_crash_mid_unit_resumes_without_redoing_and_gives_the_same_bytes(demo_cf
 
 @pytest.mark.slow
 def test_a_failing_unit_fails_alone_and_a_rerun_finishes(demo_cfg, tmp_path, state_dir, ray_cluster):
-    from flows.build_dataset import BuildIncomplete, build_dataset
+    from editthinker_data.core.outcome import BuildIncomplete
+    from flows.build_dataset import build_dataset
 
     # A real storage failure on the worker that runs partition 1: a folder where its first
     # trajectory shard must go, so writing the shard fails (the unit runs in a Ray task, out

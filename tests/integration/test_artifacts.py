@@ -4,6 +4,7 @@ end, and a table artifact of each stage's units (Prefect's ephemeral server, as 
 from __future__ import annotations
 
 import json
+import uuid
 
 from prefect import flow
 from prefect.artifacts import Artifact
@@ -14,6 +15,8 @@ from tasks.artifacts import BuildArtifacts, artifact_key
 
 
 def test_progress_follows_the_counters_and_each_stage_gets_its_table(demo_cfg):
+    # A name of its own: the session's Prefect server also holds the artifacts of its builds.
+    demo_cfg = demo_cfg.model_copy(update={"name": f"artifacts-{uuid.uuid4().hex[:8]}"})
     counters = Progress()
     counters.set_total(8)
     counters.set_stage("generating")

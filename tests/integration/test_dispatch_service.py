@@ -9,7 +9,7 @@ from functools import partial
 import ray
 
 from editthinker_data.distributed.remote import RemoteRunner
-from editthinker_data.distributed.service import LET_GO_S, start_service, stop_service
+from editthinker_data.distributed.service import LET_GO_S, service_name, start_service, stop_service
 from editthinker_data.pipeline.loop import Names, rollout
 from tests.support.scheduler_helpers import config, pairs
 
@@ -24,11 +24,11 @@ def test_the_dispatcher_frees_the_edits_its_units_fetched(ray_cluster):
 
     cfg = config(expert_latency=0.0)
     make = partial(rollout, names=Names(cfg.expert.name, cfg.scorer.name), max_turns=3, seed=0)
-    service, _ = start_service(cfg, None)
+    service, _ = start_service(cfg, None, name=service_name(cfg))
     try:
         turns = []
         for _ in range(3):  # three units one after another, as partitions run
-            RemoteRunner(service)(pairs(12), make, lambda k, traj: turns.append(len(traj.turns)))
+            RemoteRunner(service_name(cfg))(pairs(12), make, lambda k, traj: turns.append(len(traj.turns)))
         time.sleep(LET_GO_S + 0.5)
         ray.get(service.release.remote(-1))  # any call lets go of answers handled LET_GO_S ago
         left = ray.get(service.__ray_call__.remote(_unreferenced))
