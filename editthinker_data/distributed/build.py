@@ -73,8 +73,11 @@ class Supervisor:
             "the dispatcher died (%s: %s); starting it again (%d of %d): its units resume from their journals",
             type(err).__name__, first_line, self.restarts, MAX_DISPATCHER_RESTARTS,
         )  # fmt: skip
+        # A dead actor keeps its name while a handle to it lives: killing the handle frees it.
+        with contextlib.suppress(Exception):
+            ray.kill(self.service, no_restart=True)
         deadline = time.monotonic() + 30
-        while True:  # Ray frees the dead actor's name a moment after it reports the death
+        while True:  # and Ray frees it a moment later
             try:
                 self.service, self.actors = start_service(self.cfg, self.context, name=self.name)
                 return
