@@ -32,7 +32,7 @@ runenv.prepare(STATE)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from editthinker_data.backends import REGISTRY, BackendError, EditRequest, create_backend  # noqa: E402
+from editthinker_data.backends import BackendError, EditRequest, create_backend  # noqa: E402
 from editthinker_data.backends.editors import tiny_models  # noqa: E402
 from editthinker_data.config import parse_config  # noqa: E402
 from editthinker_data.core.schema import Scores, Trajectory, Turn  # noqa: E402
@@ -41,12 +41,8 @@ from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E402
 from editthinker_data.pipeline.loop import Call  # noqa: E402
 
-# tiny family -> editor kind: every registered editor kind that tiny_models can build
-KINDS = {
-    family: family.replace("-", "_")
-    for family in tiny_models.BUILDERS
-    if family.replace("-", "_") in REGISTRY["editor"]
-}
+# tiny family -> editor kind: every registered diffusers family (each builds its own tiny pipeline)
+KINDS = {tiny_models.tiny_name(kind): kind for kind in tiny_models.tiny_families()}
 
 
 def requests(n: int, size: int) -> list[EditRequest]:
@@ -105,16 +101,15 @@ def main() -> None:
         if args.model:
             model = args.model
         elif gpu:
-            model = str(tiny_models.save_instruct_pix2pix(model_dir / "ip2p-sd", size="sd"))
+            model = str(
+                tiny_models.tiny_families()["instruct_pix2pix"].save_tiny(model_dir / "ip2p-sd", size="sd")
+            )
             kind = "instruct_pix2pix"
         else:
             model = str(tiny_models.save_tiny_editors(model_dir, [args.family])[args.family])
         params = {"steps": steps, "pixels": size * size, "resize": "max_pixels"}
-        if kind.startswith("qwen_image_edit"):
-            # Qwen encodes its condition at 1024^2 by default: far too big for a tiny CPU model
-            params["condition_pixels"] = size * size
-        if kind == "qwen_image_edit_plus":
-            params["vl_pixels"] = 56 * 56
+        if kind in tiny_models.tiny_families() and not gpu:  # what a tiny CPU run of the family needs
+            params.update(tiny_models.tiny_families()[kind].tiny_params(size * size))
         spec = {
             "name": "bench",
             "kind": kind,

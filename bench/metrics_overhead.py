@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.support
 
 import ray  # noqa: E402
-from scheduler_helpers import config, pairs  # noqa: E402
 
 from editthinker_data.distributed.pools import Workers  # noqa: E402
 from editthinker_data.distributed.scheduler import Dispatcher  # noqa: E402
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
+from tests.support.scheduler_helpers import config, pairs  # noqa: E402
 
 
 class Off:
@@ -79,7 +79,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="24 pairs, one round: the real path in seconds")
     args = ap.parse_args()
+    if args.smoke:
+        args.pairs, args.rounds = 24, 1
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="etd-mo-")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)

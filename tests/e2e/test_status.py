@@ -76,6 +76,8 @@ def test_running_stopped_and_finished_units_with_rates_failures_and_cost(demo_cf
 
         def pausing(items, make, on_done, **kw):
             def done(i, traj):
+                if i == 2:  # a rate needs a second of history (the lease's clock ticks in seconds)
+                    time.sleep(1.2)
                 on_done(i, traj)
                 seen.append(len(traj.turns))
                 if i == 2:  # three pairs journaled (journal_every 1), two to go
