@@ -183,6 +183,20 @@ def test_rebuild_gives_identical_bytes(demo_build, demo_cfg, tmp_path, state_dir
     )
 
 
+def test_the_local_executor_builds_the_same_bytes_without_ray(demo_build, demo_cfg, tmp_path, state_dir):
+    """`run.executor: local`: every stage in this process, rollouts one after another, no Ray
+    started by the build; the shards are the Ray build's, byte for byte."""
+    from flows.build_dataset import build_dataset
+
+    _, first = demo_build
+    data = demo_cfg.model_dump()
+    data["run"]["executor"] = "local"
+    local = build_dataset(data, str(tmp_path), str(state_dir))
+    strip = lambda m: {k: [(s["url"], s["sha256"]) for s in v] for k, v in m["shards"].items()}  # noqa: E731
+    assert strip(local.manifest) == strip(first.manifest)
+    assert local.stats["actors"] == [] and "pools" not in local.stats["scheduler"]  # no actor pool ran
+
+
 def test_actor_pool_results_equal_the_plain_loop(demo_build, demo_cfg, tmp_path):
     """The Ray scheduler interleaves many rollouts; the trajectories must not change."""
     import shutil
