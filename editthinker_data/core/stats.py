@@ -117,22 +117,30 @@ def llm_usage(cfg: PricedBackends, actor_info: list[dict[str, Any]]) -> dict[str
     estimated cost (USD, from the role's `price` per million tokens) per model role, summed
     over its actors, plus their `total`. Cache hits cost nothing: they send no request."""
     specs = {(role, spec.name): spec for role, spec in cfg.backend_specs() if role != "editor"}
+    return priced_usage(
+        (a["role"], a["counters"], spec.price.input_per_mtok, spec.price.output_per_mtok)
+        for a in actor_info
+        if (spec := specs.get((a["role"], a["name"]))) is not None
+    )
+
+
+def priced_usage(entries: Iterable[tuple[str, dict[str, Any], float, float]]) -> dict[str, dict[str, float]]:
+    """(role, counters, USD per million input tokens, per million output tokens) summed per
+    role with their cost, plus the `total`: stats.json's `llm_usage`, and `status` before it."""
     usage: dict[str, dict[str, float]] = {}
-    for a in actor_info:
-        spec = specs.get((a["role"], a["name"]))
-        if spec is None or not a["counters"]:
+    for role_name, counters, per_in, per_out in entries:
+        if not counters:
             continue
-        role = usage.setdefault(a["role"], {"cost_usd": 0.0})
-        for k, v in a["counters"].items():
+        role = usage.setdefault(role_name, {"cost_usd": 0.0})
+        for k, v in counters.items():
             role[k] = role.get(k, 0) + v
         role["cost_usd"] += (
-            a["counters"].get("tokens_in", 0) / 1e6 * spec.price.input_per_mtok
-            + a["counters"].get("tokens_out", 0) / 1e6 * spec.price.output_per_mtok
+            counters.get("tokens_in", 0) / 1e6 * per_in + counters.get("tokens_out", 0) / 1e6 * per_out
         )
     if usage:
         total: dict[str, float] = {}
-        for counters in usage.values():
-            for k, v in counters.items():
+        for sums in usage.values():
+            for k, v in sums.items():
                 total[k] = total.get(k, 0) + v
         usage["total"] = total
     return {

@@ -35,7 +35,7 @@ from editthinker_data.core.layout import (
     version_number,
 )
 from editthinker_data.core.outcome import verdict
-from editthinker_data.core.stats import merge_usage
+from editthinker_data.core.stats import merge_usage, priced_usage
 from editthinker_data.io.storage import Storage, join_url, open_storage
 from editthinker_data.stages.versions import read_latest
 
@@ -105,20 +105,30 @@ class StatusReader:
         listed = {*storage.list(f"{JOURNALS}/progress"), *storage.list(f"{JOURNALS}/usage")}
         open_units = [u for u in partitions if u not in finished]
         with_record = [u for u in open_units if progress_record(u) in listed]
-        records = dict(zip(with_record, self._read_all(storage, [progress_record(u) for u in with_record]), strict=True))
+        records = dict(
+            zip(with_record, self._read_all(storage, [progress_record(u) for u in with_record]), strict=True)
+        )
         usage_logs = [n for u in open_units if (n := f"{usage_prefix(u)}/usage.json") in listed]
         usages = self._read_all(storage, usage_logs)
         since = writer["started_ts"] if live else None
         running = [u for u, r in records.items() if r and r.get("outcome") == "running" and since is not None
                    and r.get("started", 0) >= since - 1]  # fmt: skip
-        progress = [r["progress"] for r in finished.values() if r.get("progress")] + [r for r in records.values() if r]
+        progress = [r["progress"] for r in finished.values() if r.get("progress")] + [
+            r for r in records.values() if r
+        ]
         pairs_done = sum(r["stats"]["input"] for r in finished.values()) + sum(
             r["done"] for r in records.values() if r
         )
-        turns = sum(r.get("turns", 0) for r in finished.values()) + sum(r["turns"] for r in records.values() if r)
+        turns = sum(r.get("turns", 0) for r in finished.values()) + sum(
+            r["turns"] for r in records.values() if r
+        )
         stage = _stage(stats, live, len(finished), len(partitions), storage)
         done = stats is not None and not live
-        problem = verdict(stats["generate_failures"], _totals(storage)) if done and "generate_failures" in stats else None
+        problem = (
+            verdict(stats["generate_failures"], _totals(storage))
+            if done and "generate_failures" in stats
+            else None
+        )
         state = "running" if live else ("unusable" if problem else "finished") if done else "stopped"
         rate = _rate(progress, now, self.window_s, since) if live else None
         total_pairs = pool.get("pairs", 0)
@@ -135,8 +145,12 @@ class StatusReader:
             "stage": stage,
             "problem": problem,
             "units": {  # the generate stage's; the later stages' units are unmarked and quick
-                "generate": {"total": len(partitions), "finished": len(finished), "running": len(running),
-                             "unfinished": len(partitions) - len(finished) - len(running)},
+                "generate": {
+                    "total": len(partitions),
+                    "finished": len(finished),
+                    "running": len(running),
+                    "unfinished": len(partitions) - len(finished) - len(running),
+                },
             },  # fmt: skip
             "running_units": sorted(running),
             "stopped_units": stopped,
@@ -229,7 +243,9 @@ def _totals(storage: Storage) -> dict[str, int]:
     return storage.read_json(MANIFEST_FILE).get("totals", {}) if storage.exists(MANIFEST_FILE) else {}
 
 
-def _rate(progress: list[dict[str, Any]], now: float, window_s: float, since: float | None) -> dict[str, Any] | None:
+def _rate(
+    progress: list[dict[str, Any]], now: float, window_s: float, since: float | None
+) -> dict[str, Any] | None:
     """Turns (one edit each) and pairs finished per second over the last `window_s` (or since
     this build started, if later), from every unit's timed history. `now` is the build
     host's clock as the lease tells it, to a second; its own records may run slightly ahead."""
@@ -278,21 +294,8 @@ def _failures(pool, finished, records) -> list[dict[str, Any]]:
 def _priced(usage: dict[str, Any], prices: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     """Usage so far per model role, with its cost at the build's own prices (as stats.json
     prices it once the build finishes)."""
-    out: dict[str, dict[str, float]] = {}
-    for backend, entry in sorted(usage.items()):
-        role = backend.partition("/")[0]
-        if backend not in prices or not entry["counters"]:
-            continue
-        sums = out.setdefault(role, {"cost_usd": 0.0})
-        for k, v in entry["counters"].items():
-            sums[k] = sums.get(k, 0) + v
-        p_in, p_out = prices[backend]
-        c = entry["counters"]
-        sums["cost_usd"] += c.get("tokens_in", 0) / 1e6 * p_in + c.get("tokens_out", 0) / 1e6 * p_out
-    if out:
-        total: dict[str, float] = {}
-        for sums in out.values():
-            for k, v in sums.items():
-                total[k] = total.get(k, 0) + v
-        out["total"] = total
-    return {role: {k: round(v, 4) if isinstance(v, float) else v for k, v in c.items()} for role, c in out.items()}
+    return priced_usage(
+        (backend.partition("/")[0], entry["counters"], *prices[backend])
+        for backend, entry in sorted(usage.items())
+        if backend in prices
+    )
