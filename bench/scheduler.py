@@ -62,6 +62,7 @@ from editthinker_data.distributed.runtime import ensure_ray, shutdown  # noqa: E
 from editthinker_data.distributed.service import service_name, start_service, stop_service  # noqa: E402
 from editthinker_data.execution.local_rollouts import local_backends, local_runner  # noqa: E402
 from editthinker_data.pipeline.loop import Names, rollout  # noqa: E402
+from editthinker_data.pipeline.quotas import partition_size  # noqa: E402
 from editthinker_data.stages.generate import GenerateStage  # noqa: E402
 
 SAMPLE_S, WINDOW = 0.25, 20  # the report is sampled every SAMPLE_S; --verbose shows WINDOW-sample means
@@ -120,7 +121,7 @@ def run_unit(name: str, part: list[SourcePair], cfg: BuildConfig) -> list[int]:
 
 
 def run_scheduler(cfg: BuildConfig, pairs: list[SourcePair]) -> dict:
-    size = cfg.run.partition_size
+    size = partition_size(len(pairs), cfg)
     partitions = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     name = service_name(cfg)
     service, _ = start_service(cfg, None, name=name)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import POOL_UNIT, StageName, part_name, partition_of
+from editthinker_data.core.layout import POOL_UNIT, StageName, part_name, part_range_name, partition_of
 from editthinker_data.core.outcome import BuildIncomplete, BuildUnusable, failure_share, verdict
 from editthinker_data.core.reports import (
     BuildResult,
@@ -38,7 +38,7 @@ from editthinker_data.stages import (
     WriteStepsStage,
 )
 
-WRITE_WINDOW = 4  # write_steps units at once (each decodes its partition's turn images)
+WRITE_WINDOW = 4  # write_steps units at once (each decodes one partition's turn images at a time)
 
 
 @dataclass
@@ -147,6 +147,11 @@ def _partitions(reports: Reports) -> list[str]:
     return [part_name(p) for p in reports.partitions]
 
 
+def _write_units(reports: Reports) -> list[str]:
+    assert reports.select is not None, "select runs before write_steps"
+    return [part_range_name(run[0], run[-1]) for run in reports.select.write_runs]
+
+
 def _release_units(reports: Reports) -> list[str]:
     out = reports.cfg.output
     return ["all"] if out.exports or out.report else []
@@ -163,7 +168,7 @@ STEPS: tuple[Step, ...] = (
         retries=lambda cfg: cfg.run.unit_retries,
     ),
     Step(SelectStage, "selecting", lambda r: ["all"], inputs=lambda r, b: {"partitions": r.partitions}),
-    Step(WriteStepsStage, "writing shards", _partitions, admit=window(WRITE_WINDOW), retries=lambda cfg: 1),
+    Step(WriteStepsStage, "writing shards", _write_units, admit=window(WRITE_WINDOW), retries=lambda cfg: 1),
     Step(FinalizeStage, "finalizing", lambda r: ["all"], inputs=lambda r, b: r.finalize_inputs()),
     Step(ReleaseStage, "exports and card", _release_units),
 )

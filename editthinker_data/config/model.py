@@ -208,7 +208,11 @@ class OutputConfig(Strict):
 
 
 class RunConfig(Strict):
-    partition_size: int = Field(64, ge=1, description="source pairs per unit of work")
+    partition_size: int | Literal["auto"] = Field(
+        "auto",
+        description="source pairs per generate unit; auto sizes units from the pool and the editors "
+        "(hundreds of units for a paper-size pool, never fewer pairs than a unit's fixed cost repays)",
+    )
     max_in_flight: int | Literal["auto"] = Field(
         "auto",
         description="trajectories in flight for the whole build, over all running units; auto sizes it "
@@ -220,7 +224,7 @@ class RunConfig(Strict):
         "so a unit's tail never idles the editors",
     )
 
-    @field_validator("max_in_flight", "concurrent_partitions")
+    @field_validator("partition_size", "max_in_flight", "concurrent_partitions")
     @classmethod
     def _positive(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:  # else "auto": the field admits no other string

@@ -67,6 +67,23 @@ def partition_of(name: str) -> int:
     return int(m.group(1))
 
 
+_PART_RANGE = re.compile(r"parts-(\d{5})-(\d{5})")
+
+
+def part_range_name(first: int, last: int) -> str:
+    """The unit name of a run of partitions, first to last inclusive: `parts-00003-00007`
+    (a write-steps unit packs their step samples into shared shards)."""
+    return f"parts-{first:05d}-{last:05d}"
+
+
+def partition_range(name: str) -> range:
+    """The partitions a `parts-NNNNN-NNNNN` unit or shard name covers."""
+    m = _PART_RANGE.search(name)
+    if m is None:
+        raise ValueError(f"{name!r} names no run of partitions (parts-NNNNN-NNNNN)")
+    return range(int(m.group(1)), int(m.group(2)) + 1)
+
+
 def marker_name(stage: str, unit: str) -> str:
     """A unit's success marker, written last, after its data is durable."""
     return f"{MARKERS}/{stage}/{unit}.json"

@@ -131,11 +131,12 @@ class SelectReport(StageReport):
     trajectory_splits: dict[str, int]
     by_task_type: Json
     selection: Json
+    write_runs: list[list[int]] = field(default_factory=list)  # partitions that share step shards
 
 
 @dataclass(frozen=True, kw_only=True)
 class WriteStepsReport(StageReport):
-    partition: int
+    partitions: list[int]
     samples: dict[str, int]
     shards: dict[str, list[ShardInfo]]
 

@@ -132,8 +132,27 @@ def assign(chosen: dict[str, list[PoolEntry]], cfg: BuildConfig) -> list[PoolEnt
         for entry, editor in zip(chosen[t], weighted_cycle(names, ratios, len(chosen[t])), strict=True):
             assigned.append(replace(entry, editor=editor))
     assigned.sort(key=lambda e: stable_hash(cfg.seed, "order", e.key))
-    size = cfg.run.partition_size
+    size = partition_size(len(assigned), cfg)
     return [replace(e, partition=i // size) for i, e in enumerate(assigned)]
+
+
+# `run.partition_size: auto`. A unit has a fixed cost (a Prefect task run, a Ray task, its
+# partition's snapshot read, its index and marker written: about a CPU second) that its
+# turns must repay, so it is never smaller than MIN_UNIT_PAIRS; and a paper-size pool is cut
+# into about TARGET_UNITS units, not tens of thousands. Resume stays per trajectory (the
+# unit's journal), so a large unit loses no more work to a crash than a small one.
+TARGET_UNITS = 256
+MIN_UNIT_PAIRS = 256
+
+
+def partition_size(pairs: int, cfg: BuildConfig) -> int:
+    """Pairs per partition: the config's number, or for auto the larger of a share of the
+    pool (TARGET_UNITS units), MIN_UNIT_PAIRS, and two rounds of every editor's batches (so
+    one unit can keep the cluster's editors fed by itself)."""
+    if cfg.run.partition_size != "auto":
+        return cfg.run.partition_size
+    slots = sum(e.num_actors * e.batch_size for e in cfg.editors)
+    return max(1, -(-pairs // TARGET_UNITS), MIN_UNIT_PAIRS, 2 * slots)
 
 
 def count_dropped(counts: dict[str, SourceCounts], dropped: list[PoolEntry], reason: str) -> None:

@@ -50,7 +50,7 @@ def finalize(
         stop_reasons.update(g.stop_reasons)
         failures.extend(g.failures)
         shards["trajectories"].extend(g.shards)
-    for w in sorted(write, key=lambda r: r.partition):
+    for w in sorted(write, key=lambda r: r.partitions[0]):
         for split in SPLITS:
             shards[split].extend(w.shards[split])
     stats = {

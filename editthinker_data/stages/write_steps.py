@@ -1,4 +1,4 @@
-"""The write-steps stage: one partition's selected steps as released step samples (inputs
+"""The write-steps stage: a run of partitions' selected steps as released step samples (inputs
 I_src, I_{t-1}, T_s, T_{t-1}; target R_t, S_t, T_t), WebDataset shards per split. Reads
 only the turn images its samples use."""
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from editthinker_data.backends import prompt_templates
 from editthinker_data.config import BuildConfig
-from editthinker_data.core.layout import STEPS_FILE, StageName, part_name, partition_of, step_shards
+from editthinker_data.core.layout import STEPS_FILE, StageName, part_name, partition_range, step_shards
 from editthinker_data.core.reports import GenerateReport, WriteStepsReport
 from editthinker_data.core.schema import Scores, StepSample, decode_image
 from editthinker_data.io.pool_snapshot import load_partition, load_source_image, provenance
@@ -92,26 +92,47 @@ def build_step_sample(
     )
 
 
-def _write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> WriteStepsReport:
-    unit = part_name(partition)
+def _write_steps(cfg: BuildConfig, storage: Storage, unit: str) -> WriteStepsReport:
+    """A run of partitions (`select`'s write_runs) into shared shards per split, one partition
+    at a time: only one partition's turn images are decoded at once, and samples go out in
+    (partition, key) order, the order of one shard per partition before them."""
+    partitions = list(partition_range(unit))
     templates = prompt_templates(cfg.backend_specs())
-    plans = [
-        StepPlan(**r) for r in read_parquet(storage, STEPS_FILE, filters=[("partition", "=", partition)])
-    ]
-    plans.sort(key=lambda p: p.key)
-    summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
-    gen = read_marker(storage, StageName.GENERATE, unit, cfg.fingerprint(), GenerateReport)
-    wanted = {previous_image_key(plan, summaries[plan.trajectory]) for plan in plans}
-    images, details = read_turns(storage, [s.url for s in gen.shards], wanted) if gen and plans else ({}, {})
-    entries = {e.key: e for e in load_partition(storage, partition)}
     sinks = {
         split: ShardSink(
             storage, step_shards(split, unit), cfg.output.shard_max_samples, cfg.output.shard_max_bytes
         )
         for split in ("sft", "rl")
     }
-    sources: dict[str, Image.Image] = {}
+    rows = read_parquet(storage, STEPS_FILE, filters=[("partition", "in", partitions)])
+    plans: dict[int, list[StepPlan]] = {}
+    for row in rows:
+        plans.setdefault(row["partition"], []).append(StepPlan(**row))
     counts: Counter[str] = Counter()
+    for partition in partitions:
+        if partition in plans:
+            _write_partition(
+                cfg, storage, partition, sorted(plans[partition], key=lambda p: p.key), sinks, templates
+            )
+            counts.update(plan.split for plan in plans[partition])
+    shards = {split: sink.close() for split, sink in sinks.items()}
+    return WriteStepsReport(partitions=partitions, samples=dict(counts), shards=shards)
+
+
+def _write_partition(
+    cfg: BuildConfig,
+    storage: Storage,
+    partition: int,
+    plans: list[StepPlan],
+    sinks: dict[str, ShardSink],
+    templates: dict[str, str],
+) -> None:
+    summaries = {s.key: s for s in load_trajectory_summaries(storage, [partition])}
+    gen = read_marker(storage, StageName.GENERATE, part_name(partition), cfg.fingerprint(), GenerateReport)
+    wanted = {previous_image_key(plan, summaries[plan.trajectory]) for plan in plans}
+    images, details = read_turns(storage, [s.url for s in gen.shards], wanted) if gen else ({}, {})
+    entries = {e.key: e for e in load_partition(storage, partition)}
+    sources: dict[str, Image.Image] = {}
     for plan in plans:
         if plan.trajectory not in sources:
             sources[plan.trajectory] = load_source_image(entries[plan.trajectory])
@@ -125,18 +146,15 @@ def _write_steps(cfg: BuildConfig, storage: Storage, partition: int) -> WriteSte
             details,
         )
         sinks[plan.split].write(sample.to_wds())
-        counts[plan.split] += 1
-    shards = {split: sink.close() for split, sink in sinks.items()}
-    return WriteStepsReport(partition=partition, samples=dict(counts), shards=shards)
 
 
 class WriteStepsStage(Stage[WriteStepsReport]):
-    """One partition's step shards. Unmarked: cheap next to generate, and rewritten whole by
-    a rerun (same names, same bytes), so it never mixes two selections."""
+    """A run of partitions' step shards. Unmarked: cheap next to generate, and rewritten whole
+    by a rerun (same runs, names and bytes), so it never mixes two selections."""
 
     name = StageName.WRITE_STEPS
     report = WriteStepsReport
     marked = False
 
     def process(self, storage: Storage, unit: str) -> WriteStepsReport:
-        return _write_steps(self.cfg, storage, partition_of(unit))
+        return _write_steps(self.cfg, storage, unit)

@@ -6,7 +6,7 @@ import pytest
 
 from editthinker_data import stages
 from editthinker_data.config import ConfigError
-from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.core.layout import POOL_UNIT, part_name, part_range_name
 from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.execution.local_rollouts import local_runner
 from editthinker_data.io.pool_snapshot import load_partition
@@ -255,7 +255,10 @@ def test_stats_equal_the_step_shards_under_heavy_balancing_min_gain_and_a_failed
         for p in pool.partitions
     ]
     select = LocalExecutor().run_one(SelectStage(cfg), storage, "all", partitions=pool.partitions)
-    writes = [LocalExecutor().run_one(WriteStepsStage(cfg), storage, part_name(p)) for p in pool.partitions]
+    writes = [
+        LocalExecutor().run_one(WriteStepsStage(cfg), storage, part_range_name(run[0], run[-1]))
+        for run in select.write_runs
+    ]
     stages.finalize(cfg, storage, pool, gens, select, writes)
     stats = json.loads((tmp_path / "stats.json").read_text())
     manifest = json.loads((tmp_path / "manifest.json").read_text())

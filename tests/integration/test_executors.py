@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.core.layout import POOL_UNIT, part_name, part_range_name
 from editthinker_data.execution.base import LocalExecutor
 from editthinker_data.execution.local_rollouts import local_runner
 from editthinker_data.io.storage import LocalStorage
@@ -37,7 +37,7 @@ def test_write_steps_on_ray_tasks_equals_local_and_failures_are_named(demo_cfg, 
     from editthinker_data.distributed.executor import RayExecutor
 
     pool = _prepared(demo_cfg, tmp_path / "a")
-    units = [part_name(p) for p in pool.partitions]
+    units = [part_range_name(p, p) for p in pool.partitions]  # a run of one partition each
     local = LocalExecutor(workers=2).run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
     remote = RayExecutor().run(WriteStepsStage(demo_cfg), str(tmp_path / "a"), units)
     assert not local.failed and not remote.failed
