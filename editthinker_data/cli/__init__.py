@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from editthinker_data.cli import _lean  # noqa: F401  (first: sets EDITTHINKER_LEAN_IMPORTS)
 from editthinker_data.cli import deploy as _deploy  # noqa: F401  (registers `deploy`)
 from editthinker_data.cli import plan as _plan  # noqa: F401  (registers `plan`)
 from editthinker_data.cli import publish as _publish  # noqa: F401  (registers `publish`)

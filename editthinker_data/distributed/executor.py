@@ -16,10 +16,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from editthinker_data.execution.base import Executor, run_unit_at
 from editthinker_data.io.storage import Storage
+from editthinker_data.io.wds import LEAN_ENV
 from editthinker_data.stages.base import R, Stage
 
 # Where the output and the sources live is not a secret; credentials stay with each node.
-_FORWARDED_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "EDITTHINKER_CACHE_DIR")
+_FORWARDED_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "EDITTHINKER_CACHE_DIR", LEAN_ENV)
 
 
 def _placement(stage: Stage) -> Any:

@@ -13,10 +13,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import webdataset as wds
-
 from editthinker_data.core.reports import ShardInfo
 from editthinker_data.io.storage import Storage
+from editthinker_data.io.wds import wds
 
 
 def _file_sha256(path: Path) -> str:

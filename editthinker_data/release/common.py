@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import webdataset as wds
-
 from editthinker_data.io.storage import Storage
+from editthinker_data.io.wds import wds
 
 
 def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,6 @@ import json
 from collections import Counter
 from typing import Any
 
-import webdataset as wds
 from PIL import Image
 
 from editthinker_data.backends import prompt_templates
@@ -21,6 +20,7 @@ from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import read_parquet
 from editthinker_data.io.trajectory_index import TrajectorySummary, TurnSummary, load_trajectory_summaries
+from editthinker_data.io.wds import wds
 from editthinker_data.pipeline.selection import StepPlan
 from editthinker_data.stages.base import Stage, read_marker
 
