@@ -50,6 +50,10 @@ FIGURES: dict[str, list[str]] = {
         r"^rerun: 200 records \((\d+) kept.* cache hits (\d+) misses 0$",  # every signature cached
         rf"^rerun / first speed: {NUMBER}x$",
     ],
+    "cli_build.py": [
+        rf"^this tree, partition_size auto +{NUMBER} +{NUMBER} +(\d+) +{NUMBER} ",
+        rf"^orchestration CPU per turn, this tree, partition_size auto: {NUMBER} ms$",
+    ],
     "s3_write.py": [
         rf"^storage\.commit \(multipart\) +{NUMBER} +{NUMBER}$",
         rf"^raw boto3 put_object +{NUMBER} +{NUMBER}$",
