@@ -118,7 +118,7 @@ class QwenImageEditEditor(DiffusersEditor):
 
     @contextlib.contextmanager
     def _areas(self):
-        mod = importlib.import_module(self.module)
+        mod: Any = importlib.import_module(self.module)  # its calculate_dimensions is swapped below
         original = mod.calculate_dimensions
         area = int(self.settings["condition_pixels"])
 

@@ -63,7 +63,7 @@ def byte_qwen_tokenizer():
     tok = Qwen2Tokenizer(
         vocab=vocab,
         merges=[],
-        unk_token=None,
+        unk_token=None,  # type: ignore[arg-type]  # transformers annotates str; None: no unknown token
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
