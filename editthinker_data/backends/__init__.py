@@ -174,7 +174,7 @@ def _takes(cls: type, name: str) -> bool:
     """Whether `cls(...)` accepts `name`, also through a subclass's `**kwargs` passed on to a
     base (the scorers wrap their base's __init__): the signature of `cls` alone hides it."""
     return any(
-        name in inspect.signature(klass.__init__).parameters
+        name in inspect.signature(vars(klass)["__init__"]).parameters
         for klass in cls.__mro__
         if "__init__" in vars(klass) and klass is not object
     )

@@ -29,7 +29,7 @@ def images_only_processor(family: str, tokenizer, image_processor, chat_template
 
     base = getattr(transformers, FAMILIES[family])
 
-    class ImagesOnlyProcessor(base):
+    class ImagesOnlyProcessor(base):  # type: ignore[misc,valid-type]  # the family's class, known at run time
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             for attr, token in SPECIAL_TOKENS.items():
                 setattr(self, f"{attr}_token", token)

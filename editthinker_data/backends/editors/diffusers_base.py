@@ -152,7 +152,7 @@ class DiffusersEditor:
         self.attention_slicing, self.vae_tiling = attention_slicing, vae_tiling
         self.cache_dir, self.revision, self.variant, self.download = cache_dir, revision, variant, download
         self.call_kwargs = dict(call_kwargs or {})
-        self.pipe = None
+        self.pipe: Any = None  # a diffusers pipeline of the class `pipeline_class` names, set in setup()
         self.counters = {"loads": 0, "edits": 0, "batches": 0, "oom_splits": 0, "failures": 0}
 
     # ------------------------------------------------------------------ tiny pipeline
@@ -336,10 +336,10 @@ class DiffusersEditor:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault(self.working_size(r.image), []).append(i)
-        out: list[Image.Image | BackendError | None] = [None] * len(requests)
+        results: dict[int, Image.Image | BackendError] = {}
         for size, idx in groups.items():
-            for i, result in zip(idx, self._run_group([requests[i] for i in idx], size), strict=True):
-                out[i] = result
+            results.update(zip(idx, self._run_group([requests[i] for i in idx], size), strict=True))
+        out = [results[i] for i in range(len(requests))]
         self.counters["batches"] += 1
         self.counters["edits"] += sum(1 for o in out if isinstance(o, Image.Image))
-        return out  # type: ignore[return-value]
+        return out

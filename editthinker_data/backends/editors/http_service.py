@@ -303,10 +303,11 @@ class HTTPEditor:
         (and named), none answering is an error naming them all."""
         if not self.health_path:
             return
+        path = self.health_path.lstrip("/")
         import httpx
 
         def ask(client, url: str) -> str | None:
-            where = self.bases[url] + "/" + self.health_path.lstrip("/")
+            where = self.bases[url] + "/" + path
             try:
                 resp = client.get(where)
             except httpx.HTTPError as err:

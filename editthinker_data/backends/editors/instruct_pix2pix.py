@@ -78,6 +78,6 @@ class InstructPix2PixEditor(DiffusersEditor):
             requires_safety_checker=False,
         )
         if size == "sd":
-            pipe = pipe.to(torch.float16)
-        pipe.save_pretrained(path)
+            pipe = pipe.to(torch.float16)  # type: ignore[attr-defined]  # mypy reads diffusers' dummy class, not the pipeline
+        pipe.save_pretrained(path)  # type: ignore[attr-defined]  # mypy reads diffusers' dummy class, not the pipeline
         return path

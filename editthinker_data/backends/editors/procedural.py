@@ -21,7 +21,7 @@ from PIL import Image
 
 from editthinker_data.backends import BackendError, BackendFatal, EditRequest
 from editthinker_data.backends.procedural.intent import BASIC, Clause, Resolved, select_targets
-from editthinker_data.backends.procedural.ops import adjust, apply_clause, to_image
+from editthinker_data.backends.procedural.ops import Overrides, adjust, apply_clause, to_image
 from editthinker_data.backends.procedural.scene import BACKGROUNDS, COLORS, SHAPES, WHERE, analyze
 from editthinker_data.core.schema import encode_png
 
@@ -122,7 +122,7 @@ class ProceduralEditor:
             targets = tuple(candidates)
         color_names = list(COLORS)
         jitter = rng.normal(0, 10, 3).astype(np.float32)
-        kwargs = {"color_jitter": jitter}
+        kwargs: Overrides = {"color_jitter": jitter}
         if clause.op in ("recolor", "add"):
             kwargs["color"] = clause.color or color_names[rng.integers(len(color_names))]
         if clause.op == "add":

@@ -65,7 +65,8 @@ class QwenImageEditEditor(DiffusersEditor):
         torch.manual_seed(0)
         tok = byte_qwen_tokenizer()
         ids = {s: tok.convert_tokens_to_ids(s) for s in QWEN_SPECIALS}
-        config = Qwen2_5_VLConfig(
+        # hidden_size at the top too, where transformers' dataclass signature has no field for it
+        config = Qwen2_5_VLConfig(  # type: ignore[call-arg]
             text_config=dict(
                 vocab_size=len(tok), hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
                 num_key_value_heads=2, rope_theta=1e6, bos_token_id=ids["<|endoftext|>"],
@@ -117,7 +118,7 @@ class QwenImageEditEditor(DiffusersEditor):
 
     @contextlib.contextmanager
     def _areas(self):
-        mod = importlib.import_module(self.module)
+        mod: Any = importlib.import_module(self.module)  # its calculate_dimensions is swapped below
         original = mod.calculate_dimensions
         area = int(self.settings["condition_pixels"])
 

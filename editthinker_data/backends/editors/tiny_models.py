@@ -14,7 +14,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from editthinker_data.backends.editors.diffusers_base import DiffusersEditor
 
 QWEN_SPECIALS = [
     "<|endoftext|>",
@@ -60,7 +63,7 @@ def byte_qwen_tokenizer():
     tok = Qwen2Tokenizer(
         vocab=vocab,
         merges=[],
-        unk_token=None,
+        unk_token=None,  # type: ignore[arg-type]  # transformers annotates str; None: no unknown token
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -87,14 +90,14 @@ def tiny_name(kind: str) -> str:
     return kind.replace("_", "-")
 
 
-def tiny_families() -> dict[str, type]:
+def tiny_families() -> dict[str, type[DiffusersEditor]]:
     """kind -> class of every registered diffusers family with a pipeline class of its own,
     in registry order. The generic `diffusers` kind names its pipeline per config, so it
     has no tiny pipeline of its own (its tests use InstructPix2Pix's)."""
     from editthinker_data.backends import REGISTRY
     from editthinker_data.backends.editors.diffusers_base import DiffusersEditor
 
-    out = {}
+    out: dict[str, type[DiffusersEditor]] = {}
     for kind, target in REGISTRY["editor"].items():
         module, _, name = target.partition(":")
         cls = getattr(importlib.import_module(module), name)
@@ -141,9 +144,3 @@ def tiny_editor_specs(
             }
         )
     return specs
-
-
-def save_instruct_pix2pix(path: Path, size: str = "tiny") -> Path:
-    """`bench/editor_pool.py` calls this for its SD-size model; drop it once the bench calls
-    `InstructPix2PixEditor.save_tiny(path, size="sd")` itself."""
-    return tiny_families()["instruct_pix2pix"].save_tiny(path, size=size)

@@ -22,7 +22,7 @@ import base64
 import json
 import math
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 from editthinker_data.backends import (
     BackendContext,
@@ -41,7 +41,7 @@ from editthinker_data.backends.experts.prompting import (
     thinker_job,
 )
 from editthinker_data.backends.scoring.protocols import ProtocolScorer, combine_answers
-from editthinker_data.backends.transport.answer_cache import cache_key, open_answer_cache
+from editthinker_data.backends.transport.answer_cache import AnswerCache, cache_key, open_answer_cache
 from editthinker_data.backends.transport.http_retry import Retryable, post_with_retries
 from editthinker_data.backends.transport.ratelimit import RateLimiter
 from editthinker_data.backends.transport.session import HttpSession
@@ -77,6 +77,14 @@ def reask_text(error: str, cut_off_at: int | None) -> str:
             "in exactly the format asked for."
         )
     return f"Your answer could not be used: {error}. Answer again in exactly the format asked for."
+
+
+class Sampling(TypedDict):
+    """The request's sampling fields, sent as they are and part of every answer's cache key."""
+
+    temperature: float
+    max_tokens: int
+    seed: int
 
 
 class _ChatRole:
@@ -124,10 +132,10 @@ class _ChatRole:
         self.max_retries = max_retries
         self.parse_retries = parse_retries
         self.backoff_s = backoff_s
-        self.sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        self.sampling: Sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
         self.cache_dir = cache_dir
         self.context = context
-        self.cache = None
+        self.cache: AnswerCache | None = None
         self.counters = new_counters()
         self._headers: dict[str, str] = {}
         self._session: HttpSession | None = None  # started by the first batch
@@ -176,7 +184,7 @@ class _ChatRole:
         return [{"role": "user", "content": content}]
 
     async def _call(
-        self, client, messages: list[dict[str, Any]], estimate: int, sampling: dict[str, Any]
+        self, client, messages: list[dict[str, Any]], estimate: int, sampling: Sampling
     ) -> dict[str, Any]:
         charged = 0.0
 
@@ -221,7 +229,7 @@ class _ChatRole:
         for attempt in range(self.parse_retries + 1):
             if attempt:
                 self.counters["reasks"] += 1
-            sampling = {**self.sampling, "seed": self.sampling["seed"] + attempt}
+            sampling: Sampling = {**self.sampling, "seed": self.sampling["seed"] + attempt}
             key = cache_key(
                 model=self.model, template=template, messages=messages, sampling=sampling, attempt=attempt
             )

@@ -118,6 +118,9 @@ class ProceduralThinker:
         )
         out: list[tuple[Refinement, Scores] | BackendError] = []
         for req, score in zip(requests, scores, strict=True):
+            if isinstance(score, BackendError):
+                out.append(score)
+                continue
             r = self.expert.refine(req)
             answer = req.previous_instruction if r.stop else r.instruction
             out.append((Refinement(r.reasoning, answer, False), score))

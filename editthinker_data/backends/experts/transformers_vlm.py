@@ -115,7 +115,9 @@ class _LocalVLM:
         dtype = {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
             self.dtype
         ]
-        self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        # typeshed's functools.wraps hides the bound self of transformers' wrapped `to`
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, max_pixels=self.max_pixels)
         self.processor = images_only_processor(family, tokenizer, image_processor)
@@ -123,7 +125,7 @@ class _LocalVLM:
         self.tokenizer = tokenizer
         self.device_name = device
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return dict(self.counters)
 
     def _generate(self, text: str, images: list, attempt: int) -> str:
@@ -140,11 +142,11 @@ class _LocalVLM:
             }
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **sampling)
-        new = out[0, inputs["input_ids"].shape[1] :]
+        new = out[:, inputs["input_ids"].shape[1] :]  # the one prompt's row, its new tokens
         self.counters["requests"] += 1
         self.counters["tokens_in"] += int(inputs["input_ids"].shape[1])
-        self.counters["tokens_out"] += int(new.shape[0])
-        return self.tokenizer.decode(new, skip_special_tokens=True)
+        self.counters["tokens_out"] += int(new.shape[1])
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)[0]
 
     def _ask(self, text: str, images: list, parse=None):
         parse = parse or self.parse

@@ -121,6 +121,15 @@ class Clause:
     value: str | None = None
     sentence: int = 0  # clauses in separate sentences are followed more reliably
 
+    def require(self, name: str, override: str | None = None) -> str:
+        """`override`, else the field `name` that this clause's op cannot do without (a
+        recolour's colour, a move's direction). resolve() drops clauses that lack it, so a
+        None here is a reader bug: named here rather than a KeyError deep in the pixels."""
+        value = override or getattr(self, name)
+        if not isinstance(value, str):
+            raise ValueError(f"a {self.op!r} clause without its {name}: {self}")
+        return value
+
 
 @dataclass(frozen=True)
 class Parsed:
@@ -271,7 +280,8 @@ class Reader:
         )
         no_art = bool(re.search(r"avoid noise|no artifacts|without artifacts|clean", text))
         text = re.sub(r"keep everything else unchanged|avoid noise and artifacts", "", text)
-        clauses, unknown = [], []
+        clauses: list[Clause] = []
+        unknown: list[str] = []
         for piece, sentence in _split(text):
             clause = self.parse_clause(piece, sentence)
             if clause is None:
@@ -363,11 +373,12 @@ def canonical_sentences(resolved: Resolved, scene: Scene) -> list[str]:
         where = f" in the {c.where}" if c.where else ""
         return [f"Add a {c.color} {c.shape}{where}."]
     if c.op == "background":
-        return [f"Change the background to {BACKGROUND_TEXT.get(c.value, c.value)}."]
+        value = c.require("value")
+        return [f"Change the background to {BACKGROUND_TEXT.get(value, value)}."]
     if c.op == "style":
-        return [f"Apply a {STYLE_TEXT[c.value]} style to the whole image."]
+        return [f"Apply a {STYLE_TEXT[c.require('value')]} style to the whole image."]
     if c.op == "adjust":
-        return [ADJUST_TEXT[c.value] + "."]
+        return [ADJUST_TEXT[c.require("value")] + "."]
     return ["Flip the image horizontally."]
 
 

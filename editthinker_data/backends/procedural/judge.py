@@ -132,7 +132,7 @@ def _check_add(r: Resolved, src: Scene, out: Scene) -> tuple[float, np.ndarray]:
 
 
 def _check_move(r: Resolved, src: Scene, out: Scene) -> tuple[float, np.ndarray]:
-    dx, dy = move_offset(r.clause.direction, src.size)
+    dx, dy = move_offset(r.clause.require("direction"), src.size)
     dist = MOVE_DISTANCE * src.size[0]
     region = np.zeros(src.foreground.shape, bool)
     scores = []

@@ -3,6 +3,8 @@ result for the scorer; the editor calls the same operations with jitter and mist
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from scipy import ndimage
@@ -79,6 +81,18 @@ def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return out
 
 
+class Overrides(TypedDict, total=False):
+    """apply_clause's keyword overrides: the editor's own (mis)reading of a clause."""
+
+    color: str
+    shape: str
+    where: tuple[float, float]
+    move_scale: float
+    color_jitter: np.ndarray
+    value: str
+    direction: str
+
+
 def apply_clause(
     px: np.ndarray,
     scene: Scene,
@@ -97,20 +111,18 @@ def apply_clause(
     Keyword overrides let the editor act on its own reading of the clause."""
     c = r.clause
     targets = r.targets if targets is None else targets
-    color = color or c.color
     jitter = np.zeros(3, np.float32) if color_jitter is None else color_jitter
     out = px.copy()
     size = scene.size
     if c.op == "recolor":
         for i in targets:
-            out[scene.objects[i].mask] = np.array(COLORS[color], np.float32) + jitter
+            out[scene.objects[i].mask] = np.array(COLORS[c.require("color", color)], np.float32) + jitter
     elif c.op == "remove":
         for i in targets:
             m = grow(scene.objects[i].mask, 1)
             out[m] = scene.background[m]
     elif c.op == "move":
-        direction = direction or c.direction
-        dx, dy = move_offset(direction, size, move_scale)
+        dx, dy = move_offset(c.require("direction", direction), size, move_scale)
         for i in targets:
             m = grow(scene.objects[i].mask, 1)
             pixels = px.copy()
@@ -122,19 +134,21 @@ def apply_clause(
         img = to_image(out)
         fx, fy = where if where is not None else WHERE[c.where or "center"]
         w, h = size
-        draw_shape(img, shape or c.shape or SHAPES[0], color, fx * w, fy * h, ADD_RADIUS * w)
+        draw_shape(
+            img, shape or c.shape or SHAPES[0], c.require("color", color), fx * w, fy * h, ADD_RADIUS * w
+        )
         out = np.asarray(img, np.float32).copy()
         if jitter.any():
             new = np.any(np.abs(out - px) > 1, axis=2)
             out[new] = np.clip(out[new] + jitter, 0, 255)
     elif c.op == "background":
-        bg = background_array(value or c.value, size)
+        bg = background_array(c.require("value", value), size)
         keep = grow(scene.foreground, 1)
         out[~keep] = bg[~keep]
     elif c.op == "style":
-        out = np.asarray(global_style(to_image(out), value or c.value), np.float32).copy()
+        out = np.asarray(global_style(to_image(out), c.require("value", value)), np.float32).copy()
     elif c.op == "adjust":
-        out = np.asarray(adjust(to_image(out), value or c.value), np.float32).copy()
+        out = np.asarray(adjust(to_image(out), c.require("value", value)), np.float32).copy()
     elif c.op == "flip":
         out = out[:, ::-1].copy()
     else:

@@ -76,7 +76,10 @@ def draw_shape(img: Image.Image, shape: str, color: str, cx: float, cy: float, r
     if shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
     else:
-        draw.polygon(shape_polygon(shape, cx, cy, r), fill=rgb)
+        points = shape_polygon(shape, cx, cy, r)
+        if points is None:
+            raise ValueError(f"unknown shape {shape!r}; shapes: {', '.join(SHAPES)}")
+        draw.polygon(points, fill=rgb)
 
 
 def render_scene(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from editthinker_data.backends import BackendError, TransientBackendError
+
+# A backend's counters: whole counts, or counts beside seconds waited (the chat roles').
+Count = TypeVar("Count", int, float)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 # The service is there but not as configured: not worth a retry now, nor final for the data.
@@ -54,7 +57,7 @@ async def post_with_retries(
     *,
     max_retries: int,
     backoff_s: float,
-    counters: dict[str, int],
+    counters: dict[str, Count],
     before: Callable[[], Awaitable[None]] | None = None,
     accept: Callable[[Any], Any] = lambda resp: resp,
     check: Callable[[Any], None] = check_status,

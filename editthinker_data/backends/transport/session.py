@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ class HttpSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
 
-    def run(self, batch: Callable[[Any], Awaitable[T]]) -> T:
+    def run(self, batch: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         """`batch(client)` on the session's loop, from any thread; its result or error."""
         loop = self._started()
         return asyncio.run_coroutine_threadsafe(batch(self._client), loop).result()
