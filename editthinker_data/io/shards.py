@@ -15,7 +15,7 @@ from typing import Any
 
 from editthinker_data.core.reports import ShardInfo
 from editthinker_data.io.storage import Storage
-from editthinker_data.io.wds import wds
+from editthinker_data.io.wds import ShardWriter
 
 
 def _file_sha256(path: Path) -> str:
@@ -49,16 +49,16 @@ class ShardSink:
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.shards: list[ShardInfo] = []
-        self._writer: wds.ShardWriter | None = None
+        self._writer: ShardWriter | None = None
         self._members: frozenset[str] | None = None
 
     def _name(self, index: int) -> str:
         return f"{self.prefix}-{index:06d}.tar"
 
-    def _open(self) -> wds.ShardWriter:
+    def _open(self) -> ShardWriter:
         staging = self.storage.staging_path(self._name(0))
         pattern = str(staging.parent / f".{Path(self.prefix).name}-%06d.tar.partial")
-        return wds.ShardWriter(
+        return ShardWriter(
             pattern,
             maxcount=self.max_samples,
             maxsize=self.max_bytes,

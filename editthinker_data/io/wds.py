@@ -21,17 +21,18 @@ import sys
 LEAN_ENV = "EDITTHINKER_LEAN_IMPORTS"
 
 
-def _import_webdataset():  # type: ignore[no-untyped-def]
+def _import_webdataset() -> None:
     if "webdataset" in sys.modules or "torch" in sys.modules or os.environ.get(LEAN_ENV) != "1":
-        import webdataset
-
-        return webdataset
-    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ModuleNotFoundError
+        return  # imported below as it is
+    sys.modules["torch"] = None  # type: ignore[assignment]  # then `import torch` raises ModuleNotFoundError
     try:
-        import webdataset
+        import webdataset  # noqa: F401
     finally:
         del sys.modules["torch"]  # torch itself stays importable
-    return webdataset
 
 
-wds = _import_webdataset()
+_import_webdataset()
+
+from webdataset import ShardWriter, WebDataset, handle_extension  # noqa: E402  (as loaded above)
+
+__all__ = ["LEAN_ENV", "ShardWriter", "WebDataset", "handle_extension"]

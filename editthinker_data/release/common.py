@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from editthinker_data.io.storage import Storage
-from editthinker_data.io.wds import wds
+from editthinker_data.io.wds import WebDataset, handle_extension
 
 
 def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:
@@ -18,8 +18,8 @@ def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:
     urls = [str(storage.local_copy(s["url"])) for s in manifest["shards"][split]]
     if not urls:
         return
-    yield from wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode(
-        wds.handle_extension("json", _json)
+    yield from WebDataset(urls, shardshuffle=False, empty_check=False).decode(
+        handle_extension("json", _json)
     )
 
 

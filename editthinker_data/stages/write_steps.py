@@ -20,7 +20,7 @@ from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import Storage
 from editthinker_data.io.tables import read_parquet
 from editthinker_data.io.trajectory_index import TrajectorySummary, TurnSummary, load_trajectory_summaries
-from editthinker_data.io.wds import wds
+from editthinker_data.io.wds import WebDataset
 from editthinker_data.pipeline.selection import StepPlan
 from editthinker_data.stages.base import Stage, read_marker
 
@@ -34,7 +34,7 @@ def read_turns(
     images: dict[str, Image.Image] = {}
     details: dict[str, dict[str, Any]] = {}
     for shard in shards:
-        for sample in wds.WebDataset(str(storage.local_copy(shard)), shardshuffle=False, empty_check=False):
+        for sample in WebDataset(str(storage.local_copy(shard)), shardshuffle=False, empty_check=False):
             key = sample["__key__"]
             details[key] = json.loads(sample["json"])["scores"].get("details") or {}
             if key in wanted:

@@ -10,14 +10,15 @@ PROBE = """
 import sys
 from editthinker_data.io.shards import ShardSink
 from editthinker_data.io.storage import LocalStorage
-from editthinker_data.io.wds import wds
+from editthinker_data.io.wds import WebDataset
+import webdataset
 sink = ShardSink(LocalStorage(sys.argv[1]), "steps/sft/x", 10, 10**6)
 sink.write({"__key__": "a", "json": {"k": 1}, "png": b"\\x89PNG"})
 [info] = sink.close()
-[sample] = list(wds.WebDataset(sys.argv[1] + "/" + info.url, shardshuffle=False, empty_check=False))
+[sample] = list(WebDataset(sys.argv[1] + "/" + info.url, shardshuffle=False, empty_check=False))
 assert sample["__key__"] == "a" and sample["png"] == b"\\x89PNG"
 import torch  # still importable afterwards
-print("torch-before" if getattr(wds.pytorch.IterableDataset, "__module__", "").startswith("torch") else "lean")
+print("torch-before" if getattr(webdataset.pytorch.IterableDataset, "__module__", "").startswith("torch") else "lean")
 """
 
 
