@@ -129,7 +129,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.smoke:
         args.pairs, args.ref, args.partition_size = 40, "none", ["auto"]
-    work = Path(tempfile.mkdtemp(prefix="cli-build-"))
+    # Short paths: the older commit's Ray puts its sockets under <output>/_state (107 bytes at most).
+    work = Path(tempfile.mkdtemp(prefix="cb-", dir="/tmp"))
     manifest = write_source(work / "source", args.pairs, 64)
     runs: list[tuple[str, dict]] = []
     try:
@@ -137,18 +138,18 @@ def main() -> None:
             tree = work / "ref"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.ref], check=True,
                            capture_output=True)  # fmt: skip
-            out = work / "out-ref"
+            out = work / "r"
             out.mkdir()
             cfg = config_for(tree / "configs" / "demo.yaml", manifest, args.pairs, out, None)
             env = {**_env(), "PYTHONPATH": str(tree)}
-            cmd = [sys.executable, "-m", "editthinker_data.cli", "build", str(cfg), "-o", str(out / "build")]
+            cmd = [sys.executable, "-m", "editthinker_data.cli", "build", str(cfg), "-o", str(out / "b")]
             runs.append((f"{args.ref} (demo run settings)", timed_build(cmd, tree, env)))
         for size in args.partition_size:
-            out = work / f"out-{size}"
+            out = work / f"o{size}"
             out.mkdir()
             cfg = config_for(ROOT / "configs" / "demo.yaml", manifest, args.pairs, out, size)
             env = {**_env(), "PYTHONPATH": str(ROOT)}
-            cmd = [sys.executable, "-m", "editthinker_data.cli", "build", str(cfg), "-o", str(out / "build")]
+            cmd = [sys.executable, "-m", "editthinker_data.cli", "build", str(cfg), "-o", str(out / "b")]
             runs.append((f"this tree, partition_size {size}", timed_build(cmd, ROOT, env)))
     finally:
         if args.ref != "none":
