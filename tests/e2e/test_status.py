@@ -114,7 +114,7 @@ def test_running_stopped_and_finished_units_with_rates_failures_and_cost(demo_cf
         assert expert["cost_usd"] == pytest.approx(
             (expert["tokens_in"] * 2.0 + expert["tokens_out"] * 8.0) / 1e6, abs=1e-4
         )
-        assert doc["breakers"] is None and doc["breakers_note"] == "not recorded by this build"
+        assert doc["breakers"] == [] and doc["breakers_note"] == "none open"
         assert shown.exit_code == 0 and as_json["state"] == "running" and as_json["pairs"] == doc["pairs"]
         assert text.exit_code == 0 and "running: generating" in text.output, text.output
         assert "3 of 10 done" in text.output and "edits/s" in text.output and "ETA of generate" in text.output
