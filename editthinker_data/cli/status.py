@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,21 @@ from rich.table import Table
 
 from editthinker_data.cli.app import EndpointOption, app
 from editthinker_data.cli.term import console, failing_as_paragraph
+
+
+def _breaker(b: dict[str, Any]) -> str:
+    """One open circuit breaker, as the build's own log says it."""
+    text = f"{b['role']} {b['backend']!r} unreachable since {_clock(b['since'])}"
+    if b["state"] == "gave_up":
+        return f"{text}: gave up waiting (run.outage_wait_s); {b['error']}"
+    wait = f"next probe at {_clock(b['next_probe'])}" if b.get("next_probe") else "not probing"
+    if b["state"] == "probing":
+        wait = "probing now"
+    return f"{text}, paused; {wait}; {b['error']}"
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _duration(seconds: float | None) -> str:
@@ -69,7 +85,12 @@ def status_view(doc: dict[str, Any]) -> Group:
         head.add_row("elapsed", f"{_duration(doc['elapsed_s'])} (pooling to stats.json)")
     else:
         head.add_row("rate", "not measured: no build is running")
-    head.add_row("breakers", "open: " + ", ".join(doc["breakers"]) if doc["breakers"] else doc["breakers_note"])
+    if doc["breakers"]:
+        for b in doc["breakers"]:
+            head.add_row("breaker", escape(_breaker(b)))
+        head.add_row("", escape(f"({doc['breakers_note']})"))
+    else:
+        head.add_row("breakers", doc["breakers_note"])
     for u in doc["stopped_units"]:
         why = u.get("error") or ", ".join(
             f"{who}: {sum(r.values())}" for who, r in u.get("transient", {}).items()

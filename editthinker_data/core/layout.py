@@ -47,6 +47,9 @@ KEPT_ON_CLEAR = ("_state/", "cache/", f"{STORE}/", LEASE_FILE)
 MARKERS = "_markers"
 JOURNALS = "_journal"
 STATE_DIR = "_state"  # a local output's default run state folder (core/runenv.py)
+# The dispatcher's circuit breakers that are open now (distributed/breaker_record.py), for
+# `status`; written only when a breaker changes state, deleted when a build ends with none open.
+BREAKERS_FILE = f"{JOURNALS}/breakers.json"
 ANSWER_CACHE = "cache"  # the model answer cache when `run.llm_cache` is `output`
 POOL_UNIT = "all"  # the pool stage has one unit
 

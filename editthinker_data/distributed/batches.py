@@ -23,6 +23,7 @@ from editthinker_data.core.progress import calls_counter
 from editthinker_data.core.progress import current as progress
 from editthinker_data.core.schema import Role
 from editthinker_data.core.stats import BATCH_SHARE
+from editthinker_data.distributed.breaker_record import open_breakers, signature
 from editthinker_data.distributed.breakers import Breaker
 from editthinker_data.distributed.events import BatchUsage
 from editthinker_data.distributed.jobs import InFlight, Key, UnitJob
@@ -72,6 +73,7 @@ class PoolTraffic:
         answer: Callable[[int, Any], None],
         fail: Callable[[UnitJob, BaseException], None],
         outage_wait_s: float = 1800.0,
+        on_breakers: Callable[[list[dict[str, Any]]], None] | None = None,
     ):
         self.workers, self.loads, self.rollouts, self.retries = workers, loads, rollouts, retries
         self.answer, self.fail = answer, fail
@@ -82,6 +84,9 @@ class PoolTraffic:
         self.fill_by: float | None = None  # when the earliest partial batch left to fill must go
         self.breakers: dict[Key, Breaker] = {}
         self.parked: dict[Key, deque[Queued]] = defaultdict(deque)  # calls waiting out an outage
+        # Told the open breakers whenever their state changes (`breaker_record.BreakerRecord`).
+        self.on_breakers = on_breakers
+        self._recorded: tuple[Any, ...] = ()
 
     def breaker(self, key: Key) -> Breaker:
         if key not in self.breakers:
@@ -95,6 +100,15 @@ class PoolTraffic:
     def notes(self) -> list[str]:
         now = time.monotonic()
         return [b.describe(now) for b in self.breakers.values() if b.open]
+
+    def record_breakers(self) -> None:
+        """Hand the open breakers on when their state changed since last time."""
+        if self.on_breakers is None:
+            return
+        breakers = list(self.breakers.values())
+        if (sig := signature(breakers)) != self._recorded:
+            self._recorded = sig
+            self.on_breakers(open_breakers(breakers))
 
     def enqueue(self, key: Key, entry: Queued) -> None:
         (self.parked if self.breaker(key).open else self.queues)[key].append(entry)
@@ -114,6 +128,7 @@ class PoolTraffic:
         now = time.monotonic()
         self.fill_by = None
         self._mind_breakers(now)
+        self.record_breakers()
         hold_edits = any(b.open for b in self.breakers.values())
         for key, q in self.queues.items():
             if hold_edits and key[0] == Role.EDITOR:  # no edit starts while a backend is out
@@ -235,6 +250,7 @@ class PoolTraffic:
                 log.warning("%s %r answers again: the build resumes", *key)
                 self.queues[key].extendleft(reversed(self.parked.pop(key, deque())))
             self.answer(e.rid, result)
+        self.record_breakers()
 
     def _outage(
         self, key: Key, breaker: Breaker, e: Queued, err: BaseException, probe: bool, now: float

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from editthinker_data.backends import BackendContext, BackendError, BackendFatal, create_backend
-from editthinker_data.backends.transport.edit_store import with_edit_store
+from editthinker_data.backends.transport.edit_store import StoredEdits, with_edit_store
 from editthinker_data.config import BackendSpec, BuildConfig
 from editthinker_data.core.schema import Role
 from editthinker_data.distributed.load import PER_ACTOR_OUTSTANDING
@@ -69,18 +69,38 @@ class BackendActor:
         long it ran here: the caller keeps usage per unit, so it survives reruns and replaced
         actors, and measures busy time without the queueing in front of the actor. Image
         fields that are object references are fetched here; a request whose image was lost
-        gets an `InputLost` in place of its result."""
+        gets an `InputLost` in place of its result. An editor's edit store is read before the
+        device lock is taken and written after it is let go (each new edit before its answer
+        leaves here), so the device never waits on storage and no edit is made twice."""
         requests, lost = resolve(requests)  # outside the lock: overlaps the running batch
         live = [r for i, r in enumerate(requests) if i not in lost]
-        with self.device:
-            before = self._counters()
-            started = time.perf_counter()
-            answers = iter(self.run_batch(live) if live else [])
-            seconds = time.perf_counter() - started
-            after = self._counters()
-        cost = {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+        stored = self.backend if isinstance(self.backend, StoredEdits) else None
+        lookup = stored.lookup(live) if stored is not None and live else None
+        todo = live if lookup is None else [live[i] for i in lookup.todo]
+        made: list[Any] = []
+        cost: dict[str, float] = {}
+        seconds = 0.0
+        if todo:  # a batch the store answered whole never waits for the device
+            with self.device:
+                before = self._device_counters()
+                started = time.perf_counter()
+                made = self.run_on_device(todo)
+                seconds = time.perf_counter() - started
+                after = self._device_counters()
+            cost = {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, int | float)}
+        if stored is not None and lookup is not None:
+            made, counts = stored.keep(lookup, made)
+            cost.update(counts)
+        answers = iter(made)
         results = [lost[i] if i in lost else next(answers) for i in range(len(requests))]
         return results, cost, seconds
+
+    def _device_counters(self) -> dict[str, Any]:
+        """The counters the device's work moves (an edit store's own are counted per batch)."""
+        if isinstance(self.backend, StoredEdits):
+            inner = self.backend.editor
+            return inner.stats() if hasattr(inner, "stats") else {}
+        return self._counters()
 
     def run_split(self, requests: list[Any]) -> tuple[Any, ...]:
         """`run_counted` with every result its own object (call with num_returns=n+1): the
@@ -90,10 +110,12 @@ class BackendActor:
         notes = {i: r for i, r in enumerate(results) if isinstance(r, BackendError | InputLost)}
         return (*results, (notes, cost, seconds))
 
-    def run_batch(self, requests: list[Any]) -> list[Any]:
+    def run_on_device(self, requests: list[Any]) -> list[Any]:
+        """One batch on the model (an editor's: behind its edit store, see `run_counted`)."""
         self.calls += 1
+        model = self.backend.editor if isinstance(self.backend, StoredEdits) else self.backend
         try:
-            return self.backend.run_batch(requests)
+            return model.run_batch(requests)
         except BackendError as err:
             return [err] * len(requests)
         except BackendFatal as err:

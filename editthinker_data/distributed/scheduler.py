@@ -62,6 +62,7 @@ class Dispatcher:
         retries: int,
         reorder_window: int = 0,
         outage_wait_s: float = 1800.0,
+        on_breakers: Callable[[list[dict[str, Any]]], None] | None = None,
     ):
         self.workers = workers
         self.fixed = None if max_in_flight == "auto" else int(max_in_flight)
@@ -82,7 +83,7 @@ class Dispatcher:
         self._rollouts: dict[int, InFlight] = {}  # in flight, by rollout id
         self.away_s: float | None = None  # EWMA of a rollout's time between two edits
         self._traffic = PoolTraffic(
-            workers, self.loads, self._rollouts, retries, self._answer, self._fail, outage_wait_s
+            workers, self.loads, self._rollouts, retries, self._answer, self._fail, outage_wait_s, on_breakers
         )
         self._next_rid = 0
         self._active_s = 0.0

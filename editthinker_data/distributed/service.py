@@ -31,6 +31,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.progress import current as progress
+from editthinker_data.distributed.breaker_record import open_record
 from editthinker_data.distributed.events import Event, UnitEnd, UnitError
 from editthinker_data.distributed.jobs import UnitJob
 from editthinker_data.distributed.pools import Workers
@@ -48,8 +49,13 @@ class DispatchService:
     ):
         self.workers = Workers(cfg, context)
         self.started = self.workers.start()  # a set-up failure raises here, before any unit runs
+        self.record = open_record(context)  # the open breakers, in the output, for `status`
         self.dispatcher = Dispatcher(
-            self.workers, max_in_flight=max_in_flight, retries=retries, outage_wait_s=cfg.run.outage_wait_s
+            self.workers,
+            max_in_flight=max_in_flight,
+            retries=retries,
+            outage_wait_s=cfg.run.outage_wait_s,
+            on_breakers=self.record.publish if self.record else None,
         )
         self.jobs: dict[int, UnitJob] = {}
         self.answered: dict[int, list[Event]] = {}  # each unit's last events, until it lets go
@@ -137,6 +143,8 @@ class DispatchService:
     def close(self) -> None:
         self.dispatcher.close()
         self.workers.stop()
+        if self.record is not None:
+            self.record.close()
 
 
 class DispatcherLost(RuntimeError):

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from editthinker_data.core.layout import (
+    BREAKERS_FILE,
     JOURNALS,
     LEASE_FILE,
     MANIFEST_FILE,
@@ -44,7 +45,7 @@ WINDOW_S = 300.0  # edits per second over the last five minutes
 # Exit codes of `status`: the build finished or is running; it stopped unfinished or finished
 # unusable; nothing was ever built at OUTPUT.
 EXIT = {"running": 0, "finished": 0, "stopped": 1, "unusable": 1, "not_started": 3}
-BREAKERS_NOTE = "not recorded by this build"  # no build writes circuit-breaker state to storage yet
+BREAKERS_NOTE = "none open"
 
 
 class StatusReader:
@@ -160,8 +161,7 @@ class StatusReader:
             "failures": _failures(pool, finished, records),
             "usage": stats["llm_usage"] if done and "llm_usage" in stats else _priced(usage, prices),
             "elapsed_s": stats.get("elapsed_s") if stats else None,
-            "breakers": None,
-            "breakers_note": BREAKERS_NOTE,
+            **_breakers(storage, live),
         }
 
 
@@ -185,9 +185,25 @@ def _empty(state: str, stage: str | None) -> dict[str, Any]:
         "state": state, "stage": stage, "problem": None,
         "units": {"generate": {"total": 0, "finished": 0, "running": 0, "unfinished": 0}},
         "running_units": [], "stopped_units": [], "pairs": {"total": 0, "done": 0}, "turns": 0,
-        "rate": None, "failures": [], "usage": {}, "elapsed_s": None, "breakers": None,
+        "rate": None, "failures": [], "usage": {}, "elapsed_s": None, "breakers": [],
         "breakers_note": BREAKERS_NOTE,
     }  # fmt: skip
+
+
+def _breakers(storage: Storage, live: bool) -> dict[str, Any]:
+    """The dispatcher's open circuit breakers (distributed/breaker_record.py): each with its
+    backend, since when, and the next probe. A stopped build's record says which backend it
+    gave up waiting for; a running build's next probe is only as fresh as its last change."""
+    record = _read_json(storage, BREAKERS_FILE)
+    breakers = (record or {}).get("breakers") or []
+    if not breakers:
+        return {"breakers": [], "breakers_note": BREAKERS_NOTE}
+    if not live:
+        for b in breakers:
+            b["next_probe"] = None
+    when = datetime.fromtimestamp(record.get("written", 0)).isoformat(timespec="seconds")
+    note = f"recorded by the dispatcher at {when}" + ("" if live else "; the build is not running")
+    return {"breakers": breakers, "breakers_note": note}
 
 
 def _version(root: Storage) -> dict[str, Any] | None:

@@ -29,6 +29,14 @@ FIGURES: dict[str, list[str]] = {
         rf"^2N / N at 256px: driver {NUMBER}, largest worker {NUMBER} .* dispatcher {NUMBER}$",
         rf"^driver at 256px / at 64px \(N pairs\): {NUMBER}; dispatcher {NUMBER}$",
     ],
+    "outage.py": [
+        rf"^healthy +0 +{NUMBER} +(\d+)$",
+        rf"^outage +0 +{NUMBER} +(\d+)$",  # the outage healed: the same run finished
+        rf"^edits outage / healthy: {NUMBER}x",
+        r"^shards identical: yes$",
+        rf"^past run\.outage_wait_s=\S+: exit 75 after {NUMBER} s, (\d+) edits$",
+        r"^rerun: exit 0 after .* repeated 0; shards identical: yes$",  # the edit store kept every edit
+    ],
     "expert_concurrency.py": [
         rf"^  concurrency 1: +{NUMBER} calls/s +concurrency 4: +{NUMBER} calls/s +ratio {NUMBER}x$",
         r"^pipeline: (\d+) pairs",

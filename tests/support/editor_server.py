@@ -3,11 +3,14 @@
 Its "edit" inverts the colours, at `scale` times the size (so the client's resize back shows).
 Faults are scripted for the first requests, or drawn at a rate: 429 with Retry-After,
 500, 400, a dropped connection, a reply slower than the client's timeout, a body that is
-not JSON, a truncated image, JSON without an image."""
+not JSON, a truncated image, JSON without an image. Each request's arrival time (`started`,
+wall clock) and what decides its edit (`edits`: source image hash, instruction, seed) are
+kept, so a test counts the edits a build made, and when, at the editor itself."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import random
@@ -40,6 +43,8 @@ class EditorServer:
         self.lock = threading.Lock()
         self.requests, self.in_flight, self.max_in_flight = 0, 0, 0
         self.bodies: list[dict] = []
+        self.started: list[float] = []  # each request's arrival, time.time()
+        self.edits: list[tuple[str, str, int]] = []  # (source sha256, instruction, seed) per request
         self.headers: list[dict] = []
         self.peers: set[tuple] = set()  # client (host, port) pairs: one per connection opened
         self.injected: dict[str, int] = {}
@@ -48,8 +53,12 @@ class EditorServer:
         class EditHandler(Handler):
             def do_POST(self):
                 body = json.loads(self.read_body())
+                arrived = time.time()
+                source = hashlib.sha256(body.get("image", "").encode()).hexdigest()
                 with server.lock:
                     server.requests += 1
+                    server.started.append(arrived)
+                    server.edits.append((source, body.get("instruction", ""), body.get("seed", -1)))
                     server.peers.add(self.client_address)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)

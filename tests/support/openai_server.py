@@ -6,7 +6,8 @@ reads the instructions from our prompt templates, and answers in the released JS
 edited image alone, from its residual noise). Latency and faults are injectable: 429 with Retry-After, 500, dropped
 connections, a hang longer than the client's timeout, a body cut off mid-JSON, malformed
 answers, answers truncated at max_tokens. `fail_after=N` is an outage: every request after
-the N-th loses its connection until `fail_after` is set back to None. `babble` stands in for a
+the N-th loses its connection until `fail_after` is set back to None, or, with `outage_s`, for
+that many seconds from the first request it refused (`outage_from`, `outage_until`: wall clock). `babble` stands in for a
 tiny random model at temperature 0: every answer is gibberish that depends on the request
 alone (the same request, the same answer), finished with `babble` ("stop" or "length").
 
@@ -130,8 +131,12 @@ class ChatServer:
         canned_turns: int = 1,
         fail_after: int | None = None,
         babble: str | None = None,
+        outage_s: float | None = None,
     ):
         self.fail_after = fail_after
+        self.outage_s = outage_s
+        self.outage_from: float | None = None
+        self.outage_until: float | None = None
         self.babble = babble
         self.canned = canned
         self.canned_turns = canned_turns
@@ -161,6 +166,13 @@ class ChatServer:
                         server.auth.append(self.headers["Authorization"])
                     fault = None
                     down = server.fail_after is not None and server.requests > server.fail_after
+                    if down:
+                        now = time.time()
+                        if server.outage_from is None:
+                            server.outage_from = now
+                            if server.outage_s is not None:
+                                server.outage_until = now + server.outage_s
+                        down = server.outage_until is None or now < server.outage_until
                     if down:
                         fault = "reset"
                     elif server.rng.random() < server.fault_rate:  # kinds in turn, so every kind shows up

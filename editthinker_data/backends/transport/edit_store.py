@@ -13,9 +13,11 @@ edit decodes to the same pixels the model made and the shards stay byte-identica
 from __future__ import annotations
 
 import io
+import logging
 import os
+import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -25,6 +27,7 @@ from editthinker_data.config import SCALING_FIELDS, BackendSpec
 from editthinker_data.core.schema import Role
 from editthinker_data.io.storage import LocalStorage, Storage, open_storage
 
+log = logging.getLogger(__name__)
 EDITS_PREFIX = "cache/edits"
 
 
@@ -83,16 +86,33 @@ def open_edit_store(context: BackendContext | None) -> EditStore | None:
     return EditStore(open_storage(context.llm_cache, **s3), "edits")
 
 
+class Lookup(NamedTuple):
+    """What the store had of a batch: each request's stored edit (None: to be made), and the
+    store key of each (None: outside a build's loop, never stored)."""
+
+    found: list[Any]
+    keys: list[str | None]
+
+    @property
+    def todo(self) -> list[int]:
+        return [i for i, f in enumerate(self.found) if f is None]
+
+
 class StoredEdits:
     """An editor whose edits go through the store: a request already edited is read back, only
     the others reach the model (in one batch), and every new edit is kept. Requests without a
-    source hash (made outside a build's loop) pass straight through."""
+    source hash (made outside a build's loop) pass straight through.
+
+    `run_batch` does all three in turn; a build's actor calls `lookup`, the editor and `keep`
+    itself, so that the store's reads and writes happen outside its device lock (a GPU never
+    waits on storage) while each new edit is still stored before its answer leaves the actor."""
 
     def __init__(self, editor: Backend, key: str, store: EditStore):
         self.editor, self.key, self.store = editor, key, store
         self.name = editor.name
         self.reused = 0
         self.stored = 0
+        self._count = threading.Lock()  # an actor looks up one batch while it stores another
 
     def setup(self) -> None:
         self.editor.setup()
@@ -105,19 +125,42 @@ class StoredEdits:
         return {**inner, "edits_reused": self.reused, "edits_stored": self.stored}
 
     def run_batch(self, requests: list[EditRequest]) -> list[Any]:
+        lookup = self.lookup(requests)
+        todo = lookup.todo
+        made = self.editor.run_batch([requests[i] for i in todo]) if todo else []
+        return self.keep(lookup, made)[0]
+
+    def lookup(self, requests: list[EditRequest]) -> Lookup:
+        """The edits the store has for `requests`; one it cannot read is made again."""
         keys = [self._key(r) for r in requests]
-        out: list[Any] = [self.store.get(k) if k else None for k in keys]
-        todo = [i for i, found in enumerate(out) if found is None]
-        self.reused += len(requests) - len(todo)
-        if todo:
-            made = self.editor.run_batch([requests[i] for i in todo])
-            for i, result in zip(todo, made, strict=True):
-                out[i] = result
-                key = keys[i]
-                if key and isinstance(result, Image.Image) and not isinstance(result, BackendError):
+        found: list[Any] = []
+        for key in keys:
+            try:
+                found.append(self.store.get(key) if key else None)
+            except Exception as err:  # the store is out: edit again rather than fail the batch
+                log.warning("edit store: could not read %s: %s", key, err)
+                found.append(None)
+        with self._count:
+            self.reused += sum(f is not None for f in found)
+        return Lookup(found, keys)
+
+    def keep(self, lookup: Lookup, made: list[Any]) -> tuple[list[Any], dict[str, int]]:
+        """The batch's answers, the edits just `made` (for `lookup.todo`, in order) stored
+        first, and this batch's counts of reused and stored edits."""
+        out = list(lookup.found)
+        stored = 0
+        for i, result in zip(lookup.todo, made, strict=True):
+            out[i] = result
+            key = lookup.keys[i]
+            if key and isinstance(result, Image.Image) and not isinstance(result, BackendError):
+                try:
                     self.store.put(key, result)
-                    self.stored += 1
-        return out
+                    stored += 1
+                except Exception as err:  # the edit is good; only a rerun would make it again
+                    log.warning("edit store: could not keep %s: %s", key, err)
+        with self._count:
+            self.stored += stored
+        return out, {"edits_reused": len(out) - len(lookup.todo), "edits_stored": stored}
 
     def _key(self, request: EditRequest) -> str | None:
         if not request.source_sha256:
