@@ -42,6 +42,12 @@ FIGURES: dict[str, list[str]] = {
         r"^pipeline: (\d+) pairs",
         rf"^ratio: {NUMBER}x$",
     ],
+    "dispatch_ceiling.py": [
+        rf"^turns/s: {NUMBER} over the run \({NUMBER} s\), {NUMBER} in its middle$",
+        rf"^CPU ms per turn: dispatcher {NUMBER}, units {NUMBER}, backends {NUMBER},",
+        rf"^GPUs kept busy at the middle rate: {NUMBER} at 20 s per edit, {NUMBER} at 5 s per edit, {NUMBER} at 1 s",
+        rf"^fleet: {NUMBER} turns/s in the middle of {NUMBER} possible; editors busy {NUMBER}%",
+    ],
     "scheduler.py": [rf"^scheduler +48 +(\d+) +{NUMBER} +{NUMBER} +{NUMBER}% +{NUMBER}$"],
     "pipeline_vs_loop.py": [
         rf"^plain loop +{NUMBER} +{NUMBER}$",
