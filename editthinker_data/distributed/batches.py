@@ -87,6 +87,7 @@ class PoolTraffic:
         # Told the open breakers whenever their state changes (`breaker_record.BreakerRecord`).
         self.on_breakers = on_breakers
         self._recorded: tuple[Any, ...] = ()
+        self.watch: Callable[[Any], None] = lambda ref: None  # told of every batch's last reference
 
     def breaker(self, key: Key) -> Breaker:
         if key not in self.breakers:
@@ -142,7 +143,7 @@ class PoolTraffic:
                 loaded = key[0] != Role.EDITOR and not draining and len(self.rollouts) > len(q)
                 ai = load.pick(len(q), usable=pool.ready, waited=waited, loaded=loaded)
                 if ai is None:
-                    idle = any(n == 0 and pool.ready(i) for i, n in enumerate(load.outstanding))
+                    idle = load.has_idle(usable=pool.ready)
                     if loaded and idle and waited < load.fill_wait():  # an idle actor lets it fill
                         due = now - waited + load.fill_wait()
                         self.fill_by = due if self.fill_by is None else min(self.fill_by, due)
@@ -158,6 +159,7 @@ class PoolTraffic:
         else:
             ref = actor.run_counted.remote(requests)
             self.out[ref] = Sent(key, ai, actor, batch, None, probe)
+        self.watch(ref)
         self.loads[key].sent(ai, len(batch))
         self.metrics.pool(BATCHES, key)
         self.metrics.pool(REQUESTS, key, len(batch))

@@ -171,11 +171,19 @@ class Pool:
     # is gone costs no request a retry.
     pending: dict[int, tuple[Any, float]] = field(default_factory=dict)
     start_failures: int = 0
+    _records: dict[int, ActorRecord] = field(default_factory=dict, repr=False)  # id(handle) -> record
     metrics: BuildMetrics | None = None  # the build's metrics (`Workers` sets it)
     # The generate units of a build run their schedulers in threads over the same pools.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _new_actor(self, slot: int) -> Any:
+        actor = self._spawn(slot)
+        record = ActorRecord(actor, slot)
+        self.history.append(record)
+        self._records[id(actor)] = record  # the handle lives in `history`: its id stays its own
+        return actor
+
+    def _spawn(self, slot: int) -> Any:
         options = {
             "num_cpus": self.spec.resources.num_cpus,
             "num_gpus": self.spec.resources.num_gpus,
@@ -186,15 +194,15 @@ class Pool:
             "max_concurrency": PER_ACTOR_OUTSTANDING if self.role == Role.EDITOR else 1,
         }
         cls = ray.remote(BackendActor)
-        actor = cls.options(**options).remote(self.role, self.spec, self.seed, self.context)
-        self.history.append(ActorRecord(actor, slot))
-        return actor
+        return cls.options(**options).remote(self.role, self.spec, self.seed, self.context)
 
     def start(self) -> None:
         self.actors = [self._new_actor(i) for i in range(self.spec.num_actors)]
 
     def record(self, actor: Any) -> ActorRecord:
-        return next(r for r in reversed(self.history) if r.actor is actor)
+        """`actor`'s record, by its handle (a lookup: the dispatcher tallies every batch, and a
+        scan of `history` cost O(actors) each time)."""
+        return self._records[id(actor)]
 
     def tally(self, actor: Any, cost: dict[str, float]) -> None:
         """One batch answered by `actor`, with what it cost."""

@@ -43,6 +43,47 @@ def test_batches_go_to_the_least_loaded_actor_not_actor_0():
     assert load.pick(queued=4) is None  # every actor has one running and one queued
 
 
+def test_the_indexed_choice_matches_a_scan_of_the_pool():
+    """`pick` keeps heaps instead of scanning the pool: over random traffic, with actors that
+    are not usable (replacements setting up) coming and going, it picks what a scan picks,
+    and the idle time it counts is a scan's."""
+    import random
+
+    rng = random.Random(7)
+    clock = Clock()
+    load = PoolLoad("editor", actors=9, batch_size=2, clock=clock)
+    load.set_active(True)
+    pending: set[int] = set()
+    ready = pending.__contains__
+    idle_s = 0.0
+    for _ in range(3000):
+        usable = rng.choice([None, lambda i: not ready(i)])
+        scan = [i for i in range(9) if usable is None or usable(i)]
+        best = min(scan, key=lambda i: (load.outstanding[i], i)) if scan else None
+        queued = rng.choice([1, 2, 3])
+        want = None
+        if best is not None and load.outstanding[best] == 0:
+            want = best
+        elif best is not None and load.outstanding[best] < PER_ACTOR_OUTSTANDING and queued >= 2:
+            want = best
+        assert load.pick(queued, usable=usable) == want
+        assert load.has_idle(usable) == any(load.outstanding[i] == 0 for i in scan)
+        step = rng.random()
+        idle_s += step * sum(1 for n in load.outstanding if n == 0)
+        clock.now += step
+        move = rng.random()
+        if move < 0.45 and want is not None:
+            load.sent(want, queued)
+        elif move < 0.9:
+            busy = [i for i, n in enumerate(load.outstanding) if n]
+            if busy:
+                load.returned(rng.choice(busy), 0.1)
+        else:
+            pending ^= {rng.randrange(9)}
+    load.set_active(False)
+    assert abs(load.idle_s - idle_s) < 1e-6
+
+
 def test_under_load_a_partial_batch_waits_a_little_for_more():
     """Dynamic batching: an idle actor of a loaded pool lets a partial batch fill for up to
     BATCH_WAIT of the pool's batch time, then sends what it has; unloaded, it sends at once."""
