@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import ray
 
 from editthinker_data.backends import BackendError, TransientBackendError
 from editthinker_data.core.progress import current as progress
@@ -85,6 +84,13 @@ class Dispatcher:
         self._traffic = PoolTraffic(
             workers, self.loads, self._rollouts, retries, self._answer, self._fail, outage_wait_s, on_breakers
         )
+        # Batches (and replacements' set-ups) that answered, put here by Ray's completion
+        # callbacks (`_watch`): the loop takes what answered without a ray.wait over every
+        # batch out, which costs O(batches out) per answer (565 us at 4,000 refs, measured:
+        # a dispatcher of thousands of GPUs spent most of its CPU there).
+        self._answered: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._watched_starts: set[Any] = set()
+        self._traffic.watch = self._watch
         self._next_rid = 0
         self._active_s = 0.0
         self._active_since: float | None = None
@@ -259,20 +265,27 @@ class Dispatcher:
                     for pool in self.workers.pools.values()
                     for ref, _ in list(pool.pending.values())
                 }
+                for ref in starting.keys() - self._watched_starts:
+                    self._watched_starts.add(ref)
+                    self._watch(ref)
                 # A partial batch left to fill is sent on time, not at the next poll.
                 fill_by = self._traffic.fill_by
                 wait_s = POLL_S if fill_by is None else min(POLL_S, max(0.0, fill_by - time.monotonic()))
-                if not self._traffic.out and not starting:
+                if self._answered.empty():
                     self._wake.wait(wait_s)
                     self._wake.clear()
-                    continue
-                ready, _ = ray.wait([*self._traffic.out, *starting], num_returns=1, timeout=wait_s)
-                if not ready:
+                ready = []
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        ready.append(self._answered.get_nowait())
+                if not ready and starting:
                     for pool in self.workers.pools.values():
                         pool.check_pending(time.monotonic())
                 for ref in ready:
-                    if ref in starting:
-                        starting[ref].settle(ref)
+                    if ref in self._watched_starts:  # a replacement's set-up, if still pending
+                        self._watched_starts.discard(ref)
+                        if ref in starting:
+                            starting[ref].settle(ref)
                     else:
                         self._traffic.collect(ref)
         except BaseException as err:  # a scheduler bug: every waiting unit fails with it
@@ -284,6 +297,16 @@ class Dispatcher:
         reason = f"failed: {self._failure!r}" if self._failure else "closed"
         for job in waiting:
             job.events.put(UnitError(RuntimeError(f"the rollout dispatcher {reason}")))
+
+    def _watch(self, ref: Any) -> None:
+        """`ref` goes to `_answered`, and wakes the loop, once its object exists (a value or
+        an error: `collect` and `settle` tell which)."""
+
+        def answered(_: Any) -> None:
+            self._answered.put(ref)
+            self._wake.set()
+
+        ref.future().add_done_callback(answered)
 
     def _meter(self) -> None:
         """The gauges and the counters' sums to Ray (at most every `metrics.FLUSH_S`)."""

@@ -18,6 +18,7 @@ here until the unit has let go of it (its next poll, or `release` after its last
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -32,7 +33,7 @@ from editthinker_data.backends import BackendContext
 from editthinker_data.config import BuildConfig
 from editthinker_data.core.progress import current as progress
 from editthinker_data.distributed.breaker_record import open_record
-from editthinker_data.distributed.events import Event, UnitEnd, UnitError
+from editthinker_data.distributed.events import Event, TrajectoryDone, UnitEnd, UnitError
 from editthinker_data.distributed.jobs import UnitJob
 from editthinker_data.distributed.pools import Workers
 from editthinker_data.distributed.scheduler import Dispatcher
@@ -86,12 +87,12 @@ class DispatchService:
         job = self.jobs[jid]
         events = []
         try:
-            events.append(job.events.get(timeout=timeout_s))
+            events.append(_slim(job.events.get(timeout=timeout_s)))
             # News comes in bursts (a batch finishes many rollouts): take what follows within
             # LINGER_S in the same answer, so a unit's polls stay few.
             deadline = time.monotonic() + LINGER_S
             while (left := deadline - time.monotonic()) > 0:
-                events.append(job.events.get(timeout=left))
+                events.append(_slim(job.events.get(timeout=left)))
         except queue.Empty:
             pass
         if any(isinstance(e, UnitEnd | UnitError) for e in events):
@@ -145,6 +146,18 @@ class DispatchService:
         self.workers.stop()
         if self.record is not None:
             self.record.close()
+
+
+def _slim(event: Event) -> Event:
+    """A finished trajectory goes back without its pair's source image: the unit puts back
+    the pair it holds (`remote.RemoteRunner`), and each object reference in an answer costs
+    its pickling and Ray's borrower bookkeeping on both sides."""
+    if isinstance(event, TrajectoryDone):
+        traj = event.trajectory
+        return TrajectoryDone(
+            event.index, dataclasses.replace(traj, pair=dataclasses.replace(traj.pair, image=None))
+        )
+    return event
 
 
 class DispatcherLost(RuntimeError):
