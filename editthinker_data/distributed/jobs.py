@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,10 @@ class UnitJob:
     next_item: int = 0
     live: int = 0
     live_items: set[int] = field(default_factory=set)
+    # The live items in admission order, which is item order; ended ones leave from the front
+    # when they get there, so the oldest live item costs O(1), not a min() over every live
+    # one (asked for each unit on every poll and on every admission).
+    _admitted: deque[int] = field(default_factory=deque)
     cancelled: bool = False
     start: dict[Key, dict[str, float]] = field(default_factory=dict)
     active_at_start: float = 0.0
@@ -44,8 +49,22 @@ class UnitJob:
     def held_back(self, window: int) -> bool:
         """Whether its next item must wait for the oldest unfinished one: what a unit holds
         for writing in pair order stays within `window` trajectories."""
-        oldest = min(self.live_items) if self.live_items else self.next_item
+        oldest = self.oldest_live()
         return self.next_item >= oldest + window
+
+    def admit(self, index: int) -> None:
+        """`index` (the next item) is in flight."""
+        self.live_items.add(index)
+        self._admitted.append(index)
+
+    def end(self, index: int) -> None:
+        self.live_items.discard(index)
+
+    def oldest_live(self) -> int:
+        """The oldest item in flight, or the next item when none is."""
+        while self._admitted and self._admitted[0] not in self.live_items:
+            self._admitted.popleft()
+        return self._admitted[0] if self._admitted else self.next_item
 
 
 @dataclass(eq=False)

@@ -379,7 +379,7 @@ class Dispatcher:
                 rid = self._next_rid
                 self._next_rid += 1
                 job.live += 1
-                job.live_items.add(index)
+                job.admit(index)
                 self._rollouts[rid] = InFlight(job, index, pair, gen)
                 self.last_admitted = time.monotonic()
                 self._advance(rid, None, first=True)
@@ -427,7 +427,7 @@ class Dispatcher:
         except StopIteration as stop:
             del self._rollouts[rid]
             job.live -= 1
-            job.live_items.discard(index)
+            job.end(index)
             traj: Trajectory = stop.value
             failed = traj.stop_reason == "failed"
             progress().add(pairs_done=1, turns=len(traj.turns), failed=int(failed))
