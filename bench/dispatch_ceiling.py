@@ -82,14 +82,20 @@ class InstantExpert(InstantEditor):
 
 
 class Devices:
-    """Many simulated devices in one async actor process: each batch waits `latency_s` (no
-    CPU) and answers as the instant stand-ins do, with `BackendActor`'s methods. A pool of
+    """`devices` simulated devices in one async actor process: each batch takes a free one
+    for `latency_s` (no CPU; one batch at a time per device, as `BackendActor` runs them)
+    and answers as the instant stand-ins do, with `BackendActor`'s methods. A pool of
     thousands of slots costs a few processes, and the dispatcher still holds one handle per
-    slot, as it would for thousands of GPUs."""
+    slot, as it would for thousands of GPUs. The handles do not say which slot a batch was
+    sent to, so a process's batches share its devices: the dispatcher's own limit (two
+    batches per slot) keeps at most twice as many here as there are devices."""
 
-    def __init__(self, role: str, name: str, latency_s: float):
+    def __init__(self, role: str, name: str, latency_s: float, devices: int):
+        import asyncio
+
         kinds = {"editor": InstantEditor, "expert": InstantExpert, "scorer": InstantScorer}
         self.backend, self.role, self.latency_s = kinds[role](name), role, latency_s
+        self.free = asyncio.Semaphore(devices)
         self.spans: list[tuple[float, float]] = []  # each batch's device time (wall clock)
 
     async def busy(self) -> list[tuple[float, float]]:
@@ -108,9 +114,10 @@ class Devices:
             images = await asyncio.gather(*[r.image for r in requests])
             requests = [dataclasses.replace(r, image=im) for r, im in zip(requests, images, strict=True)]
         if self.latency_s:
-            begun = time.time()
-            await asyncio.sleep(self.latency_s)
-            self.spans.append((begun, time.time()))
+            async with self.free:
+                begun = time.time()
+                await asyncio.sleep(self.latency_s)
+                self.spans.append((begun, time.time()))
         return self.backend.run_batch(requests), {}, time.perf_counter() - started
 
     async def run_split(self, requests):
@@ -151,7 +158,12 @@ def instant_backends() -> None:
             shared[key] = (
                 ray.remote(Devices)
                 .options(num_cpus=0, max_concurrency=4 * per + 16, name=devices_name(*key))
-                .remote(self.role, self.name, self.spec.params.get("latency_s", 0.0))
+                .remote(
+                    self.role,
+                    self.name,
+                    self.spec.params.get("latency_s", 0.0),
+                    min(per, self.spec.num_actors - slot // per * per),  # the last process: the rest
+                )
             )
         # a handle of its own per slot, as separate actors have
         return ray.cloudpickle.loads(ray.cloudpickle.dumps(shared[key]))
@@ -172,15 +184,15 @@ def instant_backends() -> None:
 
 
 def config(
-    editors: list[dict], turns: int, partition: int, in_flight: int | str, units: int, batch: int
+    editors: list[dict], turns: int, partition: int, in_flight: int | str, units: int, batch: int, others: int
 ) -> BuildConfig:
     small = {"num_cpus": 0.01}
     return parse_config(
         {
             "source": {"manifest": "unused.jsonl"},
             "editors": [{"name": f"e{i}", "resources": small, **e} for i, e in enumerate(editors)],
-            "expert": {"name": "x", "batch_size": batch, "num_actors": 2, "resources": small},
-            "scorer": {"name": "s", "batch_size": batch, "num_actors": 2, "resources": small},
+            "expert": {"name": "x", "batch_size": batch, "num_actors": others, "resources": small},
+            "scorer": {"name": "s", "batch_size": batch, "num_actors": others, "resources": small},
             "loop": {"max_turns": turns},
             "run": {"partition_size": partition, "max_in_flight": in_flight, "concurrent_partitions": units},
         },
@@ -324,6 +336,7 @@ def main() -> None:
     ap.add_argument("--editors", type=int, default=4, help="editor actors")
     ap.add_argument("--edit-batch", type=int, default=4, help="editor batch size")
     ap.add_argument("--batch", type=int, default=16, help="expert and scorer batch size")
+    ap.add_argument("--others", type=int, default=2, help="expert and scorer actors each")
     ap.add_argument("--size", type=int, default=8, help="source image side, px")
     ap.add_argument("--gpus", type=int, default=2000, help="simulated editor devices (0: skip that run)")
     ap.add_argument("--edit-s", type=float, default=5.0, help="their seconds per edit (batch of 1)")
@@ -334,18 +347,18 @@ def main() -> None:
     ap.add_argument("--gpu-procs", type=int, default=8, help="processes that hold the simulated devices")
     ap.add_argument("--smoke", action="store_true", help="tiny runs: checks it runs")
     if ap.parse_known_args()[0].smoke:
-        ap.set_defaults(pairs=96, units=2, partition=48, in_flight=64, editors=2,
-                        gpus=40, edit_s=0.2, gpu_pairs=240, gpu_units=4, gpu_partition=30, gpu_procs=1)  # fmt: skip
+        ap.set_defaults(pairs=96, units=2, partition=48, in_flight=64, editors=1, others=1,
+                        gpus=40, edit_s=0.2, gpu_pairs=240, gpu_units=2, gpu_partition=30, gpu_procs=1)  # fmt: skip
     args = ap.parse_args()
 
     instant = config([{"batch_size": args.edit_batch, "num_actors": args.editors}], args.turns,
-                     args.partition, args.in_flight, args.units, args.batch)  # fmt: skip
+                     args.partition, args.in_flight, args.units, args.batch, args.others)  # fmt: skip
     pools = -(-args.gpus // MAX_POOL)  # a pool holds at most MAX_POOL actors: more pools
     devices = config(
         [{"batch_size": 1, "num_actors": n, "resources": {"num_cpus": 0},
           "params": {"slots_per_process": -(-args.gpus // args.gpu_procs), "latency_s": args.edit_s}}
          for n in (args.gpus // pools + (i < args.gpus % pools) for i in range(pools))],
-        args.gpu_turns, args.gpu_partition, "auto", args.gpu_units, args.batch,
+        args.gpu_turns, args.gpu_partition, "auto", args.gpu_units, args.batch, args.others,
     )  # fmt: skip
     temp = ray_temp_dir(STATE)
     temp.mkdir(parents=True, exist_ok=True)
@@ -363,7 +376,7 @@ def main() -> None:
 
     print(f"instant backends: {args.pairs} pairs x {args.turns} turns through one dispatcher, {args.units} units "
           f"of {args.partition} pairs, max_in_flight {args.in_flight}, {args.editors} editor actors (batch "
-          f"{args.edit_batch}), expert and scorer 2 actors each (batch {args.batch}); cpus {os.cpu_count()}")  # fmt: skip
+          f"{args.edit_batch}), expert and scorer {args.others} actors each (batch {args.batch}); cpus {os.cpu_count()}")  # fmt: skip
     print_ceiling(ceiling)
     if fleet is not None:
         need = args.gpus / args.edit_s
