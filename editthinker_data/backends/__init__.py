@@ -106,6 +106,7 @@ REGISTRY: dict[str, dict[str, str]] = {
         "instruct_pix2pix": "editthinker_data.backends.editors.instruct_pix2pix:InstructPix2PixEditor",
         "diffusers": "editthinker_data.backends.editors.generic_diffusers:GenericDiffusersEditor",
         "http": "editthinker_data.backends.editors.http_service:HTTPEditor",
+        "simulated": "editthinker_data.backends.editors.simulated:SimulatedEditor",
     },
     Role.EXPERT: {
         "procedural": "editthinker_data.backends.experts.procedural:ProceduralExpert",

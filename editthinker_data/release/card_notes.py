@@ -38,6 +38,9 @@ def test_scale_backends(cfg) -> list[str]:
                 }.get(role, "not a model")
             )
             continue
+        if spec.kind == "simulated":
+            found.append(f"{label} is the simulated editor: its edits are the source, faintly tinted")
+            continue
         reasons = []
         if spec.model and "tiny" in str(spec.model).lower():
             reasons.append(f"its model `{spec.model}` is named tiny")
