@@ -10,6 +10,9 @@ the N-th loses its connection until `fail_after` is set back to None, or, with `
 that many seconds from the first request it refused (`outage_from`, `outage_until`: wall clock). `babble` stands in for a
 tiny random model at temperature 0: every answer is gibberish that depends on the request
 alone (the same request, the same answer), finished with `babble` ("stop" or "length").
+`max_concurrency` caps the requests it serves at once, as a hosted API's limit does: a request
+beyond the cap waits for a slot (`over_capacity="wait"`) or is answered 429 with Retry-After
+(`"429"`); `in_flight_peak` and `rejected` count what the cap did.
 
 It answers the conversation's first user turn (the question with its images); the turns a
 client adds when it asks again (its earlier answer, a correction) change nothing here."""
@@ -132,7 +135,23 @@ class ChatServer:
         fail_after: int | None = None,
         babble: str | None = None,
         outage_s: float | None = None,
+        max_concurrency: int | None = None,
+        over_capacity: str = "wait",
+        retry_after_s: float = 0.05,
+        keep_bodies: bool = True,
     ):
+        self.keep_bodies = keep_bodies  # off for long benchmarks: every body holds its images
+        if over_capacity not in ("wait", "429"):
+            raise ValueError(f"over_capacity={over_capacity!r}: use 'wait' or '429'")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency={max_concurrency} must be 1 or more")
+        self.max_concurrency = max_concurrency
+        self.over_capacity = over_capacity
+        self.retry_after_s = retry_after_s
+        self.slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        self.in_flight = 0
+        self.in_flight_peak = 0
+        self.rejected = 0
         self.fail_after = fail_after
         self.outage_s = outage_s
         self.outage_from: float | None = None
@@ -156,11 +175,30 @@ class ChatServer:
         class ChatHandler(Handler):
             def do_POST(self):
                 body = json.loads(self.read_body())
+                if server.slots is None:
+                    return self.serve(body)
+                if not server.slots.acquire(blocking=server.over_capacity == "wait"):
+                    with server.lock:
+                        server.rejected += 1
+                    retry = [("Retry-After", f"{server.retry_after_s:g}")]
+                    return self.reply(429, b'{"error": {"message": "too many requests"}}', headers=retry)
+                with server.lock:
+                    server.in_flight += 1
+                    server.in_flight_peak = max(server.in_flight_peak, server.in_flight)
+                try:
+                    self.serve(body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+                    server.slots.release()
+
+            def serve(self, body: dict) -> None:
                 if self.path != "/v1/chat/completions":
                     return self.reply(404, b"")
                 with server.lock:
                     server.requests += 1
-                    server.bodies.append(body)
+                    if server.keep_bodies:
+                        server.bodies.append(body)
                     server.peers.add(self.client_address)
                     if "Authorization" in self.headers:
                         server.auth.append(self.headers["Authorization"])
@@ -230,11 +268,16 @@ class ChatServer:
     def __exit__(self, *exc) -> None:
         self.httpd.stop()
 
+    def counters(self) -> dict[str, int]:
+        with self.lock:
+            return {"requests": self.requests, "rejected": self.rejected, "in_flight_peak": self.in_flight_peak}
+
 
 def _serve(conn, kwargs) -> None:
     with ChatServer(**kwargs) as server:
         conn.send(server.base_url)
         conn.recv()  # until the parent says stop
+        conn.send(server.counters())
 
 
 class ChatServerProcess:
@@ -254,4 +297,5 @@ class ChatServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.conn.send("stop")
+        self.counters = self.conn.recv() if self.conn.poll(10) else {}
         self.process.join(10)
