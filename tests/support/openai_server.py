@@ -270,7 +270,11 @@ class ChatServer:
 
     def counters(self) -> dict[str, int]:
         with self.lock:
-            return {"requests": self.requests, "rejected": self.rejected, "in_flight_peak": self.in_flight_peak}
+            return {
+                "requests": self.requests,
+                "rejected": self.rejected,
+                "in_flight_peak": self.in_flight_peak,
+            }
 
 
 def _serve(conn, kwargs) -> None:
