@@ -37,6 +37,15 @@ FIGURES: dict[str, list[str]] = {
         rf"^past run\.outage_wait_s=\S+: exit 75 after {NUMBER} s, (\d+) edits$",
         r"^rerun: exit 0 after .* repeated 0; shards identical: yes$",  # the edit store kept every edit
     ],
+    "paper_scale.py": [
+        rf"^wall {NUMBER} s, ideal {NUMBER} s: wall / ideal {NUMBER}$",
+        rf"^editor/omnigen2 +(\d+) +(\d+) +{NUMBER} +{NUMBER}% +\d+\.\d%$",
+        rf"^orchestration CPU ms per turn: driver {NUMBER} +dispatcher {NUMBER} +units {NUMBER} +prefect server"
+        rf" {NUMBER} +total {NUMBER}$",
+        rf"^peak RSS MB: driver {NUMBER} +dispatcher {NUMBER} +object store peak MB \d+$",
+        r"^Prefect task runs (\d+); Ray tasks \(units\) (\d+): ",
+        rf"^files written (\d+) .*samples per shard min (\d+) median {NUMBER} max (\d+) against shard_max_samples 1000$",
+    ],
     "expert_concurrency.py": [
         rf"^  concurrency 1: +{NUMBER} calls/s +concurrency 4: +{NUMBER} calls/s +ratio {NUMBER}x$",
         r"^pipeline: (\d+) pairs",

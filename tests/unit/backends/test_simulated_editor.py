@@ -56,3 +56,14 @@ def test_created_from_a_config_and_bad_params_fail_fast():
     assert isinstance(editor, SimulatedEditor) and editor.edit_seconds == 0.01
     with pytest.raises(ValueError, match="edit_seconds"):
         create_backend(Role.EDITOR, BackendSpec(kind="simulated", params={"edit_seconds": -1}))
+
+
+def test_a_dataset_card_says_its_edits_are_simulated():
+    from editthinker_data.config import load_config, parse_config
+    from editthinker_data.release.card_notes import test_scale_backends
+    from tests.support.paths import ROOT
+
+    data = load_config(ROOT / "configs" / "demo.yaml").model_dump()
+    data["editors"][0].update(kind="simulated", params={"edit_seconds": 0.01})
+    notes = test_scale_backends(parse_config(data, environ={}))
+    assert any("`careful` is the simulated editor" in line for line in notes), notes
