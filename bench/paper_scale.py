@@ -351,10 +351,7 @@ def run(n: int, args) -> dict:
     }
     pool_time = {name: edits.get(name, 0) * seconds[name] / devices[name] for name in seconds}
     files = sum(1 for p in out.rglob("*") if p.is_file())
-    if not args.keep:
-        shutil.rmtree(ray_temp(state), ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    return {
+    result = {
         "pairs": stats["stages"]["generate"]["input"],
         "turns": sum(edits.values()),
         "edits": edits,
@@ -374,6 +371,10 @@ def run(n: int, args) -> dict:
         "api": {"expert": expert.counters, "scorer": scorer.counters},
         "work": str(work),
     }
+    if not args.keep:
+        shutil.rmtree(ray_temp(state), ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def report(r: dict, args) -> None:
