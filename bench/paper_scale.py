@@ -83,8 +83,11 @@ def split_pairs(n: int) -> dict[str, int]:
 
 
 def write_source(out: Path, n: int, size: int, prefix: str) -> Path:
-    """n pairs: the demo's instructions over scenes drawn at `size`, each in a layout of its
-    own (seeded by its id, so the inputs hold no duplicates of each other)."""
+    """n pairs: the demo's instructions over scenes drawn at `size`, each in a layout seeded by
+    its id and marked by two corner pixels from its id's hash: small scenes repeat layouts,
+    and the pool would drop the repeats as duplicates."""
+    import hashlib
+
     from editthinker_data.backends.procedural.scene import render_scene
     from editthinker_data.core.schema import encode_png
     from editthinker_data.demo.generate import PAIRS, _place
@@ -95,6 +98,9 @@ def write_source(out: Path, n: int, size: int, prefix: str) -> Path:
         key, background, objects, instruction, task_type = PAIRS[i % len(PAIRS)]
         name = f"{prefix}-{key}-{i}"
         image = render_scene(background, _place(objects, name), size)
+        mark = hashlib.sha256(name.encode()).digest()
+        image.putpixel((0, 0), tuple(mark[:3]))
+        image.putpixel((1, 0), tuple(mark[3:6]))
         (out / "images" / f"{name}.png").write_bytes(encode_png(image))
         record = {"id": name, "image": f"images/{name}.png", "instruction": instruction}
         if task_type:
@@ -214,6 +220,8 @@ class Sampler:
     def _store(self) -> None:
         address = None
         while not self.stop.wait(SAMPLE_S):
+            if not self.rss["dispatcher"]:  # Ray is up once the dispatcher is: no polls before
+                continue
             try:
                 if address is None:
                     address = self._gcs_address()
