@@ -63,9 +63,10 @@ class EditorReplica:
         key = f"{self.replica}:{self.batches}"
         if self.window is not None and self.window.is_set():
             self.window = asyncio.Event()  # closed until what was handed over is answered
-        # `run_batch` turns a request's failure into a BackendError value, and exits the
-        # process on BackendFatal (Serve replaces the replica; the client retries).
-        results = await asyncio.to_thread(self.actor.run_batch, list(requests))
+        # As a build's actor runs a batch (`run_counted`: its edit store, then the device):
+        # a request's failure becomes a BackendError value, and BackendFatal exits the
+        # process (Serve replaces the replica; the client retries).
+        results, _, _ = await asyncio.to_thread(self.actor.run_counted, list(requests))
         return [(r, len(requests), key) for r in results]
 
     async def __call__(self, request: Any) -> tuple[Any, int, str]:

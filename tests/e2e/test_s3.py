@@ -118,11 +118,12 @@ def test_readme_s3_build_command_then_inspect_verify_and_detect_damage(s3_endpoi
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     sft = manifest["shards"]["sft"]
     client.put_object(Bucket=BUCKET, Key=f"builds/demo/{sft[0]['url']}", Body=b"corrupted")
-    client.delete_object(Bucket=BUCKET, Key=f"builds/demo/{sft[1]['url']}")
+    gone = manifest["shards"]["trajectories"][1]["url"]  # step shards are packed: the demo has one per split
+    client.delete_object(Bucket=BUCKET, Key=f"builds/demo/{gone}")
     client.put_object(Bucket=BUCKET, Key="builds/demo/steps/sft/part-99999-000000.tar", Body=b"x")
     report = verify(storage)
     assert [m.split(":")[0] for m in report["mismatched"]] == [sft[0]["url"]]
-    assert report["missing"] == [sft[1]["url"]]
+    assert report["missing"] == [gone]
     assert report["extra"] == ["steps/sft/part-99999-000000.tar"]
     bad = runner.invoke(app, ["verify", url, "--endpoint-url", s3_endpoint])
     assert bad.exit_code == 1 and "3 problem(s)" in bad.output

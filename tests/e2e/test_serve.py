@@ -310,8 +310,8 @@ def test_a_tiny_diffusers_editor_answers_the_release_reward(server, tmp_path):
             pool.start()
             try:
                 built = ray.get(
-                    pool.actors[0].run_batch.remote([EditRequest(source, "make the sky red", 0)])
-                )[0]
+                    pool.actors[0].run_counted.remote([EditRequest(source, "make the sky red", 0)])
+                )[0][0]
             finally:
                 pool.stop()
             assert np.array_equal(np.asarray(edited.convert("RGB")), np.asarray(built)), spec.name

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from editthinker_data import stages
 from editthinker_data.cli import app
 from editthinker_data.config import parse_config
-from editthinker_data.core.layout import POOL_UNIT, part_name
+from editthinker_data.core.layout import POOL_UNIT, part_name, part_range_name
 from editthinker_data.core.reports import PoolReport
 from editthinker_data.demo.generate import write_demo_source
 from editthinker_data.execution.base import LocalExecutor
@@ -191,7 +191,8 @@ def build_version(cfg, root: Path, state: Path, edits: list[str], ran: list[str]
     ]
     select = LocalExecutor().run_one(SelectStage(plan.cfg), storage, "all", partitions=pool.partitions)
     writes = [
-        LocalExecutor().run_one(WriteStepsStage(plan.cfg), storage, part_name(p)) for p in pool.partitions
+        LocalExecutor().run_one(WriteStepsStage(plan.cfg), storage, part_range_name(run[0], run[-1]))
+        for run in select.write_runs
     ]
     result = stages.finalize(plan.cfg, storage, pool, generate, select, writes)
     finish_version(plan)
@@ -277,7 +278,8 @@ def test_versions_rerun_only_new_or_changed_pairs(demo_cfg, demo_src, tmp_path):
         ]
         sel = LocalExecutor().run_one(SelectStage(fresh_cfg), fresh, "all", partitions=pool.partitions)
         writes = [
-            LocalExecutor().run_one(WriteStepsStage(fresh_cfg), fresh, part_name(p)) for p in pool.partitions
+            LocalExecutor().run_one(WriteStepsStage(fresh_cfg), fresh, part_range_name(run[0], run[-1]))
+            for run in sel.write_runs
         ]
         assert shard_hashes(stages.finalize(fresh_cfg, fresh, pool, gen, sel, writes)) == shard_hashes(third)
 
