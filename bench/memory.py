@@ -50,8 +50,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def write_source(out: Path, n: int, size: int) -> Path:
-    """n pairs: the demo's instructions over scenes drawn at `size`, each in its own layout."""
+def write_source(out: Path, n: int, size: int, prefix: str = "", mark: bool = False) -> Path:
+    """n pairs: the demo's instructions over scenes drawn at `size`, each in its own layout.
+    `mark`: two corner pixels from each id's hash, so that no two are alike (small scenes
+    repeat layouts, and the pool drops repeats as duplicates)."""
+    import hashlib
+
     from editthinker_data.backends.procedural.scene import render_scene
     from editthinker_data.core.schema import encode_png
     from editthinker_data.demo.generate import PAIRS, _place
@@ -60,8 +64,12 @@ def write_source(out: Path, n: int, size: int) -> Path:
     lines = []
     for i in range(n):
         key, background, objects, instruction, task_type = PAIRS[i % len(PAIRS)]
-        name = f"{key}-{i}"
+        name = f"{prefix}-{key}-{i}" if prefix else f"{key}-{i}"
         image = render_scene(background, _place(objects, name), size)
+        if mark:
+            digest = hashlib.sha256(name.encode()).digest()
+            image.putpixel((0, 0), tuple(digest[:3]))
+            image.putpixel((1, 0), tuple(digest[3:6]))
         (out / "images" / f"{name}.png").write_bytes(encode_png(image))
         record = {"id": name, "image": f"images/{name}.png", "instruction": instruction}
         if task_type:

@@ -61,6 +61,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from memory import write_source  # noqa: E402
 
 from tests.support.openai_server import ChatServerProcess  # noqa: E402
 
@@ -82,42 +85,13 @@ def split_pairs(n: int) -> dict[str, int]:
     return out
 
 
-def write_source(out: Path, n: int, size: int, prefix: str) -> Path:
-    """n pairs: the demo's instructions over scenes drawn at `size`, each in a layout seeded by
-    its id and marked by two corner pixels from its id's hash: small scenes repeat layouts,
-    and the pool would drop the repeats as duplicates."""
-    import hashlib
-
-    from editthinker_data.backends.procedural.scene import render_scene
-    from editthinker_data.core.schema import encode_png
-    from editthinker_data.demo.generate import PAIRS, _place
-
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        key, background, objects, instruction, task_type = PAIRS[i % len(PAIRS)]
-        name = f"{prefix}-{key}-{i}"
-        image = render_scene(background, _place(objects, name), size)
-        mark = hashlib.sha256(name.encode()).digest()
-        image.putpixel((0, 0), tuple(mark[:3]))
-        image.putpixel((1, 0), tuple(mark[3:6]))
-        (out / "images" / f"{name}.png").write_bytes(encode_png(image))
-        record = {"id": name, "image": f"images/{name}.png", "instruction": instruction}
-        if task_type:
-            record["task_type"] = task_type
-        lines.append(json.dumps(record))
-    manifest = out / "manifest.jsonl"
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
-
-
 def make_config(work: Path, n: int, args, expert_url: str, scorer_url: str) -> Path:
     import yaml
 
     inputs = []
     for name, count in split_pairs(n).items():
         # a few spare records: the pool takes each input's share of max_pairs
-        manifest = write_source(work / "src" / name, count + 2, args.size, name)
+        manifest = write_source(work / "src" / name, count + 2, args.size, prefix=name, mark=True)
         inputs.append({"name": name, "format": "jsonl", "path": str(manifest), "ratio": dict(SOURCES)[name],
                        "licence": "Apache-2.0"})  # fmt: skip
     divisor = args.device_divisor
