@@ -73,6 +73,7 @@ SOURCES = (("pico", 60), ("opengpt", 40), ("sharegpt", 40))
 EXPERT_S, SCORER_S = 4.0, 3.0
 ROLE_ACTORS, ROLE_BATCH, ROLE_CAP = 4, 16, 64
 SAMPLE_S = 0.5
+SHARD_MAX = 1000  # output.shard_max_samples
 
 
 def split_pairs(n: int) -> dict[str, int]:
@@ -115,7 +116,7 @@ def make_config(work: Path, n: int, args, expert_url: str, scorer_url: str) -> P
         "expert": role("gpt41-expert", expert_url, {}),
         "scorer": role("gpt41-scorer", scorer_url, {"protocol": "viescore"}),
         "loop": {"max_turns": 5},
-        "output": {"dir": str(work / "out"), "license": "other", "shard_max_samples": 1000},
+        "output": {"dir": str(work / "out"), "license": "other", "shard_max_samples": SHARD_MAX},
         "run": {} if args.partition_size is None else {"partition_size": args.partition_size},
     }
     path = work / "paper-scale.yaml"
@@ -255,6 +256,22 @@ def prefect_task_runs(state: Path) -> int | None:
     return None
 
 
+def stage_seconds(state: Path) -> dict[str, float]:
+    """Each stage's span, first unit's start to last unit's end, from Prefect's task runs."""
+    from datetime import datetime
+
+    spans: dict[str, list[datetime]] = {}
+    for db in sorted(state.glob("prefect/**/*.db"), key=lambda p: p.stat().st_size, reverse=True)[:1]:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            rows = con.execute("select name, start_time, end_time from task_run where end_time is not null")
+            for name, start, end in rows:
+                stage = name.split("-", 1)[0]
+                lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
+                span = spans.setdefault(stage, [lo, hi])
+                span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    return {k: (hi - lo).total_seconds() for k, (lo, hi) in sorted(spans.items(), key=lambda kv: kv[1][0])}
+
+
 def ray_temp(state: Path) -> Path:
     """Where the build's Ray keeps its session (distributed.runtime.ray_temp_dir)."""
     from editthinker_data.distributed.runtime import ray_temp_dir
@@ -351,6 +368,7 @@ def run(n: int, args) -> dict:
         "files_by_folder": files_by_folder(out),
         "shards": shard_sizes(out),
         "api": {"expert": expert.counters, "scorer": scorer.counters},
+        "stage_s": stage_seconds(state),
         "work": str(work),
     }
     if not args.keep:
@@ -359,7 +377,7 @@ def run(n: int, args) -> dict:
     return result
 
 
-def report(r: dict, args) -> None:
+def report(r: dict, args, baseline: dict | None = None) -> None:
     turns = max(r["turns"], 1)
     print(f"\n== {r['pairs']} pairs, {r['turns']} turns (edits), time scale {args.time_scale:g} ==")
     print(
@@ -398,6 +416,32 @@ def report(r: dict, args) -> None:
           f"against shard_max_samples 1000")  # fmt: skip
     api = r["api"]
     print(f"API: expert {api['expert']}, scorer {api['scorer']}")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in r.get("stage_s", {}).items())
+    if stages:
+        print(f"stage spans (Prefect task runs, first start to last end): {stages}")
+    checks(r, step_sizes, baseline)
+
+
+def checks(r: dict, step_sizes: list[int], baseline: dict | None) -> None:
+    """Issue 24's bar for the full run, each figure beside its bound: wall / ideal at most
+    1.10, the slowest pool (most device seconds per device) at least 95% busy while rollouts
+    are in flight, the median step shard at least half of shard_max_samples, and, given a
+    baseline run (--baseline, a smaller run's --json), peak RSS within 1.2x of it."""
+    slowest = max(r["pool_time_s"], key=r["pool_time_s"].get)
+    busy = r["scheduler"].get("pools", {}).get(f"editor/{slowest}", {}).get("busy", 0.0)
+    rows = [
+        ("wall / ideal", f"{r['wall_s'] / r['ideal_s']:.3f}", "<= 1.10", r["wall_s"] / r["ideal_s"] <= 1.10),
+        (f"slowest pool ({slowest}) busy", f"{busy:.1%}", ">= 95%", busy >= 0.95),
+        ("median step shard", f"{statistics.median(step_sizes):g}", f">= {SHARD_MAX // 2}",
+         statistics.median(step_sizes) >= SHARD_MAX / 2),
+    ]  # fmt: skip
+    if baseline:
+        for who in ("driver", "dispatcher"):
+            ratio = r["rss"][who] / max(baseline["rss"][who], 1)
+            name = f"{who} peak RSS / {baseline['pairs']}-pair run's"
+            rows.append((name, f"{ratio:.2f}", "<= 1.20", ratio <= 1.2))
+    for name, value, bound, ok in rows:
+        print(f"check: {name:<44}{value:>9}  {bound:<9}{'ok' if ok else 'MISSED'}")
 
 
 def main() -> None:
@@ -413,6 +457,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="source image side, px")
     ap.add_argument("--api-cap", type=int, default=ROLE_CAP, help="requests each test API serves at once")
     ap.add_argument("--over-cap", choices=("429", "wait"), default="429")
+    ap.add_argument("--json", help="write each run's figures here (a list when several sizes run)")
+    ap.add_argument("--baseline", help="a smaller run's --json: check peak RSS within 1.2x of it")
     ap.add_argument("--keep", action="store_true", help="keep each run's folder (printed) and Ray's session")
     ap.add_argument("--device-divisor", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument(
@@ -426,8 +472,13 @@ def main() -> None:
     print(f"paper scale: pools {', '.join(f'{n} {s:g} s x {d}' for n, s, d in POOLS)} (/ {args.device_divisor} "
           f"devices), expert {EXPERT_S:g} s, scorer {SCORER_S:g} s x 2, time scale {args.time_scale:g}, "
           f"{args.turns} turns, {args.size} px, partition_size {args.partition_size or 'default'}")  # fmt: skip
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else None
+    results = []
     for n in sizes:
-        report(run(n, args), args)
+        results.append(run(n, args))
+        report(results[-1], args, baseline)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
 
 
 if __name__ == "__main__":
