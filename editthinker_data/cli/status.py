@@ -61,8 +61,12 @@ def status_view(doc: dict[str, Any]) -> Group:
     )
     head.add_row("state", escape(line))
     if w:
-        beat = f"last beat {w['beat_age_s']:.0f}s ago" + ("" if w["live"] else f" (lease expired: TTL {w['ttl_s']:.0f}s)")
-        head.add_row("writer", escape(f"{w['command']} on {w['host']}, pid {w['pid']}, started {w['started']}; {beat}"))
+        beat = f"last beat {w['beat_age_s']:.0f}s ago" + (
+            "" if w["live"] else f" (lease expired: TTL {w['ttl_s']:.0f}s)"
+        )
+        head.add_row(
+            "writer", escape(f"{w['command']} on {w['host']}, pid {w['pid']}, started {w['started']}; {beat}")
+        )
     if doc["problem"]:
         head.add_row("problem", escape(doc["problem"]))
     g = doc["units"]["generate"]
@@ -122,10 +126,14 @@ def status(
     output: Annotated[
         str, typer.Argument(help="a build's output or a versioned root (local path or s3://bucket/prefix)")
     ],
-    watch: Annotated[bool, typer.Option("--watch", help="refresh until the build is no longer running")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="refresh until the build is no longer running")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the status as one JSON document")] = False,
     interval: Annotated[float, typer.Option(help="seconds between refreshes with --watch", min=0.5)] = 5.0,
-    window: Annotated[float, typer.Option(help="seconds of recent progress the rate is measured over", min=10)] = 300.0,
+    window: Annotated[
+        float, typer.Option(help="seconds of recent progress the rate is measured over", min=10)
+    ] = 300.0,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Where a build stands, read from its storage alone: stage, units, pairs and turns,

@@ -18,9 +18,7 @@ def iter_steps(storage: Storage, split: str) -> Iterator[dict[str, Any]]:
     urls = [str(storage.local_copy(s["url"])) for s in manifest["shards"][split]]
     if not urls:
         return
-    yield from WebDataset(urls, shardshuffle=False, empty_check=False).decode(
-        handle_extension("json", _json)
-    )
+    yield from WebDataset(urls, shardshuffle=False, empty_check=False).decode(handle_extension("json", _json))
 
 
 def _json(data: bytes) -> Any:

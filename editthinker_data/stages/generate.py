@@ -292,7 +292,9 @@ def _generate(cfg: BuildConfig, storage: Storage, partition: int, runner: Rollou
         usage.save()
         unanswered: dict[str, Counter[str]] = {}
         for t in transient:
-            who, reason = (t.failure.who, t.failure.reason) if t.failure else ("unknown backend", "unreachable")
+            who, reason = (
+                (t.failure.who, t.failure.reason) if t.failure else ("unknown backend", "unreachable")
+            )
             unanswered.setdefault(who, Counter())[reason] += 1
         progress.save("incomplete", transient={who: dict(c) for who, c in sorted(unanswered.items())})
         return GenerateReport(

@@ -26,7 +26,9 @@ def _run(tmp_path, lean):
     env = {k: v for k, v in os.environ.items() if k != "EDITTHINKER_LEAN_IMPORTS"}
     if lean:
         env["EDITTHINKER_LEAN_IMPORTS"] = "1"
-    done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

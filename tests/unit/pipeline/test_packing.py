@@ -10,7 +10,13 @@ from editthinker_data.pipeline.quotas import MIN_UNIT_PAIRS, TARGET_UNITS, parti
 
 
 def test_runs_fill_each_split_up_to_the_cap_and_cover_every_partition_once():
-    counts = {0: {"sft": 400, "rl": 100}, 1: {"sft": 500, "rl": 300}, 2: {"sft": 200}, 4: {"rl": 900}, 5: {"sft": 5}}
+    counts = {
+        0: {"sft": 400, "rl": 100},
+        1: {"sft": 500, "rl": 300},
+        2: {"sft": 200},
+        4: {"rl": 900},
+        5: {"sft": 5},
+    }
     runs = pack_partitions(range(7), counts, max_samples=1000)
     assert runs == [[0, 1], [2, 3, 4, 5, 6]]  # adding 2 to [0, 1] makes sft 1100
     flat = [p for run in runs for p in run]
