@@ -55,7 +55,7 @@ def run_on_worker(stage: Stage[R], output: str, unit: str, inputs: dict[str, Any
 def submit_unit(stage: Stage[Any], output: str, unit: str, inputs: dict[str, Any]) -> Any:
     """One unit as a Ray task; returns its reference."""
     env = {k: os.environ[k] for k in _FORWARDED_ENV if os.environ.get(k)}
-    task = ray.remote(run_on_worker).options(
+    task: Any = ray.remote(run_on_worker).options(
         num_cpus=stage.resources.num_cpus,
         num_gpus=stage.resources.num_gpus,
         max_retries=0,  # a unit is retried by the orchestrator (and resumes from its journal)

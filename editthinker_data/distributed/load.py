@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from editthinker_data.core.schema import Role
 
@@ -201,7 +202,7 @@ def auto_in_flight(
     return max(floor, min(cap, hold, math.ceil(floor + throughput * away_s)))
 
 
-def pool_report(load: PoolLoad, start: dict[str, float] | None, active_s: float) -> dict[str, float]:
+def pool_report(load: PoolLoad, start: dict[str, float] | None, active_s: float) -> dict[str, float | None]:
     """Busy fraction and idle time of one pool over a window (a unit, or the whole build)."""
     now, start = load.totals(), start or {}
     busy = now["busy_s"] - start.get("busy_s", 0.0)
@@ -217,11 +218,14 @@ def pool_report(load: PoolLoad, start: dict[str, float] | None, active_s: float)
     }
 
 
-def split_cost(cost: dict[str, float], shares: dict[object, int]) -> dict[object, dict[str, float]]:
+K = TypeVar("K", bound=Hashable)
+
+
+def split_cost(cost: Mapping[str, float], shares: Mapping[K, int]) -> dict[K, dict[str, float]]:
     """One batch's cost split over the units whose requests it carried, by request count;
     whole numbers (calls, tokens) stay whole and still add up to the batch's figure."""
     total = sum(shares.values())
-    out: dict[object, dict[str, float]] = {k: {} for k in shares}
+    out: dict[K, dict[str, float]] = {k: {} for k in shares}
     for key, value in cost.items():
         if isinstance(value, int) and not isinstance(value, bool):
             exact = {k: value * n / total for k, n in shares.items()}

@@ -205,11 +205,11 @@ class BuildMetrics:
         m[IN_FLIGHT.name].set(in_flight)
         m[TARGET.name].set(target)
         for key, (queued, outstanding, breaker_open) in pools.items():
-            tags = dict(self.tags[key])
-            m[ACTORS.name].set(len(outstanding), tags)
-            m[BUSY.name].set(sum(1 for n in outstanding if n) / max(1, len(outstanding)), tags)
-            m[QUEUE.name].set(queued, tags)
-            m[BREAKER.name].set(int(breaker_open), tags)
+            pool_tags = dict(self.tags[key])
+            m[ACTORS.name].set(len(outstanding), pool_tags)
+            m[BUSY.name].set(sum(1 for n in outstanding if n) / max(1, len(outstanding)), pool_tags)
+            m[QUEUE.name].set(queued, pool_tags)
+            m[BREAKER.name].set(int(breaker_open), pool_tags)
         with self._lock:
             sums, self._sums = self._sums, defaultdict(float)
         for (name, tags), value in sums.items():

@@ -340,7 +340,7 @@ class Workers:
         its last batch) is marked unreachable, with what the driver tallied for it."""
         asked = {a.info.remote(): (p, p.record(a)) for p in self.pools.values() for a in p.actors}
         ready = ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)[0] if asked else []
-        answers: dict[int, dict[str, Any]] = {}
+        answers: dict[int, dict[str, Any] | None] = {}
         for ref, (_, rec) in asked.items():
             try:
                 answers[id(rec)] = ray.get(ref) if ref in ready else None

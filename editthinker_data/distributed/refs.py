@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 
 from editthinker_data.core.schema import Trajectory
 from editthinker_data.distributed.events import BatchUsage, Event, TrajectoryDone, UnitEnd, UnitError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # The object (or its owner, or the node that held it) is gone: the request that needed it
 # cannot run here, but its rollout can start again from its source image.
@@ -72,7 +75,10 @@ def resolve(requests: list[Any]) -> tuple[list[Any], dict[int, InputLost]]:
 
 def materialize(traj: Trajectory) -> Trajectory:
     """The trajectory with its turn images fetched (raises if one was lost)."""
-    refs = [t.image for t in traj.turns if isinstance(t.image, ray.ObjectRef)]
+    # Turn.image is typed as the image it stands for; here some are references to one.
+    refs: list[ray.ObjectRef[Image.Image]] = [
+        cast("ray.ObjectRef[Image.Image]", t.image) for t in traj.turns if isinstance(t.image, ray.ObjectRef)
+    ]
     if not refs:
         return traj
     images = iter(ray.get(refs))

@@ -171,7 +171,7 @@ class Dispatcher:
     def feed(self, job: UnitJob, items: Sequence[Any]) -> None:
         start = job.available()
         for k, item in enumerate(items):
-            job.items[start + k] = item  # type: ignore[index]
+            job.items[start + k] = item
         job.fed = start + len(items)
         self._wake.set()
 
@@ -235,12 +235,13 @@ class Dispatcher:
         return self._active_s + (time.monotonic() - self._active_since if self._active_since else 0.0)
 
     def _set_active(self, active: bool) -> None:
-        if active == (self._active_since is not None):
+        since = self._active_since
+        if active == (since is not None):
             return
-        if active:
+        if since is None:  # becoming active
             self._active_since = time.monotonic()
         else:
-            self._active_s += time.monotonic() - self._active_since
+            self._active_s += time.monotonic() - since
             self._active_since = None
         for load in self.loads.values():
             load.set_active(active)

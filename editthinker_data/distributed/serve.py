@@ -53,8 +53,9 @@ class EditorReplica:
         self.batches = 0
         self.inside = 0  # requests handed to the batcher and not yet answered
         self.window: asyncio.Event | None = None  # set: requests may go to the batcher now
-        self.run.set_max_batch_size(spec.batch_size)
-        self.run.set_batch_wait_timeout_s(BATCH_WAIT_S)
+        # serve.batch adds these setters at run time; its type hints leave them out.
+        self.run.set_max_batch_size(spec.batch_size)  # type: ignore[attr-defined]
+        self.run.set_batch_wait_timeout_s(BATCH_WAIT_S)  # type: ignore[attr-defined]
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=BATCH_WAIT_S)
     async def run(self, requests: list[Any]) -> list[tuple[Any, int, str]]:
@@ -125,7 +126,8 @@ def deployment_options(role: str, spec: BackendSpec) -> dict[str, Any]:
 
 def editor_deployment(role: str, spec: BackendSpec, seed: int, context: BackendContext | None):
     """The bound Serve deployment of one backend (an editor, or the scorer)."""
-    deployment = serve.deployment(EditorReplica).options(**deployment_options(role, spec))
+    # serve.deployment(cls) returns a Deployment; its overloads type it as the decorator factory.
+    deployment = serve.deployment(EditorReplica).options(**deployment_options(role, spec))  # type: ignore[attr-defined]
     return deployment.bind(role, spec, seed, context)
 
 
@@ -170,7 +172,7 @@ def application(
                 "the config has a thinker, not a scorer; drop --scorer or serve a config with a scorer"
             )
         score = editor_deployment("scorer", cfg.scorer, cfg.seed, context)
-    return Ingress.bind(handles, info, cfg.seed, score, token_sha256)
+    return Ingress.bind(handles, info, cfg.seed, score, token_sha256)  # type: ignore[attr-defined]  # a Deployment
 
 
 def token_digest(token_env: str | None) -> str | None:

@@ -195,7 +195,7 @@ def start_service(
     """The dispatcher actor on this process's node, once its backend actors are all set up;
     returns it and the number of backend actors."""
     here = ray.get_runtime_context().get_node_id()
-    service = (
+    service: Any = (  # an actor handle: Ray's hints do not type its methods' .remote
         ray.remote(DispatchService)
         .options(
             num_cpus=0,
@@ -209,7 +209,7 @@ def start_service(
     try:
         actors = ray.get(service.actors.remote(), timeout=timeout_s)
     except ray.exceptions.RayActorError as err:  # its __init__ raised: a backend did not set up
-        cause = err.cause if getattr(err, "cause", None) is not None else err
+        cause = getattr(err, "cause", None) or err
         raise RuntimeError(f"a backend actor failed to start: {cause}") from err
     return service, actors
 
