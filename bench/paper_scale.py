@@ -2,7 +2,11 @@
 costs per turn, and how close the build comes to its devices' time.
 
     python bench/paper_scale.py [--pairs 2000 --pairs 20000] [--time-scale 2000]
-                                [--partition-size N] [--smoke]
+                                [--partition-size N] [--json F] [--baseline F] [--smoke]
+
+The full run (issue 24, item 4) is `--pairs 140000 --time-scale 100`: at the default time
+scale the devices' whole work (about 306 s) is far less than the CPU time the run needs on
+2 cores, so wall / ideal would measure the CPU, not the orchestration (docs/benchmarks.md).
 
 Each run is `editthinker-data build CONFIG --output OUT --state-dir STATE` in a subprocess,
 the whole path (pool -> generate -> select -> write_steps -> finalize -> release), on its own
