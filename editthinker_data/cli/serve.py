@@ -105,7 +105,10 @@ def serve(
     state = Path(state_dir) if state_dir else default_state_dir(cfg)
     started_ray = ensure_ray(cfg.run.ray_address, cfg.run.num_cpus, state)
     stopping = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Both signals stop it, whatever this process inherited: a shell that starts a job in the
+    # background without job control leaves SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so Ctrl-C or `kill -INT` would be lost.
+    previous = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         url = served.start(cfg, host, port, editor, scorer, token_env)
         names = editor or [e.name for e in cfg.editors]
@@ -124,7 +127,8 @@ def serve(
     except Exception as err:
         fail(escape(f"serve failed: {type(err).__name__}: {err}"), code=1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         console.print("stopping ...")
         try:
             served.stop(shutdown_serve=started_ray)

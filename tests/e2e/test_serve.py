@@ -224,7 +224,12 @@ def test_the_command_serves_one_editor_at_the_root_behind_a_token(tmp_path):
             "--port", str(port), "--token-env", "SERVE_TOKEN", "--state-dir", str(tmp_path / "st")]  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        # Started with SIGINT ignored, as a shell without job control starts a background job:
+        # Ctrl-C must still stop it (Python raises no KeyboardInterrupt then).
+        ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=ignore_sigint
+        )
     try:
         deadline = time.monotonic() + 240
         while "ready: EDIT_API_ENDPOINT=" not in log.read_text():
